@@ -1,0 +1,110 @@
+/* The backend interface: everything that touches the model's numbers goes through it, so the
+ * trainer, eval, sample, reconstruct and bench run unchanged on the CPU reference and on CUDA.
+ *
+ * Data: the host uploads each set once as bytes (0..255). A set uploaded with dynamic = 1 is
+ * binarized afresh at every training step (Bernoulli(byte/255) drawn from
+ * (seed, CUVAE_STREAM_BINARIZE, counter = step, element = slot*D + p)); otherwise pixels are
+ * scaled by 1/255 (static binarization and the test set are binarized once on the host, to 0/255).
+ * Evaluation of a set never binarizes dynamically (the host uploads such sets pre-binarized).
+ *
+ * Loss per example: rec = -log p(x|z) summed over pixels; kl = sum_d max(KL_d, free_bits) in closed
+ * form (the floor applies to the training objective only; metrics report the plain KL);
+ * loss = rec + beta * kl_floored. The batch objective is the mean over the batch. */
+#ifndef CUVAE_BACKEND_H
+#define CUVAE_BACKEND_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common.h"
+#include "config.h"
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { CUVAE_SET_TRAIN = 0, CUVAE_SET_VALID = 1, CUVAE_SET_TEST = 2, CUVAE_SET_COUNT } cuvae_set;
+
+/* What one training step needs from the host; nothing else crosses per step. */
+typedef struct {
+    uint64_t step;      /* global step index: keys the binarization and reparameterization noise */
+    float lr;           /* learning rate of this step (schedule applied by the trainer) */
+    float beta;         /* KL weight of this step (warm-up applied by the trainer) */
+    const int32_t *idx; /* [batch] rows of the training set */
+    int batch;
+} cuvae_step;
+
+/* Accumulated since the last reset; the host reads it every train.log_every steps. */
+typedef struct {
+    double loss, rec, kl;   /* sums over examples of the per-example loss, rec and plain KL */
+    double grad_norm_sum;   /* sum over steps of the global gradient norm (before clipping) */
+    int64_t examples, steps;
+    int64_t skipped;              /* steps whose update was withheld: loss or gradient non-finite */
+    int64_t first_nonfinite_step; /* -1 when none since the reset */
+} cuvae_metrics;
+
+/* Optimizer and parameter state, host side, in the flat layout of cuvae_model. */
+typedef struct {
+    float *params, *m, *v; /* [n_params] each, owned by the caller */
+    uint64_t adam_t;       /* updates applied so far (Adam's bias-correction count) */
+} cuvae_train_state;
+
+/* Outputs of an evaluation batch; any pointer may be NULL. Noise for sample k of example idx[i]
+ * comes from (seed, CUVAE_STREAM_EVAL, counter, element = (idx[i]*K + k)*latent + d), so the
+ * result for an example does not depend on how examples are batched. */
+typedef struct {
+    double *neg_elbo; /* [n] mean over k of rec_k, plus the closed-form KL (beta = 1, no floor) */
+    double *neg_iw;   /* [n] -(logsumexp_k log w_k - log K), log w_k = log p(x,z_k) - log q(z_k|x) */
+    double *rec;      /* [n] mean over k of -log p(x|z_k) */
+    double *kl;       /* [n] closed-form KL */
+    float *mu;        /* [n, latent] encoder means */
+    float *logvar;    /* [n, latent] encoder log-variances */
+} cuvae_eval_out;
+
+typedef struct cuvae_backend cuvae_backend;
+
+typedef struct {
+    const char *name; /* "cpu" or "cuda" */
+    void (*destroy)(cuvae_backend *be);
+    int (*upload)(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, int64_t n, int d,
+                  int dynamic, cuvae_status *st);
+    int (*train_step)(cuvae_backend *be, const cuvae_step *step, cuvae_status *st);
+    int (*read_metrics)(cuvae_backend *be, cuvae_metrics *out, int reset, cuvae_status *st);
+    int (*evaluate)(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,
+                    uint64_t counter, cuvae_eval_out *out, cuvae_status *st);
+    /* x_mean [n, x_dim]: Bernoulli probabilities (sigmoid of the logits) or Gaussian means. */
+    int (*decode)(cuvae_backend *be, const float *z, int n, float *x_mean, cuvae_status *st);
+    int (*get_state)(cuvae_backend *be, cuvae_train_state *out, cuvae_status *st);
+    int (*set_state)(cuvae_backend *be, const cuvae_train_state *in, cuvae_status *st);
+    /* Frees nothing; prints what each part of the backend's memory takes (MiB). */
+    void (*describe)(cuvae_backend *be, char *buf, size_t len);
+} cuvae_backend_ops;
+
+struct cuvae_backend {
+    const cuvae_backend_ops *ops;
+};
+
+/* Everything a backend is created from. Parameters start at cuvae_model_init(seed) and zero Adam
+ * state; set_state replaces them (resume, eval). */
+typedef struct {
+    const cuvae_model *model;
+    const cuvae_config *config; /* optim.*, train.seed, train.precision, free bits, clip */
+} cuvae_backend_spec;
+
+cuvae_backend *cuvae_cpu_backend_create(const cuvae_backend_spec *spec, cuvae_status *st);
+
+/* Built only with CUDA; returns NULL with a message when no device can be used. */
+cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *spec, cuvae_status *st);
+
+/* 1 when a CUDA device is usable (any failure of the runtime counts as "no GPU"), with its name. */
+int cuvae_cuda_available(char *name, size_t len);
+
+/* Picks per --device: auto = CUDA when available, else CPU; says which on `log` (may be NULL). */
+cuvae_backend *cuvae_backend_create(cuvae_device device, const cuvae_backend_spec *spec, FILE *log,
+                                    cuvae_status *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,42 @@
+/* Status reporting shared by every host module: library code fills a cuvae_status and returns
+ * non-zero; only main() decides to print and exit. */
+#ifndef CUVAE_COMMON_H
+#define CUVAE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    char msg[1024]; /* one line, no trailing newline: "what: where: expected" */
+} cuvae_status;
+
+/* Formats the message into st (when st is not NULL) and returns -1, so callers can write
+ * `return cuvae_fail(st, "...", ...);`. */
+int cuvae_fail(cuvae_status *st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Prefixes an existing message: "prefix: old message". Returns -1. */
+int cuvae_fail_prefix(cuvae_status *st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Allocation helpers that fail with a message naming what was being allocated. */
+void *cuvae_malloc(size_t bytes, const char *what, cuvae_status *st);
+void *cuvae_calloc(size_t count, size_t size, const char *what, cuvae_status *st);
+
+/* Monotonic wall clock in seconds. */
+double cuvae_now(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,56 @@
+/* IDX files (MNIST, Fashion-MNIST, KMNIST: N x H x W unsigned bytes, and N labels), gzip or raw,
+ * read through zlib with every header field validated. */
+#ifndef CUVAE_DATASET_H
+#define CUVAE_DATASET_H
+
+#include <stdint.h>
+
+#include "common.h"
+#include "config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    uint8_t *pixels;  /* [n, rows*cols] */
+    uint8_t *labels;  /* [n] or NULL */
+    int64_t n;
+    int rows, cols;
+    int d;            /* rows * cols */
+} cuvae_dataset;
+
+/* Reads an image file (magic 0x00000803) and, when labels_path is non-empty, its label file
+ * (0x00000801) whose count must match. Errors name the file and what was wrong ("...: truncated:
+ * expected 47040000 bytes of pixels, got 1000", "...: wrong magic 0x00000801, expected
+ * 0x00000803 (an IDX image file)", "...: corrupt gzip data: ..."). limit > 0 keeps the first
+ * `limit` examples. */
+int cuvae_dataset_load(cuvae_dataset *ds, const char *images_path, const char *labels_path,
+                       int64_t limit, cuvae_status *st);
+
+void cuvae_dataset_free(cuvae_dataset *ds);
+
+/* Copies rows idx[0..n) of src into dst (allocating). */
+int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int32_t *idx,
+                         int64_t n, cuvae_status *st);
+
+/* Writes an IDX image file (and labels when ds->labels and labels_path): used by tests and tools
+ * to make small data. gzip when the path ends in .gz. */
+int cuvae_dataset_write_idx(const cuvae_dataset *ds, const char *images_path,
+                            const char *labels_path, cuvae_status *st);
+
+/* The training data of a run: train/validation split by a seeded permutation, test set, each
+ * binarized as the config says (static: train once with train.seed; validation and test: once with
+ * a fixed seed, the published-likelihood protocol, whenever binarize != none). */
+typedef struct {
+    cuvae_dataset train, valid, test;
+    int train_dynamic; /* upload the training set with dynamic binarization */
+} cuvae_run_data;
+
+int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st);
+void cuvae_run_data_free(cuvae_run_data *rd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

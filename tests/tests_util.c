@@ -1,0 +1,97 @@
+/* Shared test helpers (see tests_util.h). */
+#include "tests_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "philox.h"
+
+int cuvae_test_failures = 0;
+
+void cuvae_check_msg(const char *file, int line, const char *msg, const char *needle)
+{
+    if (!msg || !strstr(msg, needle)) {
+        fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", file, line, msg ? msg : "(null)",
+                needle);
+        cuvae_test_failures++;
+    }
+}
+
+int cuvae_check_close(const char *what, const float *got, const float *ref, size_t n, double rtol,
+                      double atol)
+{
+    int bad = 0;
+    size_t worst = 0;
+    double worst_excess = -1;
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], r = ref[i];
+        double limit = atol + rtol * fabs(r);
+        double err = fabs(g - r);
+        int fail = !isfinite(g) || !isfinite(r) || err > limit;
+        if (fail) bad++;
+        double excess = isfinite(err) ? err - limit : INFINITY;
+        if (fail && excess > worst_excess) {
+            worst_excess = excess;
+            worst = i;
+        }
+    }
+    if (bad) {
+        fprintf(stderr, "%s: %d of %zu values out of tolerance (rtol %g, atol %g); worst [%zu]: got %.9g, "
+                "expected %.9g\n", what, bad, n, rtol, atol, worst, (double)got[worst], (double)ref[worst]);
+        cuvae_test_failures += bad;
+    }
+    return bad;
+}
+
+int cuvae_test_finish(const char *name)
+{
+    if (cuvae_test_failures) {
+        fprintf(stderr, "%s: %d check(s) failed\n", name, cuvae_test_failures);
+        return 1;
+    }
+    printf("%s: ok\n", name);
+    return 0;
+}
+
+int cuvae_test_tmpdir(char *buf, size_t len, const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    snprintf(buf, len, "%s/cuvae-%s-XXXXXX", base, tag);
+    return mkdtemp(buf) ? 0 : -1;
+}
+
+int cuvae_test_write_file(const char *path, const void *content, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(content, 1, len, f);
+    int rc = fclose(f);
+    return (w == len && rc == 0) ? 0 : -1;
+}
+
+void cuvae_test_make_images(uint8_t *pixels, uint8_t *labels, int n, int rows, int cols,
+                            uint64_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        int label = i % 10;
+        if (labels) labels[i] = (uint8_t)label;
+        /* Two strokes: a vertical one at a label-dependent column and a horizontal one at a
+         * label-dependent row, each jittered per example. */
+        float jitter = cuvae_u32_to_uniform(cuvae_philox_word(seed, 99, (uint64_t)i, 0)) - 0.5f;
+        float cx = (0.2f + 0.06f * (float)label + 0.05f * jitter) * (float)cols;
+        float cy = (0.8f - 0.06f * (float)label - 0.05f * jitter) * (float)rows;
+        for (int y = 0; y < rows; y++) {
+            for (int x = 0; x < cols; x++) {
+                float dx = ((float)x - cx) / (0.08f * (float)cols);
+                float dy = ((float)y - cy) / (0.08f * (float)rows);
+                float v = expf(-dx * dx) + ((label & 1) ? expf(-dy * dy) : 0.0f);
+                if (v > 1.0f) v = 1.0f;
+                pixels[(size_t)i * rows * cols + (size_t)y * cols + x] = (uint8_t)(v * 255.0f + 0.5f);
+            }
+        }
+    }
+}

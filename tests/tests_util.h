@@ -1,0 +1,54 @@
+/* Shared test helpers: checks that count failures, tolerance comparison with the project's
+ * tolerances (written once per precision), temporary directories and small generated data. */
+#ifndef CUVAE_TESTS_UTIL_H
+#define CUVAE_TESTS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Tolerances, once per precision: |a - ref| <= atol + rtol * |ref|. */
+#define CUVAE_FP32_RTOL 1e-5
+#define CUVAE_FP32_ATOL 1e-6
+#define CUVAE_TF32_RTOL 5e-3
+#define CUVAE_TF32_ATOL 5e-4
+#define CUVAE_BF16_RTOL 3e-2
+#define CUVAE_BF16_ATOL 3e-3
+
+/* Exit status ctest reads as "skipped". */
+#define CUVAE_TEST_SKIP 77
+
+extern int cuvae_test_failures;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);              \
+            cuvae_test_failures++;                                                                 \
+        }                                                                                          \
+    } while (0)
+
+/* Checks that st->msg contains `needle` (a failed check prints both). */
+#define CHECK_MSG(msg, needle) cuvae_check_msg(__FILE__, __LINE__, (msg), (needle))
+void cuvae_check_msg(const char *file, int line, const char *msg, const char *needle);
+
+/* Compares n values: every one finite and within atol + rtol*|ref|. Prints the worst offender and
+ * returns the number of failures (also added to cuvae_test_failures). */
+int cuvae_check_close(const char *what, const float *got, const float *ref, size_t n, double rtol,
+                      double atol);
+
+/* Ends a test: prints "<name>: ok" or the failure count; returns the exit status. */
+int cuvae_test_finish(const char *name);
+
+/* A fresh directory under $TMPDIR (or /tmp); path is written to buf. */
+int cuvae_test_tmpdir(char *buf, size_t len, const char *tag);
+
+/* Writes `content` to path; returns 0 on success. */
+int cuvae_test_write_file(const char *path, const void *content, size_t len);
+
+/* Small synthetic image data with structure a VAE can learn: n images of rows x cols bytes made of
+ * a few blurred strokes whose position depends on the label (label = i % 10). */
+void cuvae_test_make_images(uint8_t *pixels, uint8_t *labels, int n, int rows, int cols,
+                            uint64_t seed);
+
+#endif
