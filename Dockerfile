@@ -1,0 +1,42 @@
+# cuvae in a container: the CUDA devel image builds, the CUDA runtime image runs.
+#   docker build -t cuvae .
+#   docker run --gpus all -v $PWD/runs:/runs cuvae train /opt/cuvae/configs/fashion_mnist.ini
+# Data and runs are volumes: /data (your IDX files; Fashion-MNIST is baked in from the distribution
+# package at /usr/share/datasets/fashion-mnist) and /runs (run directories: checkpoints, metrics).
+# The entrypoint is exec-form, so SIGTERM from `docker stop` or a pre-empting scheduler reaches
+# cuvae itself, which writes a checkpoint and exits 143; restart the same command with
+# `--resume auto` to continue.
+
+ARG CUDA_VERSION=13.0.0
+ARG UBUNTU=ubuntu24.04
+
+FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential cmake pkg-config zlib1g-dev \
+        libopenblas-dev libinih-dev libjansson-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY CMakeLists.txt ./
+COPY host host
+COPY cuda cuda
+COPY bench bench
+COPY tests tests
+COPY configs configs
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+ && cmake --build build -j"$(nproc)" \
+ && install -D build/cuvae /opt/cuvae/bin/cuvae \
+ && cp -r configs /opt/cuvae/configs
+
+FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU}
+ENV DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends zlib1g libopenblas0-pthread libinih1 libjansson4 \
+        dataset-fashion-mnist \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/cuvae /opt/cuvae
+ENV PATH=/opt/cuvae/bin:$PATH
+VOLUME ["/data", "/runs"]
+WORKDIR /runs
+ENTRYPOINT ["/opt/cuvae/bin/cuvae"]
+CMD ["train", "/opt/cuvae/configs/fashion_mnist.ini", "output.dir=/runs/fashion_mnist", "--resume", "auto"]

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then
+#   1. a libFuzzer run of the checkpoint parser (bounded time),
+#   2. the host tests under AddressSanitizer + UndefinedBehaviorSanitizer,
+#   3. the release build (CUDA sources included when the toolkit is present) and every test; the
+#      `gpu` tests report as skipped where no GPU is usable.
+# Ends with ctest's summary line of step 3; exits non-zero when any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+fuzz_seconds=${CUVAE_FUZZ_SECONDS:-60}
+status=0
+
+bash tests/install_deps.sh --test || { echo "run_all: installing dependencies failed"; exit 1; }
+
+echo "== fuzz: checkpoint parser, ${fuzz_seconds}s"
+if command -v clang >/dev/null; then
+    CC=clang cmake -S . -B build-fuzz -DCUVAE_FUZZ=ON -DCUVAE_WITH_CUDA=OFF -DBUILD_TESTING=ON \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo >build-fuzz.log 2>&1 &&
+        cmake --build build-fuzz --target fuzz_checkpoint cuvae_fuzz_corpus -j"$jobs" >>build-fuzz.log 2>&1
+    if [ $? -ne 0 ]; then
+        tail -30 build-fuzz.log; echo "run_all: fuzz build failed"; status=1
+    else
+        rm -rf build-fuzz/corpus && mkdir -p build-fuzz/corpus
+        CUVAE_FUZZ_CORPUS=build-fuzz/corpus ./build-fuzz/tests/cuvae_fuzz_corpus >/dev/null
+        if ./build-fuzz/tests/fuzz_checkpoint -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 \
+            -print_final_stats=1 build-fuzz/corpus >build-fuzz/fuzz.log 2>&1; then
+            grep -E 'stat::number_of_executed_units|Done' build-fuzz/fuzz.log | tail -2
+        else
+            tail -40 build-fuzz/fuzz.log; echo "run_all: the fuzzer found a failure"; status=1
+        fi
+    fi
+else
+    echo "run_all: clang not found, fuzzing skipped"
+fi
+
+echo "== host tests under ASan + UBSan"
+if cmake -S . -B build-asan -DCUVAE_SANITIZE=ON -DCUVAE_WITH_CUDA=OFF \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo >build-asan.log 2>&1 &&
+   cmake --build build-asan -j"$jobs" >>build-asan.log 2>&1; then
+    (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --output-on-failure -j"$jobs" -LE gpu) || status=1
+else
+    tail -40 build-asan.log; echo "run_all: sanitizer build failed"; status=1
+fi
+
+echo "== release build and all tests"
+if cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >build.log 2>&1 &&
+   cmake --build build -j"$jobs" >>build.log 2>&1; then
+    (cd build && ctest --output-on-failure -j"$jobs") || status=1
+else
+    tail -40 build.log; echo "run_all: build failed"; status=1
+fi
+exit $status
