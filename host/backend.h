@@ -24,7 +24,12 @@
 extern "C" {
 #endif
 
-typedef enum { CUVAE_SET_TRAIN = 0, CUVAE_SET_VALID = 1, CUVAE_SET_TEST = 2, CUVAE_SET_COUNT } cuvae_set;
+typedef enum {
+    CUVAE_SET_TRAIN = 0,
+    CUVAE_SET_VALID = 1,
+    CUVAE_SET_TEST = 2,
+    CUVAE_SET_COUNT
+} cuvae_set;
 
 /* What one training step needs from the host; nothing else crosses per step. */
 typedef struct {
@@ -37,8 +42,8 @@ typedef struct {
 
 /* Accumulated since the last reset; the host reads it every train.log_every steps. */
 typedef struct {
-    double loss, rec, kl;   /* sums over examples of the per-example loss, rec and plain KL */
-    double grad_norm_sum;   /* sum over steps of the global gradient norm (before clipping) */
+    double loss, rec, kl; /* sums over examples of the per-example loss, rec and plain KL */
+    double grad_norm_sum; /* sum over steps of the global gradient norm (before clipping) */
     int64_t examples, steps;
     int64_t skipped;              /* steps whose update was withheld: loss or gradient non-finite */
     int64_t first_nonfinite_step; /* -1 when none since the reset */
@@ -55,11 +60,11 @@ typedef struct {
  * result for an example does not depend on how examples are batched. */
 typedef struct {
     double *neg_elbo; /* [n] mean over k of rec_k, plus the closed-form KL (beta = 1, no floor) */
-    double *neg_iw;   /* [n] -(logsumexp_k log w_k - log K), log w_k = log p(x,z_k) - log q(z_k|x) */
-    double *rec;      /* [n] mean over k of -log p(x|z_k) */
-    double *kl;       /* [n] closed-form KL */
-    float *mu;        /* [n, latent] encoder means */
-    float *logvar;    /* [n, latent] encoder log-variances */
+    double *neg_iw; /* [n] -(logsumexp_k log w_k - log K), log w_k = log p(x,z_k) - log q(z_k|x) */
+    double *rec;    /* [n] mean over k of -log p(x|z_k) */
+    double *kl;     /* [n] closed-form KL */
+    float *mu;      /* [n, latent] encoder means */
+    float *logvar;  /* [n, latent] encoder log-variances */
 } cuvae_eval_out;
 
 typedef struct cuvae_backend cuvae_backend;

@@ -28,7 +28,7 @@ int cuvae_fail_prefix(cuvae_status *st, const char *fmt, ...)
         vsnprintf(prefix, sizeof prefix, fmt, ap);
         va_end(ap);
         memcpy(old, st->msg, sizeof old);
-        snprintf(st->msg, sizeof st->msg, "%s: %s", prefix, old);
+        snprintf(st->msg, sizeof st->msg, "%.500s: %.500s", prefix, old);
     }
     return -1;
 }

@@ -30,10 +30,10 @@ typedef struct {
         char train_labels[CUVAE_PATH_LEN]; /* may be empty: no labels */
         char test_images[CUVAE_PATH_LEN];
         char test_labels[CUVAE_PATH_LEN];
-        int validation;         /* examples carved from the training set (seeded permutation) */
+        int validation;          /* examples carved from the training set (seeded permutation) */
         cuvae_binarize binarize; /* none | static | dynamic */
-        int limit_train;        /* 0 = all; else use only the first N training examples */
-        int limit_test;         /* 0 = all */
+        int limit_train;         /* 0 = all; else use only the first N training examples */
+        int limit_test;          /* 0 = all */
     } data;
     struct {
         int hidden[CUVAE_MAX_HIDDEN]; /* encoder hidden sizes; the decoder mirrors them */
@@ -67,8 +67,8 @@ typedef struct {
         int batch_size; /* examples per evaluation batch */
     } eval;
     struct {
-        char dir[CUVAE_PATH_LEN]; /* run directory; default runs/<config name> */
-        int checkpoint_every_steps; /* 0 = off */
+        char dir[CUVAE_PATH_LEN];    /* run directory; default runs/<config name> */
+        int checkpoint_every_steps;  /* 0 = off */
         int checkpoint_every_epochs; /* 0 = off */
         int keep_last;               /* checkpoints kept besides best */
         int images;                  /* write PNG grids each epoch (0/1) */

@@ -39,8 +39,8 @@ void cuvae_cpu_relu_backward(const float *y, float *dy, size_t n);
 
 /* enc [B, 2L] = [mu | logvar] per row; eps [B, L]. Writes z [B, L] =, kl [B] = (plain, no floor),
  * kl_floored [B] = sum_d max(KL_bd, free_bits) (may be NULL). */
-void cuvae_cpu_reparam_kl_forward(const float *enc, const float *eps, int B, int L,
-                                  float free_bits, float *z, double *kl, double *kl_floored);
+void cuvae_cpu_reparam_kl_forward(const float *enc, const float *eps, int B, int L, float free_bits,
+                                  float *z, double *kl, double *kl_floored);
 
 /* Given dz [B, L] (gradient of the batch loss w.r.t. z, already including 1/B), writes
  * denc [B, 2L] = gradient w.r.t. [mu | logvar] of the batch loss, adding the KL term's

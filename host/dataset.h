@@ -13,11 +13,11 @@ extern "C" {
 #endif
 
 typedef struct {
-    uint8_t *pixels;  /* [n, rows*cols] */
-    uint8_t *labels;  /* [n] or NULL */
+    uint8_t *pixels; /* [n, rows*cols] */
+    uint8_t *labels; /* [n] or NULL */
     int64_t n;
     int rows, cols;
-    int d;            /* rows * cols */
+    int d; /* rows * cols */
 } cuvae_dataset;
 
 /* Reads an image file (magic 0x00000803) and, when labels_path is non-empty, its label file
@@ -47,7 +47,8 @@ typedef struct {
     int train_dynamic; /* upload the training set with dynamic binarization */
 } cuvae_run_data;
 
-int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st);
+int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train,
+                        cuvae_status *st);
 void cuvae_run_data_free(cuvae_run_data *rd);
 
 #ifdef __cplusplus

@@ -83,7 +83,8 @@ void cuvae_model_init(const cuvae_model *m, uint64_t seed, float *params)
         int fan_in = t[i].ndim == 2 ? (int)t[i].shape[1] : (int)t[i - 1].shape[1];
         float bound = 1.0f / sqrtf((float)fan_in);
         for (size_t j = 0; j < t[i].count; j++) {
-            float u = cuvae_u32_to_uniform(cuvae_philox_word(seed, CUVAE_STREAM_INIT, (uint64_t)i, j));
+            float u =
+                cuvae_u32_to_uniform(cuvae_philox_word(seed, CUVAE_STREAM_INIT, (uint64_t)i, j));
             params[t[i].offset + j] = bound * (2.0f * u - 1.0f);
         }
     }

@@ -38,10 +38,10 @@ typedef struct {
 } cuvae_model;
 
 typedef struct {
-    char name[32];  /* "encoder.0.weight" */
-    int ndim;       /* 1 or 2 */
+    char name[32]; /* "encoder.0.weight" */
+    int ndim;      /* 1 or 2 */
     int64_t shape[2];
-    size_t offset;  /* in floats, into the flat buffer */
+    size_t offset; /* in floats, into the flat buffer */
     size_t count;
 } cuvae_tensor_info;
 

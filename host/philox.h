@@ -18,14 +18,14 @@ extern "C" {
 
 /* Streams: one per use, so that no two uses ever share a word. */
 enum {
-    CUVAE_STREAM_INIT = 1,          /* counter = tensor index, element = value index */
-    CUVAE_STREAM_SPLIT = 2,         /* validation split permutation */
-    CUVAE_STREAM_SHUFFLE = 3,       /* counter = epoch */
-    CUVAE_STREAM_BINARIZE = 4,      /* dynamic binarization: counter = step, element = slot*D+p */
-    CUVAE_STREAM_REPARAM = 5,       /* training noise: counter = step, element = slot*L+d */
-    CUVAE_STREAM_EVAL = 6,          /* eval noise: counter = round, element = (i*K+k)*L+d */
+    CUVAE_STREAM_INIT = 1,           /* counter = tensor index, element = value index */
+    CUVAE_STREAM_SPLIT = 2,          /* validation split permutation */
+    CUVAE_STREAM_SHUFFLE = 3,        /* counter = epoch */
+    CUVAE_STREAM_BINARIZE = 4,       /* dynamic binarization: counter = step, element = slot*D+p */
+    CUVAE_STREAM_REPARAM = 5,        /* training noise: counter = step, element = slot*L+d */
+    CUVAE_STREAM_EVAL = 6,           /* eval noise: counter = round, element = (i*K+k)*L+d */
     CUVAE_STREAM_FIXED_BINARIZE = 7, /* static / test / validation binarization: element = i*D+p */
-    CUVAE_STREAM_SAMPLE = 8         /* prior samples for `sample` and image grids */
+    CUVAE_STREAM_SAMPLE = 8          /* prior samples for `sample` and image grids */
 };
 
 /* The seed that binarizes the test set once (the published-likelihood protocol): fixed, so test

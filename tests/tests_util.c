@@ -39,8 +39,10 @@ int cuvae_check_close(const char *what, const float *got, const float *ref, size
         }
     }
     if (bad) {
-        fprintf(stderr, "%s: %d of %zu values out of tolerance (rtol %g, atol %g); worst [%zu]: got %.9g, "
-                "expected %.9g\n", what, bad, n, rtol, atol, worst, (double)got[worst], (double)ref[worst]);
+        fprintf(stderr,
+                "%s: %d of %zu values out of tolerance (rtol %g, atol %g); worst [%zu]: got %.9g, "
+                "expected %.9g\n",
+                what, bad, n, rtol, atol, worst, (double)got[worst], (double)ref[worst]);
         cuvae_test_failures += bad;
     }
     return bad;
@@ -90,7 +92,8 @@ void cuvae_test_make_images(uint8_t *pixels, uint8_t *labels, int n, int rows, i
                 float dy = ((float)y - cy) / (0.08f * (float)rows);
                 float v = expf(-dx * dx) + ((label & 1) ? expf(-dy * dy) : 0.0f);
                 if (v > 1.0f) v = 1.0f;
-                pixels[(size_t)i * rows * cols + (size_t)y * cols + x] = (uint8_t)(v * 255.0f + 0.5f);
+                pixels[(size_t)i * rows * cols + (size_t)y * cols + x] =
+                    (uint8_t)(v * 255.0f + 0.5f);
             }
         }
     }
