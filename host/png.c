@@ -1,0 +1,166 @@
+/* PNG writer for 8-bit grayscale images (signature, IHDR, one IDAT of zlib-compressed scanlines
+ * with filter type 0, IEND; every chunk with its CRC-32) and grids of example images.
+ *
+ * Files are written atomically: into PATH.tmp.<pid>, flushed and fsync'ed, then renamed over
+ * PATH, so a reader (or a crash) never sees half an image. On failure the temporary file is
+ * removed.
+ *
+ * Grids: tiles in row-major order, `per_row` a row, separated by a 1-pixel gap. Gaps and the
+ * unused tiles of the last row are mid-grey (128), which stays visible against both the dark
+ * background and the bright strokes of MNIST-like images. */
+#include "png.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define PNG_GAP_VALUE 128
+/* PNG stores widths and heights as 31-bit values. */
+#define PNG_MAX_DIM 0x7fffffffL
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* Writes one chunk: length, type, data, CRC-32 over type and data. Returns 0 or -1 (errno set
+ * by stdio). */
+static int write_chunk(FILE *f, const char type[4], const unsigned char *data, uint32_t len)
+{
+    unsigned char head[8], tail[4];
+    put_be32(head, len);
+    memcpy(head + 4, type, 4);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, (const Bytef *)type, 4);
+    if (len) crc = crc32(crc, data, len);
+    put_be32(tail, (uint32_t)crc);
+    if (fwrite(head, 1, 8, f) != 8) return -1;
+    if (len && fwrite(data, 1, len, f) != len) return -1;
+    return fwrite(tail, 1, 4, f) == 4 ? 0 : -1;
+}
+
+/* The compressed image data: each scanline is a filter byte (0, none) and the row's pixels. */
+static int compress_scanlines(const char *path, const uint8_t *pixels, int width, int height,
+                              unsigned char **out, uLongf *out_len, cuvae_status *st)
+{
+    size_t stride = (size_t)width + 1;
+    size_t raw_len = stride * (size_t)height;
+    if (raw_len > ULONG_MAX / 2)
+        return cuvae_fail(st, "cannot write PNG %s: %d x %d pixels is too large", path, width,
+                          height);
+    unsigned char *raw = cuvae_malloc(raw_len, "PNG scanlines", st);
+    if (!raw) return -1;
+    for (int y = 0; y < height; y++) {
+        raw[(size_t)y * stride] = 0;
+        memcpy(raw + (size_t)y * stride + 1, pixels + (size_t)y * (size_t)width, (size_t)width);
+    }
+    uLongf bound = compressBound((uLong)raw_len);
+    unsigned char *z = cuvae_malloc(bound, "PNG image data", st);
+    if (!z) {
+        free(raw);
+        return -1;
+    }
+    int rc = compress2(z, &bound, raw, (uLong)raw_len, 6);
+    free(raw);
+    if (rc != Z_OK) {
+        free(z);
+        return cuvae_fail(st, "cannot write PNG %s: zlib compress2 failed: %s", path, zError(rc));
+    }
+    if (bound > 0x7fffffffUL) {
+        free(z);
+        return cuvae_fail(st, "cannot write PNG %s: compressed data exceeds a PNG chunk", path);
+    }
+    *out = z;
+    *out_len = bound;
+    return 0;
+}
+
+int cuvae_png_write_gray(const char *path, const uint8_t *pixels, int width, int height,
+                         cuvae_status *st)
+{
+    /* An int is within PNG's 31-bit limit; only non-positive sizes need refusing. */
+    if (width <= 0 || height <= 0)
+        return cuvae_fail(st, "cannot write PNG %s: invalid size %d x %d", path, width, height);
+    unsigned char *idat = NULL;
+    uLongf idat_len = 0;
+    if (compress_scanlines(path, pixels, width, height, &idat, &idat_len, st)) return -1;
+
+    static const unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    unsigned char ihdr[13];
+    put_be32(ihdr, (uint32_t)width);
+    put_be32(ihdr + 4, (uint32_t)height);
+    ihdr[8] = 8;  /* bit depth */
+    ihdr[9] = 0;  /* colour type: grayscale */
+    ihdr[10] = 0; /* compression: deflate */
+    ihdr[11] = 0; /* filter method 0 */
+    ihdr[12] = 0; /* no interlace */
+
+    size_t tlen = strlen(path) + 32;
+    char *tmp = cuvae_malloc(tlen, "a temporary file name", st);
+    if (!tmp) {
+        free(idat);
+        return -1;
+    }
+    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    int err = 0;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        err = errno;
+    } else {
+        errno = 0;
+        if (fwrite(signature, 1, sizeof signature, f) != sizeof signature ||
+            write_chunk(f, "IHDR", ihdr, sizeof ihdr) ||
+            write_chunk(f, "IDAT", idat, (uint32_t)idat_len) || write_chunk(f, "IEND", NULL, 0) ||
+            fflush(f) != 0 || fsync(fileno(f)) != 0)
+            err = errno ? errno : EIO;
+        if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+        if (!err && rename(tmp, path) != 0) err = errno;
+        if (err) remove(tmp);
+    }
+    free(tmp);
+    free(idat);
+    if (err) return cuvae_fail(st, "cannot write PNG %s: %s", path, strerror(err));
+    return 0;
+}
+
+static uint8_t unit_to_byte(float v)
+{
+    if (!(v > 0.0f)) return 0; /* also NaN */
+    if (v >= 1.0f) return 255;
+    return (uint8_t)(v * 255.0f + 0.5f);
+}
+
+int cuvae_png_write_grid(const char *path, const float *images, int n, int rows, int cols,
+                         int per_row, cuvae_status *st)
+{
+    if (n <= 0 || rows <= 0 || cols <= 0 || per_row <= 0)
+        return cuvae_fail(st, "cannot write PNG %s: invalid grid of %d images of %d x %d, %d a row",
+                          path, n, rows, cols, per_row);
+    int64_t tiles_x = n < per_row ? n : per_row;
+    int64_t tiles_y = ((int64_t)n + per_row - 1) / per_row;
+    int64_t width = tiles_x * (cols + 1) - 1, height = tiles_y * (rows + 1) - 1;
+    if (width > PNG_MAX_DIM || height > PNG_MAX_DIM || width * height > ((int64_t)1 << 34))
+        return cuvae_fail(st, "cannot write PNG %s: a grid of %lld x %lld pixels is too large",
+                          path, (long long)width, (long long)height);
+    uint8_t *grid = cuvae_malloc((size_t)(width * height), "the image grid", st);
+    if (!grid) return -1;
+    memset(grid, PNG_GAP_VALUE, (size_t)(width * height));
+    for (int i = 0; i < n; i++) {
+        int64_t x0 = (int64_t)(i % per_row) * (cols + 1), y0 = (int64_t)(i / per_row) * (rows + 1);
+        const float *img = images + (size_t)i * (size_t)rows * (size_t)cols;
+        for (int y = 0; y < rows; y++)
+            for (int x = 0; x < cols; x++)
+                grid[(y0 + y) * width + x0 + x] = unit_to_byte(img[(size_t)y * cols + x]);
+    }
+    int rc = cuvae_png_write_gray(path, grid, (int)width, (int)height, st);
+    free(grid);
+    return rc;
+}
