@@ -48,7 +48,7 @@ uint32_t cuvae_philox_word(uint64_t seed, uint32_t stream, uint64_t counter, uin
 
 float cuvae_u32_to_uniform(uint32_t w)
 {
-    return ((float)(w >> 8) + 0.5f) * (1.0f / 16777216.0f);
+    return ((float)(w >> 9) + 0.5f) * (1.0f / 8388608.0f);
 }
 
 void cuvae_normal_fill(uint64_t seed, uint32_t stream, uint64_t counter, uint64_t first, float *out,

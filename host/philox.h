@@ -38,7 +38,8 @@ void cuvae_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t 
 /* The 32-bit word for (seed, stream, counter, element). */
 uint32_t cuvae_philox_word(uint64_t seed, uint32_t stream, uint64_t counter, uint64_t element);
 
-/* Uniform in (0, 1): ((w >> 8) + 0.5) * 2^-24, exact in float, never 0 or 1. */
+/* Uniform in (0, 1): ((w >> 9) + 0.5) * 2^-23: 23 bits so that
+ * the top value plus one half is still exact in float; never 0 or 1. */
 float cuvae_u32_to_uniform(uint32_t w);
 
 /* Standard normals for elements [first, first + n) of (seed, stream, counter). Box-Muller on the
