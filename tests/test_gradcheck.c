@@ -1,0 +1,455 @@
+/* Gradient checks: every backward of cpu_ops.c, and the whole training gradient of the CPU
+ * backend, against central finite differences.
+ *
+ * The forward passes run in float32 (they are the code under test), so a finite difference
+ * carries the loss's rounding error divided by the step: with losses of order 1-10 that is
+ * ~1e-6 / (2h). The nonlinear checks use h = 1e-3 (rounding ~5e-4 absolute at worst, truncation
+ * O(h^2) ~1e-6) and accept |g - fd| <= 1e-2 * max(|g|, |fd|) + 1e-3; the linear ones are exact up
+ * to rounding and use h = 0.5 with 1e-4 relative. Perturbations are the float deltas actually
+ * applied ((p + h) - p), not h.
+ *
+ * Kinks would make a finite difference meaningless, so the full-model check takes the first
+ * initialization seed whose reference forward has no ReLU pre-activation within KINK_MARGIN of 0,
+ * and puts the free-bits floor in the middle of the widest gap between the per-dimension KL
+ * values (at least 2 KINK_MARGIN wide), so that some dimensions are floored and others not, all
+ * far from the floor. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "config.h"
+#include "cpu_ops.h"
+#include "model.h"
+#include "philox.h"
+#include "tests_util.h"
+
+#define FD_RTOL 1e-2
+#define FD_ATOL 1e-3
+#define FD_H 1e-3
+#define KINK_MARGIN 0.01 /* 10 h: a parameter step of h moves a pre-activation by ~h at most */
+
+/* Deterministic values in [lo, hi) for test inputs. */
+static void fill_uniform(float *out, size_t n, float lo, float hi, uint64_t counter)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = lo + (hi - lo) * cuvae_u32_to_uniform(cuvae_philox_word(42, 77, counter, i));
+}
+
+typedef struct {
+    const char *what;
+    int checked, bad;
+    double worst_err; /* largest |g - fd| / (atol + rtol * max) */
+    size_t worst_i;
+    double worst_g, worst_fd;
+} fd_report;
+
+static void fd_compare(fd_report *r, size_t i, double g, double fd, double rtol, double atol)
+{
+    double limit = atol + rtol * fmax(fabs(g), fabs(fd));
+    double ratio = fabs(g - fd) / limit;
+    r->checked++;
+    if (!(ratio <= 1.0)) r->bad++;
+    if (!(ratio <= r->worst_err)) {
+        r->worst_err = ratio;
+        r->worst_i = i;
+        r->worst_g = g;
+        r->worst_fd = fd;
+    }
+}
+
+static void fd_finish(const fd_report *r)
+{
+    printf("  %-44s %4d values, worst |g-fd|/tol %.3f (g %.6g, fd %.6g)\n", r->what, r->checked,
+           r->worst_err, r->worst_g, r->worst_fd);
+    if (r->bad) {
+        fprintf(stderr,
+                "%s: %d of %d gradients differ from finite differences; worst [%zu]: "
+                "analytic %.9g, numeric %.9g\n",
+                r->what, r->bad, r->checked, r->worst_i, r->worst_g, r->worst_fd);
+        cuvae_test_failures += r->bad;
+    }
+    CHECK(r->checked > 0);
+}
+
+/* Perturbs *p by +-h and returns the applied deltas through dp, dm. */
+static float bump(float *p, double h, int sign, double *applied)
+{
+    float old = *p;
+    *p = (float)((double)old + sign * h);
+    *applied = sign > 0 ? (double)*p - (double)old : (double)old - (double)*p;
+    return old;
+}
+
+/* ---- single ops ---------------------------------------------------------------------------- */
+
+/* Loss sum(y .* R) of y = x.w^T + b: linear in each argument, so differences are exact. */
+static double linear_loss(const float *x, const float *w, const float *b, const float *R, int B,
+                          int in, int out, int relu, float *y)
+{
+    cuvae_cpu_linear_forward(x, w, b, B, in, out, relu, y);
+    double s = 0;
+    for (int i = 0; i < B * out; i++) s += (double)y[i] * R[i];
+    return s;
+}
+
+static void check_linear(int relu)
+{
+    enum { B = 5, IN = 7, OUT = 6 };
+    float x[B * IN], w[OUT * IN], b[OUT], R[B * OUT], y[B * OUT], dy[B * OUT];
+    float dw[OUT * IN], db[OUT], dx[B * IN];
+    fill_uniform(x, B * IN, -1, 1, 1);
+    fill_uniform(w, OUT * IN, -1, 1, 2);
+    fill_uniform(b, OUT, -0.5f, 0.5f, 3);
+    fill_uniform(R, B * OUT, -1, 1, 4);
+    linear_loss(x, w, b, R, B, IN, OUT, relu, y);
+    memcpy(dy, R, sizeof dy);
+    if (relu) cuvae_cpu_relu_backward(y, dy, B * OUT);
+    cuvae_cpu_linear_backward(x, w, dy, B, IN, OUT, dw, db, dx);
+
+    /* Exact linearity: y(x + x') = y(x) + x'.w^T with the bias counted once. */
+    if (!relu) {
+        float x2[B * IN], xs[B * IN], y2[B * OUT], ys[B * OUT], zero[OUT] = {0}, ylin[B * OUT];
+        fill_uniform(x2, B * IN, -1, 1, 5);
+        for (int i = 0; i < B * IN; i++) xs[i] = x[i] + x2[i];
+        cuvae_cpu_linear_forward(x2, w, zero, B, IN, OUT, 0, y2);
+        cuvae_cpu_linear_forward(xs, w, b, B, IN, OUT, 0, ys);
+        for (int i = 0; i < B * OUT; i++) ylin[i] = y[i] + y2[i];
+        cuvae_check_close("linear forward is linear in x", ys, ylin, B * OUT, 1e-5, 1e-5);
+    }
+
+    /* The kink of the ReLU: keep the difference away from it (h below the smallest |y|). */
+    double h = 0.5, min_pre = INFINITY;
+    if (relu) {
+        float pre[B * OUT];
+        cuvae_cpu_linear_forward(x, w, b, B, IN, OUT, 0, pre);
+        for (int i = 0; i < B * OUT; i++) min_pre = fmin(min_pre, fabs(pre[i]));
+        h = 1e-3;
+        CHECK(min_pre > 0.02);
+    }
+    double rtol = relu ? FD_RTOL : 1e-4, atol = relu ? FD_ATOL : 1e-4;
+    struct {
+        const char *name;
+        float *v, *g;
+        int n;
+    } args[3] = {{"w", w, dw, OUT * IN}, {"b", b, db, OUT}, {"x", x, dx, B * IN}};
+    for (int a = 0; a < 3; a++) {
+        char what[64];
+        snprintf(what, sizeof what, "linear%s backward d%s", relu ? "+relu" : "", args[a].name);
+        fd_report r = {.what = what};
+        for (int i = 0; i < args[a].n; i++) {
+            double hp, hm;
+            float old = bump(&args[a].v[i], h, +1, &hp);
+            double lp = linear_loss(x, w, b, R, B, IN, OUT, relu, y);
+            args[a].v[i] = old;
+            bump(&args[a].v[i], h, -1, &hm);
+            double lm = linear_loss(x, w, b, R, B, IN, OUT, relu, y);
+            args[a].v[i] = old;
+            fd_compare(&r, (size_t)i, args[a].g[i], (lp - lm) / (hp + hm), rtol, atol);
+        }
+        fd_finish(&r);
+    }
+}
+
+/* Widest gap between sorted values: the floor goes in its middle. */
+static float widest_gap(const float *v, int n, float *gap)
+{
+    float lo = 0, hi = 0;
+    for (int i = 0; i < n; i++) {
+        float below = -INFINITY;
+        for (int j = 0; j < n; j++)
+            if (v[j] < v[i] && v[j] > below) below = v[j];
+        if (isfinite(below) && v[i] - below > hi - lo) {
+            lo = below;
+            hi = v[i];
+        }
+    }
+    *gap = hi - lo;
+    return 0.5f * (lo + hi);
+}
+
+/* Loss sum(z .* R) + kl_scale * sum_b kl_floored_b. */
+static double reparam_loss(const float *enc, const float *eps, const float *R, int B, int L,
+                           float kl_scale, float fb)
+{
+    float z[64];
+    double kl[8], klf[8];
+    cuvae_cpu_reparam_kl_forward(enc, eps, B, L, fb, z, kl, klf);
+    double s = 0;
+    for (int i = 0; i < B * L; i++) s += (double)z[i] * R[i];
+    for (int b = 0; b < B; b++) s += (double)kl_scale * klf[b];
+    return s;
+}
+
+static void check_reparam_kl(void)
+{
+    enum { B = 4, L = 5 };
+    float enc[B * 2 * L], eps[B * L], R[B * L], denc[B * 2 * L];
+    fill_uniform(enc, B * 2 * L, -1.2f, 1.2f, 10);
+    cuvae_normal_fill(9, CUVAE_STREAM_REPARAM, 3, 0, eps, B * L);
+    fill_uniform(R, B * L, -1, 1, 11);
+    const float kl_scale = 0.7f;
+    /* Floor in the widest gap of the per-dimension KLs: some bind, some do not. */
+    float kls[B * L];
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < L; d++) {
+            float mu = enc[b * 2 * L + d], lv = enc[b * 2 * L + L + d];
+            kls[b * L + d] = 0.5f * (mu * mu + expf(lv) - 1.0f - lv);
+        }
+    float gap;
+    float fb = widest_gap(kls, B * L, &gap);
+    CHECK(gap > 0.02f);
+    cuvae_cpu_reparam_kl_backward(enc, eps, R, B, L, kl_scale, fb, denc);
+    fd_report r = {.what = "reparam_kl backward d[mu|logvar] (free bits)"};
+    for (int i = 0; i < B * 2 * L; i++) {
+        double hp, hm;
+        float old = bump(&enc[i], FD_H, +1, &hp);
+        double lp = reparam_loss(enc, eps, R, B, L, kl_scale, fb);
+        enc[i] = old;
+        bump(&enc[i], FD_H, -1, &hm);
+        double lm = reparam_loss(enc, eps, R, B, L, kl_scale, fb);
+        enc[i] = old;
+        fd_compare(&r, (size_t)i, denc[i], (lp - lm) / (hp + hm), FD_RTOL, FD_ATOL);
+    }
+    fd_finish(&r);
+    /* Without the floor the KL gradient is mu and (exp(lv) - 1) / 2 everywhere. */
+    float zero_dz[B * L] = {0};
+    cuvae_cpu_reparam_kl_backward(enc, eps, zero_dz, B, L, 1.0f, 0.0f, denc);
+    int bad = 0;
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < L; d++) {
+            float mu = enc[b * 2 * L + d], lv = enc[b * 2 * L + L + d];
+            bad += fabsf(denc[b * 2 * L + d] - mu) > 1e-6f;
+            bad += fabsf(denc[b * 2 * L + L + d] - 0.5f * (expf(lv) - 1.0f)) > 1e-6f;
+        }
+    CHECK(bad == 0);
+}
+
+static double lik_loss(const float *out, const float *x, int B, int D, cuvae_likelihood lik,
+                       float sigma, float scale)
+{
+    double nll[8], s = 0;
+    cuvae_cpu_likelihood(out, x, B, D, lik, sigma, scale, nll, NULL);
+    for (int b = 0; b < B; b++) s += (double)scale * nll[b];
+    return s;
+}
+
+static void check_likelihood(cuvae_likelihood lik, int binary)
+{
+    enum { B = 3, D = 9 };
+    float out[B * D], x[B * D], dout[B * D];
+    if (lik == CUVAE_LIK_BERNOULLI)
+        fill_uniform(out, B * D, -6.0f, 6.0f, 20); /* logits */
+    else
+        fill_uniform(out, B * D, 0.0f, 1.0f, 20); /* means */
+    fill_uniform(x, B * D, 0, 1, 21);
+    if (binary)
+        for (int i = 0; i < B * D; i++) x[i] = x[i] < 0.5f ? 0.0f : 1.0f;
+    const float sigma = 0.4f, scale = 1.0f / B;
+    double nll[B];
+    cuvae_cpu_likelihood(out, x, B, D, lik, sigma, scale, nll, dout);
+    char what[64];
+    snprintf(what, sizeof what, "likelihood backward (%s, %s x)",
+             lik == CUVAE_LIK_BERNOULLI ? "bernoulli" : "gaussian",
+             binary ? "binary" : "continuous");
+    fd_report r = {.what = what};
+    for (int i = 0; i < B * D; i++) {
+        double hp, hm;
+        float old = bump(&out[i], FD_H, +1, &hp);
+        double lp = lik_loss(out, x, B, D, lik, sigma, scale);
+        out[i] = old;
+        bump(&out[i], FD_H, -1, &hm);
+        double lm = lik_loss(out, x, B, D, lik, sigma, scale);
+        out[i] = old;
+        fd_compare(&r, (size_t)i, dout[i], (lp - lm) / (hp + hm), FD_RTOL, FD_ATOL);
+    }
+    fd_finish(&r);
+}
+
+/* ---- the whole model through the backend ---------------------------------------------------- */
+
+enum { TB = 4, TD = 6, TL = 3 };
+
+/* The training forward composed from the ops (as the backend composes them), at params p:
+ * returns the batch objective, the smallest |pre-activation| of any ReLU, and the per-dimension
+ * KL values. */
+static double reference_forward(const cuvae_model *m, const float *p, const uint8_t *pixels,
+                                const int32_t *idx, uint64_t seed, uint64_t step, float beta,
+                                float fb, double *min_pre, float *kl_bd)
+{
+    float x[TB * TD], h[2][TB * 16], enc[TB * 2 * TL], eps[TB * TL], z[TB * TL], out[TB * TD];
+    double kl[TB], klf[TB], nll[TB];
+    cuvae_cpu_gather(pixels, TD, idx, TB, 0, seed, step, x);
+    *min_pre = INFINITY;
+    const float *in = x;
+    for (int half = 0; half < 2; half++) {
+        const cuvae_linear *layers = half ? m->dec : m->enc;
+        int n = half ? m->n_dec : m->n_enc;
+        if (half) {
+            cuvae_normal_fill(seed, CUVAE_STREAM_REPARAM, step, 0, eps, TB * TL);
+            cuvae_cpu_reparam_kl_forward(enc, eps, TB, TL, fb, z, kl, klf);
+            in = z;
+        }
+        for (int i = 0; i < n; i++) {
+            const cuvae_linear *l = &layers[i];
+            float *y = i == n - 1 ? (half ? out : enc) : h[i % 2];
+            cuvae_cpu_linear_forward(in, p + l->w, p + l->b, TB, l->in, l->out, 0, y);
+            if (i < n - 1)
+                for (int j = 0; j < TB * l->out; j++) {
+                    *min_pre = fmin(*min_pre, fabs(y[j]));
+                    y[j] = y[j] < 0 ? 0 : y[j];
+                }
+            in = y;
+        }
+    }
+    for (int b = 0; b < TB; b++)
+        for (int d = 0; d < TL; d++) {
+            float mu = enc[b * 2 * TL + d], lv = enc[b * 2 * TL + TL + d];
+            kl_bd[b * TL + d] = 0.5f * (mu * mu + expf(lv) - 1.0f - lv);
+        }
+    cuvae_cpu_likelihood(out, x, TB, TD, m->likelihood, m->gaussian_sigma, 1.0f / TB, nll, NULL);
+    double loss = 0;
+    for (int b = 0; b < TB; b++) loss += nll[b] + (double)beta * klf[b];
+    return loss / TB;
+}
+
+/* The backend's objective at params p (same step: same noise), read back from its metrics. */
+static double backend_loss(cuvae_backend *be, const float *p, const cuvae_step *s)
+{
+    cuvae_status st;
+    cuvae_train_state ts = {.params = (float *)p};
+    cuvae_metrics mt;
+    if (be->ops->set_state(be, &ts, &st) || be->ops->train_step(be, s, &st) ||
+        be->ops->read_metrics(be, &mt, 1, &st)) {
+        fprintf(stderr, "backend: %s\n", st.msg);
+        cuvae_test_failures++;
+        return NAN;
+    }
+    CHECK(mt.examples == s->batch);
+    return mt.loss / (double)s->batch;
+}
+
+static void check_model(cuvae_likelihood lik, int binary, uint64_t data_seed)
+{
+    cuvae_config c;
+    cuvae_config_defaults(&c);
+    c.model.n_hidden = 2;
+    c.model.hidden[0] = 5;
+    c.model.hidden[1] = 4;
+    c.model.latent = TL;
+    c.model.likelihood = lik;
+    c.model.gaussian_sigma = 0.5f;
+    c.train.batch_size = TB;
+    c.optim.type = CUVAE_OPT_ADAM;
+    c.optim.weight_decay = 0;
+    c.optim.grad_clip = 0;
+    cuvae_model m;
+    cuvae_status st;
+    if (cuvae_model_layout(&m, &c, TD, &st)) {
+        fprintf(stderr, "layout: %s\n", st.msg);
+        cuvae_test_failures++;
+        return;
+    }
+    uint8_t pixels[TB * TD];
+    for (int i = 0; i < TB * TD; i++) {
+        uint32_t w = cuvae_philox_word(data_seed, 99, 0, (uint64_t)i);
+        pixels[i] = binary ? (w & 1 ? 255 : 0) : (uint8_t)(w % 256);
+    }
+    int32_t idx[TB] = {2, 0, 3, 1};
+    float *p0 = malloc(m.n_params * sizeof *p0), *p = malloc(m.n_params * sizeof *p);
+    float *mom = malloc(m.n_params * sizeof *mom);
+    const float beta = 0.7f;
+    const uint64_t step = 11;
+
+    /* Preconditions: no ReLU near its kink; free bits in a wide gap of the KL values. */
+    double min_pre = 0;
+    float kl_bd[TB * TL], gap = 0;
+    int found = 0;
+    for (uint64_t seed = 100 * data_seed; seed < 100 * data_seed + 100 && !found; seed++) {
+        c.train.seed = seed;
+        cuvae_model_init(&m, seed, p0);
+        reference_forward(&m, p0, pixels, idx, seed, step, beta, 0.0f, &min_pre, kl_bd);
+        c.train.free_bits = widest_gap(kl_bd, TB * TL, &gap);
+        found = min_pre > KINK_MARGIN && gap > 2 * KINK_MARGIN;
+    }
+    if (!found) {
+        fprintf(stderr,
+                "gradcheck setup: no seed in 100 keeps every ReLU and the free-bits floor "
+                "%g away from their kinks\n",
+                KINK_MARGIN);
+        cuvae_test_failures++;
+    }
+    cuvae_backend_spec spec = {&m, &c};
+    cuvae_backend *be = cuvae_cpu_backend_create(&spec, &st);
+    CHECK(be != NULL);
+    if (!be || be->ops->upload(be, CUVAE_SET_TRAIN, pixels, TB, TD, 0, &st)) {
+        fprintf(stderr, "backend: %s\n", st.msg);
+        cuvae_test_failures++;
+        goto done;
+    }
+    cuvae_step s = {.step = step, .lr = 1e-3f, .beta = beta, .idx = idx, .batch = TB};
+
+    /* The backend's forward is the ops composed: the same objective to the last bit of the
+     * double sum. */
+    double ref = reference_forward(&m, p0, pixels, idx, c.train.seed, step, beta, c.train.free_bits,
+                                   &min_pre, kl_bd);
+    double got = backend_loss(be, p0, &s);
+    CHECK(fabs(got - ref) <= 1e-12 * fabs(ref));
+
+    /* The gradient, from Adam's first moment after one update from zero state:
+     * m = (1 - beta1) g, one rounding. */
+    cuvae_train_state ts = {.params = p0};
+    cuvae_train_state out = {.params = p, .m = mom};
+    be->ops->set_state(be, &ts, &st);
+    be->ops->train_step(be, &s, &st);
+    be->ops->get_state(be, &out, &st);
+    CHECK(out.adam_t == 1);
+    cuvae_metrics mt;
+    be->ops->read_metrics(be, &mt, 1, &st);
+    const double one_m_b1 = (double)(1.0f - c.optim.beta1);
+
+    char what[96];
+    snprintf(what, sizeof what, "model (%s, %s x, seed %llu, free bits %.3f)",
+             lik == CUVAE_LIK_BERNOULLI ? "bernoulli" : "gaussian",
+             binary ? "binary" : "continuous", (unsigned long long)c.train.seed,
+             (double)c.train.free_bits);
+    fd_report r = {.what = what};
+    int floored = 0, free_dims = 0;
+    for (int i = 0; i < TB * TL; i++) {
+        floored += kl_bd[i] < c.train.free_bits;
+        free_dims += kl_bd[i] > c.train.free_bits;
+    }
+    CHECK(floored > 0 && free_dims > 0);
+    memcpy(p, p0, m.n_params * sizeof *p);
+    for (size_t i = 0; i < m.n_params; i++) {
+        double hp, hm;
+        float old = bump(&p[i], FD_H, +1, &hp);
+        double lp = backend_loss(be, p, &s);
+        p[i] = old;
+        bump(&p[i], FD_H, -1, &hm);
+        double lm = backend_loss(be, p, &s);
+        p[i] = old;
+        fd_compare(&r, i, (double)mom[i] / one_m_b1, (lp - lm) / (hp + hm), FD_RTOL, FD_ATOL);
+    }
+    fd_finish(&r);
+done:
+    if (be) be->ops->destroy(be);
+    free(p0);
+    free(p);
+    free(mom);
+}
+
+int main(void)
+{
+    printf("test_gradcheck: finite differences (rtol %g, atol %g, h %g)\n", FD_RTOL, FD_ATOL, FD_H);
+    check_linear(0);
+    check_linear(1);
+    check_reparam_kl();
+    check_likelihood(CUVAE_LIK_BERNOULLI, 1);
+    check_likelihood(CUVAE_LIK_BERNOULLI, 0);
+    check_likelihood(CUVAE_LIK_GAUSSIAN, 0);
+    check_model(CUVAE_LIK_BERNOULLI, 0, 1);
+    check_model(CUVAE_LIK_BERNOULLI, 1, 2);
+    check_model(CUVAE_LIK_GAUSSIAN, 0, 3);
+    return cuvae_test_finish("test_gradcheck");
+}
