@@ -1,0 +1,122 @@
+/* Whole-set evaluation through the backend (see evaluate.h). */
+#include "evaluate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "metrics.h"
+
+/* Redraws the progress line at most this often (seconds). */
+#define PROGRESS_INTERVAL 0.25
+
+static void draw_progress(FILE *out, int64_t done, int64_t total, int K, double elapsed)
+{
+    char rate[32], eta[32];
+    double per_s = elapsed > 0 ? (double)done / elapsed : 0.0;
+    cuvae_format_rate(rate, sizeof rate, per_s);
+    if (done > 0 && per_s > 0)
+        cuvae_format_duration(eta, sizeof eta, (double)(total - done) / per_s);
+    else
+        snprintf(eta, sizeof eta, "?");
+    fprintf(out, "\reval K=%d: %lld/%lld examples (%.0f%%) %s examples/s ETA %s\033[K", K,
+            (long long)done, (long long)total,
+            total > 0 ? 100.0 * (double)done / (double)total : 0.0, rate, eta);
+    fflush(out);
+}
+
+int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set set, int64_t n, int K,
+                       uint64_t counter, int batch, FILE *progress, cuvae_eval_result *res,
+                       cuvae_status *st)
+{
+    memset(res, 0, sizeof *res);
+    res->latent = model->latent;
+    res->K = K;
+    if (n <= 0) return cuvae_fail(st, "evaluate: the set has no examples");
+    if (n > INT32_MAX)
+        return cuvae_fail(st, "evaluate: %lld examples: at most %d", (long long)n, INT32_MAX);
+    if (K < 1) return cuvae_fail(st, "evaluate: K = %d: expected at least 1 sample", K);
+    if (batch < 1) return cuvae_fail(st, "evaluate: batch = %d: expected at least 1", batch);
+
+    /* Examples per backend call: the configured batch, cut so that examples x K rows stay bounded.
+     */
+    int64_t per_call = CUVAE_EVAL_MAX_ROWS / K;
+    if (per_call < 1) per_call = 1;
+    if (per_call > batch) per_call = batch;
+    if (per_call > n) per_call = n;
+    int chunk = (int)per_call;
+    int L = model->latent;
+
+    int rc = -1;
+    int32_t *idx = cuvae_malloc(sizeof *idx * (size_t)chunk, "evaluation indices", st);
+    double *buf = cuvae_malloc(sizeof *buf * 4 * (size_t)chunk, "evaluation results", st);
+    float *mu = cuvae_malloc(sizeof *mu * (size_t)chunk * (size_t)L, "evaluation means", st);
+    double *mean = cuvae_calloc((size_t)L, sizeof *mean, "active-unit statistics", st);
+    double *m2 = cuvae_calloc((size_t)L, sizeof *m2, "active-unit statistics", st);
+    if (!idx || !buf || !mu || !mean || !m2) goto done;
+
+    int tty = progress && isatty(fileno(progress));
+    double start = cuvae_now(), last_draw = start;
+    double sum_elbo = 0, sum_iw = 0, sum_rec = 0, sum_kl = 0;
+    /* A first line at once: with K in the thousands the first call alone can take seconds. */
+    if (tty) draw_progress(progress, 0, n, K, 0.0);
+    for (int64_t first = 0; first < n; first += chunk) {
+        int b = (int)(n - first < chunk ? n - first : chunk);
+        for (int i = 0; i < b; i++) idx[i] = (int32_t)(first + i);
+        cuvae_eval_out out = {.neg_elbo = buf,
+                              .neg_iw = buf + chunk,
+                              .rec = buf + 2 * chunk,
+                              .kl = buf + 3 * chunk,
+                              .mu = mu,
+                              .logvar = NULL};
+        if (be->ops->evaluate(be, set, idx, b, K, counter, &out, st)) {
+            if (tty) fprintf(progress, "\r\033[K");
+            cuvae_fail_prefix(st, "evaluate: examples %lld..%lld", (long long)first,
+                              (long long)(first + b - 1));
+            goto done;
+        }
+        for (int i = 0; i < b; i++) {
+            if (!isfinite(out.neg_elbo[i]) || !isfinite(out.neg_iw[i])) res->nonfinite++;
+            sum_elbo += out.neg_elbo[i];
+            sum_iw += out.neg_iw[i];
+            sum_rec += out.rec[i];
+            sum_kl += out.kl[i];
+            /* Welford: a numerically stable running variance of each mu_d over the set. */
+            double count = (double)(first + i + 1);
+            for (int d = 0; d < L; d++) {
+                double x = mu[(size_t)i * (size_t)L + (size_t)d];
+                double delta = x - mean[d];
+                mean[d] += delta / count;
+                m2[d] += delta * (x - mean[d]);
+            }
+        }
+        double now = cuvae_now();
+        if (tty && now - last_draw >= PROGRESS_INTERVAL) {
+            draw_progress(progress, first + b, n, K, now - start);
+            last_draw = now;
+        }
+    }
+    if (tty) {
+        fprintf(progress, "\r\033[K");
+        fflush(progress);
+    }
+
+    res->seconds = cuvae_now() - start;
+    res->n = n;
+    res->neg_elbo = sum_elbo / (double)n;
+    res->neg_iw = sum_iw / (double)n;
+    res->rec = sum_rec / (double)n;
+    res->kl = sum_kl / (double)n;
+    /* Population variance (divide by n), as Burda et al. compute Cov_x over the data. */
+    for (int d = 0; d < L; d++)
+        if (m2[d] / (double)n > CUVAE_ACTIVE_UNIT_THRESHOLD) res->active_units++;
+    rc = 0;
+done:
+    free(idx);
+    free(buf);
+    free(mu);
+    free(mean);
+    free(m2);
+    return rc;
+}

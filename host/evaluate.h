@@ -1,0 +1,55 @@
+/* Evaluation of a whole uploaded set through the backend: the mean negative ELBO, the K-sample
+ * importance-weighted bound on -log p(x) (Burda et al., 2016), reconstruction and KL terms, and the
+ * number of active latent units. Shared by `cuvae eval` and the trainer's validation pass so that
+ * both report the same protocol. */
+#ifndef CUVAE_EVALUATE_H
+#define CUVAE_EVALUATE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend.h"
+#include "common.h"
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A backend may materialise examples x K rows of decoder activations in one evaluate call, so a
+ * call takes at most this many rows (and at least one example): with the default 784-512-256-32
+ * model, ~1.6k floats a row, that bounds such a backend at ~400 MiB whatever K is. (The CPU
+ * backend decodes in passes of its own and needs far less.) */
+#define CUVAE_EVAL_MAX_ROWS 65536
+
+/* Burda et al.'s threshold: unit d is active when Var_x(E_q[z_d|x]) exceeds it. */
+#define CUVAE_ACTIVE_UNIT_THRESHOLD 0.01
+
+typedef struct {
+    double neg_elbo;  /* mean over the examples of the per-example negative ELBO (nats) */
+    double neg_iw;    /* mean of the K-sample bound: an upper bound on -log p(x) (nats) */
+    double rec;       /* mean reconstruction error -log p(x|z), averaged over the K samples */
+    double kl;        /* mean closed-form KL(q(z|x) || p(z)) */
+    int active_units; /* latent dimensions whose mean varies over the set by more than 0.01 */
+    int latent;
+    int64_t n;         /* examples evaluated */
+    int K;             /* importance samples per example */
+    int64_t nonfinite; /* examples whose bound or ELBO came back NaN or infinite */
+    double seconds;    /* wall time of the evaluation */
+} cuvae_eval_result;
+
+/* Evaluates examples [0, n) of `set` (already uploaded to the backend) with K importance samples,
+ * noise counter `counter`, at most `batch` examples per backend call (fewer when batch * K passes
+ * CUVAE_EVAL_MAX_ROWS). Means are accumulated in double; the active-unit variance is Welford's,
+ * in double. When `progress` is a terminal, a line "eval 1200/10000 examples ... ETA 1:51" is
+ * redrawn on it and cleared at the end; otherwise nothing is printed. Returns 0, or -1 with st set
+ * (a backend error); non-finite per-example values are counted in res->nonfinite and propagate
+ * into the means rather than failing. */
+int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set set, int64_t n, int K,
+                       uint64_t counter, int batch, FILE *progress, cuvae_eval_result *res,
+                       cuvae_status *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

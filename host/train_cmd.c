@@ -1,0 +1,228 @@
+/* `cuvae train`: the command line (CONFIG, overrides, --device, --resume), the resolved config,
+ * and the mapping of the training outcome to a message and an exit status (commands.h). */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "config.h"
+#include "trainer.h"
+
+static const char TRAIN_HELP[] =
+    "usage: cuvae train CONFIG [section.key=value ...] [--device auto|cpu|cuda]\n"
+    "                   [--resume PATH|auto]\n"
+    "\n"
+    "Trains a VAE as the INI file CONFIG says. Each section.key=value after it overrides one key\n"
+    "(the keys are listed below). The resolved configuration is printed at the start and saved\n"
+    "as <output.dir>/config.ini; the run directory then holds metrics.jsonl (one JSON object a\n"
+    "line: start, step, epoch, stop and final records), checkpoints/ (step-<12 "
+    "digits>.safetensors,\n"
+    "best.safetensors, latest), images/ (recon-epoch-NNN.png and samples-epoch-NNN.png when\n"
+    "output.images = 1) and, at the end, model.safetensors (parameters only).\n"
+    "\n"
+    "Each epoch visits a fresh seeded permutation of the training set in floor(N / batch_size)\n"
+    "full batches; the examples past the last full batch sit that epoch out. best.safetensors is\n"
+    "written whenever the validation negative ELBO improves, on top of the periodic checkpoints\n"
+    "(output.checkpoint_every_epochs, output.checkpoint_every_steps); a final checkpoint is\n"
+    "always written.\n"
+    "\n"
+    "Options:\n"
+    "  --device auto|cpu|cuda  where to train (overrides train.device); auto picks CUDA when a\n"
+    "                          GPU is usable, else the CPU\n"
+    "  --resume PATH|auto      continue from a checkpoint file, or from the newest good one in\n"
+    "                          <output.dir>/checkpoints (auto; a fresh start when there is none).\n"
+    "                          The loop continues at the saved epoch, batch and step, with the\n"
+    "                          same shuffling and noise: the result equals an uninterrupted run.\n"
+    "                          Changes to the model's shape are refused; other config changes are\n"
+    "                          listed, with those that break exact continuation marked.\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "SIGINT (Ctrl-C) or SIGTERM: the step in progress finishes, a checkpoint is written, and the\n"
+    "command prints how to resume. A second Ctrl-C exits at once.\n"
+    "\n"
+    "Non-finite losses or gradients: the step's update is always withheld. The trainer sees\n"
+    "them when it reads the metrics (every train.log_every steps, before each checkpoint and at\n"
+    "each epoch end); train.on_nonfinite = stop then ends the run without saving anything, skip\n"
+    "warns and goes on.\n"
+    "\n"
+    "The run's report (resolved config, data, device, resume, where the results are) goes to\n"
+    "stdout; progress, warnings and errors to stderr: an updating line on a terminal, one line\n"
+    "per epoch otherwise.\n"
+    "\n"
+    "Exit status:\n"
+    "  0    training finished\n"
+    "  1    runtime error (bad data, I/O failure, bad checkpoint, no usable device)\n"
+    "  2    usage or configuration error (also: a refused resume)\n"
+    "  3    stopped at a non-finite loss or gradient (train.on_nonfinite = stop); no checkpoint\n"
+    "       is written, the last good one stays\n"
+    "  130  interrupted by SIGINT after a checkpoint was written\n"
+    "  143  stopped by SIGTERM after a checkpoint was written\n"
+    "\n"
+    "Configuration keys:\n";
+
+static int usage_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+static int usage_error(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "cuvae: train: %s; see 'cuvae train --help'\n", msg);
+    return CUVAE_EXIT_USAGE;
+}
+
+/* Matches "--name VALUE" and "--name=VALUE": 1 with *value set, 0 when argv[*i] is something else,
+ * -1 when the value is missing. */
+static int option_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *a = argv[*i];
+    size_t len = strlen(name);
+    if (strncmp(a, name, len) != 0) return 0;
+    if (a[len] == '=') {
+        *value = a + len + 1;
+        return 1;
+    }
+    if (a[len] != '\0') return 0;
+    if (*i + 1 >= argc) return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+/* Appends one shell word to buf, single-quoted when it holds anything but plain characters. */
+static void append_shell_word(char *buf, size_t len, const char *word)
+{
+    size_t at = strlen(buf);
+    int plain = word[0] != '\0';
+    for (const char *c = word; *c; c++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+=.,:/@%", *c))
+            plain = 0;
+    if (plain) {
+        snprintf(buf + at, len - at, " %s", word);
+        return;
+    }
+    at += (size_t)snprintf(buf + at, len - at, " '");
+    for (const char *c = word; *c && at + 5 < len; c++) {
+        if (*c == '\'')
+            at += (size_t)snprintf(buf + at, len - at, "'\\''");
+        else
+            buf[at++] = *c, buf[at] = '\0';
+    }
+    if (at < len) snprintf(buf + at, len - at, "'");
+}
+
+int cuvae_cmd_train(int argc, char **argv)
+{
+    const char *config_path = NULL, *device = NULL, *resume = NULL;
+    const char *overrides[256];
+    int n_overrides = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *value = NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(TRAIN_HELP, stdout);
+            cuvae_config_print_keys(stdout, 0);
+            return CUVAE_EXIT_OK;
+        }
+        int r = option_value(argc, argv, &i, "--device", &value);
+        if (r < 0) return usage_error("--device needs a value: auto, cpu or cuda");
+        if (r > 0) {
+            if (strcmp(value, "auto") != 0 && strcmp(value, "cpu") != 0 &&
+                strcmp(value, "cuda") != 0)
+                return usage_error("--device: expected auto, cpu or cuda, got '%s'", value);
+            device = value;
+            continue;
+        }
+        r = option_value(argc, argv, &i, "--resume", &value);
+        if (r < 0) return usage_error("--resume needs a value: a checkpoint file or 'auto'");
+        if (r > 0) {
+            if (!value[0]) return usage_error("--resume: expected a checkpoint file or 'auto'");
+            resume = value;
+            continue;
+        }
+        if (a[0] == '-' && a[1] != '\0') return usage_error("unknown option '%s'", a);
+        if (!config_path) {
+            config_path = a;
+        } else if (strchr(a, '=')) {
+            if (n_overrides == (int)(sizeof overrides / sizeof overrides[0]))
+                return usage_error("more than %d overrides", n_overrides);
+            overrides[n_overrides++] = a;
+        } else {
+            return usage_error("unexpected argument '%s' (overrides are section.key=value)", a);
+        }
+    }
+    if (!config_path) return usage_error("missing CONFIG, the INI file to train from");
+
+    cuvae_status st;
+    cuvae_config cfg;
+    cuvae_config_defaults(&cfg);
+    if (cuvae_config_load_file(&cfg, config_path, &st)) {
+        fprintf(stderr, "cuvae: %s\n", st.msg);
+        return CUVAE_EXIT_USAGE;
+    }
+    for (int i = 0; i < n_overrides; i++) {
+        if (cuvae_config_override(&cfg, overrides[i], &st)) {
+            fprintf(stderr, "cuvae: %s\n", st.msg);
+            return CUVAE_EXIT_USAGE;
+        }
+    }
+    if (device) {
+        cfg.train.device = strcmp(device, "cpu") == 0    ? CUVAE_DEV_CPU
+                           : strcmp(device, "cuda") == 0 ? CUVAE_DEV_CUDA
+                                                         : CUVAE_DEV_AUTO;
+    }
+    if (cuvae_config_validate(&cfg, &st)) {
+        fprintf(stderr, "cuvae: %s\n", st.msg);
+        return CUVAE_EXIT_USAGE;
+    }
+
+    cuvae_train_options opt = {
+        .config = &cfg, .resume = resume, .out = stdout, .log = stderr, .progress_tty = -1};
+    cuvae_train_result res;
+    if (cuvae_train(&opt, &res, &st)) {
+        fflush(stdout);
+        fprintf(stderr, "cuvae: %s\n", st.msg);
+        return res.usage_error ? CUVAE_EXIT_USAGE : CUVAE_EXIT_RUNTIME;
+    }
+    fflush(stdout);
+    switch (res.outcome) {
+    case CUVAE_TRAIN_NONFINITE:
+        if (res.checkpoint[0])
+            fprintf(stderr,
+                    "cuvae: non-finite loss or gradient at step %llu; stopping; the last good "
+                    "checkpoint is %s\n",
+                    (unsigned long long)res.nonfinite_step, res.checkpoint);
+        else
+            fprintf(stderr,
+                    "cuvae: non-finite loss or gradient at step %llu; stopping; no checkpoint "
+                    "was written before it\n",
+                    (unsigned long long)res.nonfinite_step);
+        return CUVAE_EXIT_NONFINITE;
+    case CUVAE_TRAIN_INTERRUPTED: {
+        char again[4096] = "cuvae train";
+        append_shell_word(again, sizeof again, config_path);
+        for (int i = 0; i < n_overrides; i++) append_shell_word(again, sizeof again, overrides[i]);
+        if (device) {
+            append_shell_word(again, sizeof again, "--device");
+            append_shell_word(again, sizeof again, device);
+        }
+        append_shell_word(again, sizeof again, "--resume");
+        append_shell_word(again, sizeof again, "auto");
+        fprintf(stderr, "cuvae: interrupted at step %llu; checkpoint %s; resume with: %s\n",
+                (unsigned long long)res.step, res.checkpoint, again);
+        return res.signal == SIGINT ? CUVAE_EXIT_SIGINT : CUVAE_EXIT_SIGTERM;
+    }
+    case CUVAE_TRAIN_FINISHED:
+        return CUVAE_EXIT_OK;
+    case CUVAE_TRAIN_FAILED:
+        break;
+    }
+    fprintf(stderr, "cuvae: training ended without an outcome\n");
+    return CUVAE_EXIT_RUNTIME;
+}

@@ -1,0 +1,89 @@
+/* Image grids over the backend interface (see train_images.h). */
+#include "train_images.h"
+
+#include <stdlib.h>
+
+#include "philox.h"
+#include "png.h"
+
+/* Decodes n latents in batches of at most `batch`. */
+static int decode_all(cuvae_backend *be, const cuvae_model *m, const float *z, int n, int batch,
+                      float *x, cuvae_status *st)
+{
+    if (batch <= 0) batch = n;
+    for (int first = 0; first < n; first += batch) {
+        int b = n - first < batch ? n - first : batch;
+        if (be->ops->decode(be, z + (size_t)first * (size_t)m->latent, b,
+                            x + (size_t)first * (size_t)m->x_dim, st))
+            return -1;
+    }
+    return 0;
+}
+
+int cuvae_write_recon_grid(cuvae_backend *be, const cuvae_model *m, const cuvae_dataset *data,
+                           cuvae_set set, int n, int per_row, int batch, const char *path,
+                           cuvae_status *st)
+{
+    if (n > data->n) n = (int)data->n;
+    if (n <= 0) return cuvae_fail(st, "%s: no examples to reconstruct", path);
+    if (per_row <= 0 || per_row > n) per_row = n;
+    if (batch <= 0 || batch > n) batch = n;
+    size_t d = (size_t)m->x_dim, L = (size_t)m->latent;
+    int rc = -1;
+    int32_t *idx = cuvae_malloc((size_t)batch * sizeof *idx, "reconstruction indices", st);
+    float *mu = cuvae_malloc((size_t)n * L * sizeof *mu, "reconstruction latents", st);
+    float *recon = cuvae_malloc((size_t)n * d * sizeof *recon, "reconstructions", st);
+    int rows_of_pairs = (n + per_row - 1) / per_row;
+    size_t cells = (size_t)rows_of_pairs * 2 * (size_t)per_row;
+    float *grid = cuvae_calloc(cells * d, sizeof *grid, "reconstruction grid", st);
+    if (!idx || !mu || !recon || !grid) goto done;
+    for (int first = 0; first < n; first += batch) {
+        int b = n - first < batch ? n - first : batch;
+        for (int i = 0; i < b; i++) idx[i] = first + i;
+        cuvae_eval_out out = {0};
+        out.mu = mu + (size_t)first * L;
+        if (be->ops->evaluate(be, set, idx, b, 1, 0, &out, st)) goto done;
+    }
+    if (decode_all(be, m, mu, n, batch, recon, st)) goto done;
+    /* Cell (2r, c) is input r*per_row + c, cell (2r+1, c) its reconstruction; cells past n stay
+     * black. */
+    for (int i = 0; i < n; i++) {
+        int r = i / per_row, c = i % per_row;
+        float *in_cell = grid + ((size_t)(2 * r) * (size_t)per_row + (size_t)c) * d;
+        float *out_cell = grid + ((size_t)(2 * r + 1) * (size_t)per_row + (size_t)c) * d;
+        const uint8_t *px = data->pixels + (size_t)i * d;
+        for (size_t p = 0; p < d; p++) {
+            in_cell[p] = (float)px[p] / 255.0f;
+            out_cell[p] = recon[(size_t)i * d + p];
+        }
+    }
+    rc = cuvae_png_write_grid(path, grid, (int)cells, data->rows, data->cols, per_row, st);
+done:
+    free(idx);
+    free(mu);
+    free(recon);
+    free(grid);
+    return rc;
+}
+
+int cuvae_write_sample_grid(cuvae_backend *be, const cuvae_model *m, uint64_t seed,
+                            uint64_t counter, int n, int rows, int cols, int per_row, int batch,
+                            const char *path, cuvae_status *st)
+{
+    if (n <= 0) return cuvae_fail(st, "%s: no samples requested", path);
+    if ((int64_t)rows * cols != m->x_dim)
+        return cuvae_fail(st, "%s: %dx%d images do not match the model's %d values", path, rows,
+                          cols, m->x_dim);
+    size_t L = (size_t)m->latent, d = (size_t)m->x_dim;
+    int rc = -1;
+    float *z = cuvae_malloc((size_t)n * L * sizeof *z, "prior samples", st);
+    float *x = cuvae_malloc((size_t)n * d * sizeof *x, "decoded samples", st);
+    if (!z || !x) goto done;
+    cuvae_normal_fill(seed, CUVAE_STREAM_SAMPLE, counter, 0, z, (size_t)n * L);
+    if (decode_all(be, m, z, n, batch, x, st)) goto done;
+    rc = cuvae_png_write_grid(path, x, n, rows, cols, per_row, st);
+done:
+    free(z);
+    free(x);
+    return rc;
+}

@@ -1,0 +1,64 @@
+/* Internal to the trainer (trainer.c runs the loop, trainer_setup.c prepares and tears down
+ * the run): the state of one training run. */
+#ifndef CUVAE_TRAINER_INTERNAL_H
+#define CUVAE_TRAINER_INTERNAL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend.h"
+#include "checkpoint.h"
+#include "dataset.h"
+#include "metrics.h"
+#include "model.h"
+#include "trainer.h"
+
+/* Metric sums over a stretch of steps (an interval between log lines, or an epoch). */
+typedef struct {
+    double loss, rec, kl, grad_norm_sum, seconds;
+    int64_t examples, steps, skipped;
+    int64_t first_nonfinite; /* 0-based step index, -1 when none */
+} cuvae_trainer_accum;
+
+typedef struct {
+    const cuvae_train_options *opt;
+    const cuvae_config *cfg;
+    cuvae_train_result *res;
+    FILE *log;
+    cuvae_model model;
+    cuvae_run_data data;
+    int data_loaded;
+    cuvae_backend *be;
+    cuvae_train_state state; /* host copies for checkpoints */
+    int32_t *perm;           /* [n_train] this epoch's order */
+    cuvae_ckpt resume_ck;
+    int resuming;
+    char resume_path[CUVAE_PATH_LEN + 64];
+
+    int64_t n_train, steps_per_epoch, total_steps;
+    uint64_t step, epoch, epoch_step;
+    double best_valid;
+    int saved_any;       /* a checkpoint of this run exists (written, or resumed from) */
+    uint64_t saved_step; /* the step of the newest one */
+    float last_lr, last_beta;
+
+    cuvae_trainer_accum interval, epoch_acc;
+    double mark;    /* start of the current stretch of training time */
+    double t_start; /* process start of this run, for wall_s */
+    cuvae_metrics_log mlog;
+    cuvae_progress prog;
+} cuvae_trainer;
+
+/* Zero sums and no non-finite step. */
+void cuvae_trainer_accum_reset(cuvae_trainer_accum *a);
+
+/* Run directory, printed config, resume checkpoint (read and checked), data, model layout,
+ * backend with the sets uploaded and the resumed state, config.ini, the metrics file with its
+ * start record, and the progress display. On failure t->res->usage_error tells a refused request
+ * from a runtime error. */
+int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st);
+
+/* Frees whatever setup acquired (safe after a partial setup). */
+void cuvae_trainer_cleanup(cuvae_trainer *t);
+
+#endif
