@@ -1,0 +1,583 @@
+/* The CUDA backend: every cuvae_backend entry on the device, matching the CPU reference
+ * (host/cpu_backend.c) entry for entry. Parameters, gradients and Adam's m and v are flat device
+ * buffers in the cuvae_model layout; the uploaded sets stay resident as bytes; the training
+ * activations are allocated once for train.batch_size rows, and the training step's GEMM plans
+ * are chosen at creation.
+ *
+ * A training step sends the step scalars and the batch indices with two asynchronous copies from
+ * a pinned staging slot and enqueues everything else on the context's stream: the host never
+ * waits for the device inside a step. A staging slot is reused only once the copy that read it has
+ * run (an event per slot), which can hold the host back only when it is STAGING_SLOTS steps ahead
+ * of the device. read_metrics is the one synchronization point of training; evaluate, decode,
+ * get_state and set_state synchronize because their results live on the host. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cuda_common.h"
+#include "eval.h"
+#include "gather.h"
+#include "likelihood.h"
+#include "linear.h"
+#include "optimizer.h"
+#include "reparam_kl.h"
+
+#define STAGING_SLOTS 4
+
+typedef struct {
+    uint8_t *pixels; /* device [n, d] bytes as uploaded; NULL until uploaded */
+    int64_t n;
+    int d;
+    int dynamic; /* binarize afresh at every training step */
+    size_t bytes;
+} cuda_set;
+
+/* One step's host-side inputs in pinned memory: the scalars, then the indices. */
+typedef struct {
+    cuvae_step_scalars *scalars;
+    int32_t *idx;     /* [max_batch] */
+    cudaEvent_t read; /* recorded after the copies that read this slot */
+    int pending;
+} staging_slot;
+
+typedef struct {
+    cuvae_backend base;
+    cuvae_model m;
+    cuvae_config c;
+    cuvae_cuda_ctx ctx;
+    cuvae_adam_hparams hp;
+    char device_name[256];
+    int max_batch; /* train.batch_size: rows of the training buffers */
+    /* Flat buffers, [n_params] each, cuvae_model layout. */
+    float *params, *grads, *adam_m, *adam_v;
+    /* Training activations for max_batch rows. */
+    int32_t *idx;                 /* [max_batch] */
+    float *x;                     /* [max_batch, x_dim] */
+    float *enc[CUVAE_MAX_LAYERS]; /* [max_batch, enc[i].out]; last = [mu | logvar] */
+    float *dec[CUVAE_MAX_LAYERS]; /* [max_batch, dec[i].out]; last = logits or means */
+    cuvae_relu_mask enc_mask[CUVAE_MAX_LAYERS], dec_mask[CUVAE_MAX_LAYERS]; /* hidden layers */
+    float *eps, *z;                /* [max_batch, latent] */
+    float *grad_a, *grad_b;        /* [max_batch, max_width] gradient ping-pong */
+    double *nll, *kl, *kl_floored; /* [max_batch] */
+    size_t act_bytes;
+    staging_slot slots[STAGING_SLOTS];
+    int next_slot;
+    cuda_set sets[CUVAE_SET_COUNT];
+    cuvae_eval_buffers ev;
+} cuda_backend;
+
+static cuda_backend *cuda_of(cuvae_backend *be)
+{
+    return (cuda_backend *)be;
+}
+
+static const char *set_name(cuvae_set set)
+{
+    return set == CUVAE_SET_TRAIN ? "training" : set == CUVAE_SET_VALID ? "validation" : "test";
+}
+
+/* Waits for the stream; a failure of anything enqueued before surfaces here. */
+static int sync_stream(cuda_backend *cb, const char *what, cuvae_status *st)
+{
+    if (CUDA_OK(st, cudaStreamSynchronize(cb->ctx.stream)))
+        return cuvae_fail_prefix(st, "cuda backend: %s", what);
+    return 0;
+}
+
+/* ---- the training step ----------------------------------------------------------------------- */
+
+/* The halves' forward and backward passes of a training step of B rows; the forward also settles
+ * whether each ReLU mask comes from cuBLASLt. With ctx.plan_only set they only choose the GEMM
+ * plans (prepare_plans). */
+static int encoder_forward(cuda_backend *cb, const float *x, int B, cuvae_status *st)
+{
+    const cuvae_model *m = &cb->m;
+    if (cuvae_mlp_forward(&cb->ctx, m->enc, m->n_enc, cb->params, x, B, cb->enc, cb->enc_mask,
+                          cb->ctx.stream, st))
+        return cuvae_fail_prefix(st, "encoder");
+    return 0;
+}
+
+static int decoder_forward(cuda_backend *cb, int B, cuvae_status *st)
+{
+    const cuvae_model *m = &cb->m;
+    if (cuvae_mlp_forward(&cb->ctx, m->dec, m->n_dec, cb->params, cb->z, B, cb->dec, cb->dec_mask,
+                          cb->ctx.stream, st))
+        return cuvae_fail_prefix(st, "decoder");
+    return 0;
+}
+
+/* Decoder backward from grad_a, the reparameterization's backward, encoder backward. */
+static int network_backward(cuda_backend *cb, int B, int with_reparam, cuvae_status *st)
+{
+    const cuvae_model *m = &cb->m;
+    float *dz = NULL, *discard = NULL;
+    if (cuvae_mlp_backward(&cb->ctx, m->dec, m->n_dec, cb->params, cb->grads, cb->z, B, cb->dec,
+                           cb->dec_mask, cb->grad_a, cb->grad_b, 1, &dz, cb->ctx.stream, st))
+        return cuvae_fail_prefix(st, "decoder");
+    float *denc = dz == cb->grad_a ? cb->grad_b : cb->grad_a;
+    if (with_reparam && cuvae_reparam_kl_backward(&cb->ctx, cb->enc[m->n_enc - 1], cb->eps, dz, B,
+                                                  m->latent, &cb->ctx.d_step->beta,
+                                                  cb->c.train.free_bits, denc, cb->ctx.stream, st))
+        return -1;
+    if (cuvae_mlp_backward(&cb->ctx, m->enc, m->n_enc, cb->params, cb->grads, cb->x, B, cb->enc,
+                           cb->enc_mask, denc, dz, 0, &discard, cb->ctx.stream, st))
+        return cuvae_fail_prefix(st, "encoder");
+    return 0;
+}
+
+/* Chooses and caches the GEMM plans of a training step of B rows. */
+static int prepare_plans(cuda_backend *cb, int B, cuvae_status *st)
+{
+    cb->ctx.plan_only = 1;
+    int rc = encoder_forward(cb, cb->x, B, st);
+    if (!rc) rc = decoder_forward(cb, B, st);
+    if (!rc) rc = network_backward(cb, B, 0, st);
+    cb->ctx.plan_only = 0;
+    return rc;
+}
+
+static int check_indices(const cuda_set *s, cuvae_set set, const int32_t *idx, int n,
+                         const char *what, cuvae_status *st)
+{
+    if (!s->pixels)
+        return cuvae_fail(st, "cuda backend: %s: the %s set was not uploaded", what, set_name(set));
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= s->n)
+            return cuvae_fail(st,
+                              "cuda backend: %s: index %d at position %d is outside the %s set "
+                              "(%lld examples)",
+                              what, idx[i], i, set_name(set), (long long)s->n);
+    return 0;
+}
+
+static int cuda_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_status *st)
+{
+    cuda_backend *cb = cuda_of(be);
+    const cuvae_model *m = &cb->m;
+    cuvae_cuda_ctx *ctx = &cb->ctx;
+    const cuda_set *s = &cb->sets[CUVAE_SET_TRAIN];
+    cudaStream_t stream = ctx->stream;
+    int B = step->batch, L = m->latent, D = m->x_dim;
+    if (B <= 0) return cuvae_fail(st, "cuda backend: train step: batch of %d examples", B);
+    if (B > cb->max_batch)
+        return cuvae_fail(st,
+                          "cuda backend: train step: batch of %d examples, the backend was "
+                          "created for at most %d (train.batch_size)",
+                          B, cb->max_batch);
+    if (check_indices(s, CUVAE_SET_TRAIN, step->idx, B, "train step", st)) return -1;
+
+    /* The step's inputs through a pinned slot, reused once the device has read it. */
+    staging_slot *slot = &cb->slots[cb->next_slot];
+    cb->next_slot = (cb->next_slot + 1) % STAGING_SLOTS;
+    if (slot->pending && CUDA_OK(st, cudaEventSynchronize(slot->read)))
+        return cuvae_fail_prefix(st, "cuda backend: an earlier training step failed");
+    slot->scalars->step = step->step;
+    slot->scalars->lr = step->lr;
+    slot->scalars->beta = step->beta;
+    memcpy(slot->idx, step->idx, sizeof *slot->idx * (size_t)B);
+    CUDA_CHECK(st, cudaMemcpyAsync(ctx->d_step, slot->scalars, sizeof *slot->scalars,
+                                   cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(st, cudaMemcpyAsync(cb->idx, slot->idx, sizeof *slot->idx * (size_t)B,
+                                   cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(st, cudaEventRecord(slot->read, stream));
+    slot->pending = 1;
+
+    /* Forward. */
+    if (cuvae_gather_forward(ctx, s->pixels, s->n, D, cb->idx, B, s->dynamic, &ctx->d_step->step,
+                             cb->x, stream, st))
+        return -1;
+    if (encoder_forward(cb, cb->x, B, st)) return -1;
+    if (cuvae_reparam_kl_forward(ctx, cb->enc[m->n_enc - 1], B, L, cb->c.train.free_bits,
+                                 &ctx->d_step->step, cb->eps, cb->z, cb->kl, cb->kl_floored, stream,
+                                 st))
+        return -1;
+    if (decoder_forward(cb, B, st)) return -1;
+    if (cuvae_likelihood_forward(ctx, cb->dec[m->n_dec - 1], cb->x, B, D, 1, m->likelihood,
+                                 m->gaussian_sigma, 1.0f / (float)B, cb->nll, cb->grad_a, stream,
+                                 st))
+        return -1;
+    if (cuvae_batch_metrics_forward(ctx, cb->nll, cb->kl, cb->kl_floored, B, &ctx->d_step->beta,
+                                    ctx->d_state, stream, st))
+        return -1;
+
+    /* Backward: every gradient is written, none accumulated, so nothing needs zeroing. */
+    if (network_backward(cb, B, 1, st)) return -1;
+
+    /* Norm, clipping, the non-finite decision and Adam, all on the device. */
+    return cuvae_optimizer_step(ctx, &cb->hp, cb->params, cb->grads, cb->adam_m, cb->adam_v,
+                                m->n_params, B, ctx->d_step, ctx->d_state, stream, st);
+}
+
+/* ---- metrics and state ----------------------------------------------------------------------- */
+
+static int read_device_state(cuda_backend *cb, cuvae_device_state *out, const char *what,
+                             cuvae_status *st)
+{
+    CUDA_CHECK(st, cudaMemcpyAsync(out, cb->ctx.d_state, sizeof *out, cudaMemcpyDeviceToHost,
+                                   cb->ctx.stream));
+    return sync_stream(cb, what, st);
+}
+
+static int write_device_state(cuda_backend *cb, const cuvae_device_state *in, cuvae_status *st)
+{
+    CUDA_CHECK(st, cudaMemcpyAsync(cb->ctx.d_state, in, sizeof *in, cudaMemcpyHostToDevice,
+                                   cb->ctx.stream));
+    /* `in` is the caller's stack: the copy must have read it before we return. */
+    return sync_stream(cb, "writing the training state", st);
+}
+
+static int cuda_read_metrics(cuvae_backend *be, cuvae_metrics *out, int reset, cuvae_status *st)
+{
+    cuda_backend *cb = cuda_of(be);
+    cuvae_device_state s;
+    if (read_device_state(cb, &s, "training steps failed on the device", st)) return -1;
+    out->loss = s.loss;
+    out->rec = s.rec;
+    out->kl = s.kl;
+    out->grad_norm_sum = s.grad_norm_sum;
+    out->examples = s.examples;
+    out->steps = s.steps;
+    out->skipped = s.skipped;
+    out->first_nonfinite_step = s.first_nonfinite_step;
+    if (!reset) return 0;
+    /* Nothing is in flight after the synchronization, so the copy we hold is current. */
+    s.loss = s.rec = s.kl = s.grad_norm_sum = 0.0;
+    s.examples = s.steps = s.skipped = 0;
+    s.first_nonfinite_step = -1;
+    return write_device_state(cb, &s, st);
+}
+
+static int cuda_get_state(cuvae_backend *be, cuvae_train_state *out, cuvae_status *st)
+{
+    cuda_backend *cb = cuda_of(be);
+    size_t bytes = cb->m.n_params * sizeof(float);
+    cudaStream_t stream = cb->ctx.stream;
+    if (out->params)
+        CUDA_CHECK(st,
+                   cudaMemcpyAsync(out->params, cb->params, bytes, cudaMemcpyDeviceToHost, stream));
+    if (out->m)
+        CUDA_CHECK(st, cudaMemcpyAsync(out->m, cb->adam_m, bytes, cudaMemcpyDeviceToHost, stream));
+    if (out->v)
+        CUDA_CHECK(st, cudaMemcpyAsync(out->v, cb->adam_v, bytes, cudaMemcpyDeviceToHost, stream));
+    cuvae_device_state s;
+    if (read_device_state(cb, &s, "reading the training state", st)) return -1;
+    out->adam_t = s.adam_t;
+    return 0;
+}
+
+static int cuda_set_state(cuvae_backend *be, const cuvae_train_state *in, cuvae_status *st)
+{
+    cuda_backend *cb = cuda_of(be);
+    if (!in->params) return cuvae_fail(st, "cuda backend: set_state without parameters");
+    size_t bytes = cb->m.n_params * sizeof(float);
+    cudaStream_t stream = cb->ctx.stream;
+    CUDA_CHECK(st, cudaMemcpyAsync(cb->params, in->params, bytes, cudaMemcpyHostToDevice, stream));
+    /* Without optimizer state (eval, sample), Adam starts afresh. */
+    if (in->m)
+        CUDA_CHECK(st, cudaMemcpyAsync(cb->adam_m, in->m, bytes, cudaMemcpyHostToDevice, stream));
+    else
+        CUDA_CHECK(st, cudaMemsetAsync(cb->adam_m, 0, bytes, stream));
+    if (in->v)
+        CUDA_CHECK(st, cudaMemcpyAsync(cb->adam_v, in->v, bytes, cudaMemcpyHostToDevice, stream));
+    else
+        CUDA_CHECK(st, cudaMemsetAsync(cb->adam_v, 0, bytes, stream));
+    cuvae_device_state s;
+    if (read_device_state(cb, &s, "writing the training state", st)) return -1;
+    s.adam_t = in->m && in->v ? in->adam_t : 0;
+    return write_device_state(cb, &s, st);
+}
+
+/* ---- data, evaluation, decoding -------------------------------------------------------------- */
+
+static int cuda_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, int64_t n, int d,
+                       int dynamic, cuvae_status *st)
+{
+    cuda_backend *cb = cuda_of(be);
+    if ((int)set < 0 || set >= CUVAE_SET_COUNT)
+        return cuvae_fail(st, "cuda backend: upload: unknown set %d", (int)set);
+    if (d != cb->m.x_dim)
+        return cuvae_fail(st,
+                          "cuda backend: upload of the %s set: %d values per example, the "
+                          "model expects %d",
+                          set_name(set), d, cb->m.x_dim);
+    if (n < 0 || n > INT32_MAX)
+        return cuvae_fail(st,
+                          "cuda backend: upload of the %s set: %lld examples (expected 0 to "
+                          "%d)",
+                          set_name(set), (long long)n, INT32_MAX);
+    cuda_set *s = &cb->sets[set];
+    /* The old copy goes first, so a replacement does not need room for both. */
+    if (sync_stream(cb, "before an upload", st)) return -1;
+    cuvae_cuda_free(&cb->ctx, s->pixels, s->bytes);
+    memset(s, 0, sizeof *s);
+    size_t bytes = (size_t)n * (size_t)d;
+    char what[64];
+    snprintf(what, sizeof what, "the %s set", set_name(set));
+    if (cuvae_cuda_alloc(&cb->ctx, (void **)&s->pixels, bytes, what, st)) return -1;
+    s->bytes = bytes;
+    if (bytes && CUDA_OK(st, cudaMemcpyAsync(s->pixels, pixels, bytes, cudaMemcpyHostToDevice,
+                                             cb->ctx.stream))) {
+        cuvae_cuda_free(&cb->ctx, s->pixels, s->bytes);
+        memset(s, 0, sizeof *s);
+        return -1;
+    }
+    s->n = n;
+    s->d = d;
+    s->dynamic = dynamic != 0;
+    return sync_stream(cb, "uploading a set", st);
+}
+
+/* Makes sure the evaluation buffers hold at least min_rows rows. */
+static int eval_reserve(cuda_backend *cb, int min_rows, cuvae_status *st)
+{
+    if (cb->ev.cap_rows >= min_rows) return 0;
+    if (sync_stream(cb, "before allocating evaluation buffers", st)) return -1;
+    return cuvae_eval_buffers_alloc(&cb->ctx, &cb->m, cuvae_eval_rows_for(&cb->m, min_rows),
+                                    &cb->ev, st);
+}
+
+static int cuda_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,
+                         uint64_t counter, cuvae_eval_out *out, cuvae_status *st)
+{
+    cuda_backend *cb = cuda_of(be);
+    const cuvae_model *m = &cb->m;
+    cudaStream_t stream = cb->ctx.stream;
+    if ((int)set < 0 || set >= CUVAE_SET_COUNT)
+        return cuvae_fail(st, "cuda backend: evaluate: unknown set %d", (int)set);
+    if (n <= 0) return cuvae_fail(st, "cuda backend: evaluate: %d examples", n);
+    if (K <= 0) return cuvae_fail(st, "cuda backend: evaluate: K = %d, expected at least 1", K);
+    const cuda_set *s = &cb->sets[set];
+    if (check_indices(s, set, idx, n, "evaluate", st)) return -1;
+    int decode = out->neg_elbo || out->neg_iw || out->rec;
+    if (eval_reserve(cb, decode ? K : 1, st)) return -1;
+    cuvae_eval_buffers *ev = &cb->ev;
+    int per_call = decode ? ev->cap_rows / K : ev->cap_rows;
+    int L = m->latent;
+    size_t stride = (size_t)ev->cap_rows;
+    for (int first = 0; first < n; first += per_call) {
+        int nb = n - first < per_call ? n - first : per_call;
+        CUDA_CHECK(st, cudaMemcpyAsync(ev->idx, idx + first, sizeof *idx * (size_t)nb,
+                                       cudaMemcpyHostToDevice, stream));
+        if (cuvae_eval_forward(&cb->ctx, m, cb->params, s->pixels, s->n, nb, K, counter, decode, ev,
+                               stream, st))
+            return cuvae_fail_prefix(st, "cuda backend");
+        size_t dbytes = sizeof(double) * (size_t)nb;
+        if (out->neg_elbo)
+            CUDA_CHECK(st, cudaMemcpyAsync(out->neg_elbo + first, ev->res, dbytes,
+                                           cudaMemcpyDeviceToHost, stream));
+        if (out->neg_iw)
+            CUDA_CHECK(st, cudaMemcpyAsync(out->neg_iw + first, ev->res + stride, dbytes,
+                                           cudaMemcpyDeviceToHost, stream));
+        if (out->rec)
+            CUDA_CHECK(st, cudaMemcpyAsync(out->rec + first, ev->res + 2 * stride, dbytes,
+                                           cudaMemcpyDeviceToHost, stream));
+        if (out->kl)
+            CUDA_CHECK(st, cudaMemcpyAsync(out->kl + first, ev->kl, dbytes, cudaMemcpyDeviceToHost,
+                                           stream));
+        /* enc rows are [mu | logvar]: the two halves go to their own [n, L] arrays. */
+        size_t row = sizeof(float) * (size_t)L;
+        if (out->mu)
+            CUDA_CHECK(st,
+                       cudaMemcpy2DAsync(out->mu + (size_t)first * (size_t)L, row, ev->enc, 2 * row,
+                                         row, (size_t)nb, cudaMemcpyDeviceToHost, stream));
+        if (out->logvar)
+            CUDA_CHECK(st,
+                       cudaMemcpy2DAsync(out->logvar + (size_t)first * (size_t)L, row, ev->enc + L,
+                                         2 * row, row, (size_t)nb, cudaMemcpyDeviceToHost, stream));
+        /* The next pass overwrites the device buffers these copies read. */
+        if (sync_stream(cb, "evaluation failed on the device", st)) return -1;
+    }
+    return 0;
+}
+
+static int cuda_decode(cuvae_backend *be, const float *z, int n, float *x_mean, cuvae_status *st)
+{
+    cuda_backend *cb = cuda_of(be);
+    const cuvae_model *m = &cb->m;
+    cudaStream_t stream = cb->ctx.stream;
+    if (n <= 0) return cuvae_fail(st, "cuda backend: decode: %d latents", n);
+    if (eval_reserve(cb, 1, st)) return -1;
+    cuvae_eval_buffers *ev = &cb->ev;
+    for (int first = 0; first < n; first += ev->cap_rows) {
+        int rows = n - first < ev->cap_rows ? n - first : ev->cap_rows;
+        CUDA_CHECK(st, cudaMemcpyAsync(ev->z, z + (size_t)first * (size_t)m->latent,
+                                       sizeof(float) * (size_t)rows * (size_t)m->latent,
+                                       cudaMemcpyHostToDevice, stream));
+        if (cuvae_decode_forward(&cb->ctx, m, cb->params, rows, ev, stream, st))
+            return cuvae_fail_prefix(st, "cuda backend");
+        CUDA_CHECK(st, cudaMemcpyAsync(x_mean + (size_t)first * (size_t)m->x_dim, ev->out,
+                                       sizeof(float) * (size_t)rows * (size_t)m->x_dim,
+                                       cudaMemcpyDeviceToHost, stream));
+        if (sync_stream(cb, "decoding failed on the device", st)) return -1;
+    }
+    return 0;
+}
+
+/* ---- lifetime -------------------------------------------------------------------------------- */
+
+static void cuda_describe(cuvae_backend *be, char *buf, size_t len)
+{
+    cuda_backend *cb = cuda_of(be);
+    size_t p = cb->m.n_params * sizeof(float), data = 0;
+    for (int s = 0; s < CUVAE_SET_COUNT; s++) data += cb->sets[s].bytes;
+    int plans = 0, fused = 0;
+    cuvae_linear_plan_stats(&cb->ctx, &plans, &fused);
+    snprintf(buf, len,
+             "cuda (%s, %s, %d of %d GEMM plans with fused epilogues): params %.1f MiB, grads "
+             "%.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), evaluation %.1f MiB "
+             "(%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB in all",
+             cb->device_name, cuvae_precision_name(cb->ctx.precision), fused, plans, cuvae_mib(p),
+             cuvae_mib(p), cuvae_mib(2 * p), cuvae_mib(cb->act_bytes), cb->max_batch,
+             cuvae_mib(cb->ev.bytes), cb->ev.cap_rows, cuvae_mib(data),
+             cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
+}
+
+static void cuda_destroy(cuvae_backend *be)
+{
+    if (!be) return;
+    cuda_backend *cb = cuda_of(be);
+    cuvae_cuda_ctx *ctx = &cb->ctx;
+    if (ctx->stream) cudaStreamSynchronize(ctx->stream);
+    for (int i = 0; i < STAGING_SLOTS; i++) {
+        if (cb->slots[i].read) cudaEventDestroy(cb->slots[i].read);
+        if (cb->slots[i].scalars) cudaFreeHost(cb->slots[i].scalars);
+    }
+    cuvae_eval_buffers_free(ctx, &cb->ev);
+    for (int s = 0; s < CUVAE_SET_COUNT; s++) cudaFree(cb->sets[s].pixels);
+    float *bufs[] = {cb->params, cb->grads, cb->adam_m, cb->adam_v, cb->x,
+                     cb->eps,    cb->z,     cb->grad_a, cb->grad_b};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+    for (int i = 0; i < CUVAE_MAX_LAYERS; i++) {
+        cudaFree(cb->enc[i]);
+        cudaFree(cb->dec[i]);
+        cudaFree(cb->enc_mask[i].bits);
+        cudaFree(cb->dec_mask[i].bits);
+    }
+    cudaFree(cb->idx);
+    cudaFree(cb->nll);
+    cudaFree(cb->kl);
+    cudaFree(cb->kl_floored);
+    cuvae_cuda_ctx_release(ctx);
+    free(cb);
+}
+
+/* Allocates a device buffer counted in the activations' share. */
+static int alloc_act(cuda_backend *cb, void **p, size_t bytes, const char *what, cuvae_status *st)
+{
+    if (cuvae_cuda_alloc(&cb->ctx, p, bytes, what, st)) return -1;
+    cb->act_bytes += bytes;
+    return 0;
+}
+
+static int alloc_training(cuda_backend *cb, cuvae_status *st)
+{
+    const cuvae_model *m = &cb->m;
+    size_t B = (size_t)cb->max_batch, n = m->n_params, L = (size_t)m->latent;
+    size_t W = (size_t)m->max_width;
+    if (cuvae_cuda_alloc(&cb->ctx, (void **)&cb->params, n * sizeof(float), "parameters", st) ||
+        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->grads, n * sizeof(float), "gradients", st) ||
+        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->adam_m, n * sizeof(float), "Adam first moments",
+                         st) ||
+        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->adam_v, n * sizeof(float), "Adam second moments",
+                         st))
+        return -1;
+    if (alloc_act(cb, (void **)&cb->idx, B * sizeof(int32_t), "batch indices", st) ||
+        alloc_act(cb, (void **)&cb->x, B * (size_t)m->x_dim * sizeof(float), "batch inputs", st) ||
+        alloc_act(cb, (void **)&cb->eps, B * L * sizeof(float), "reparameterization noise", st) ||
+        alloc_act(cb, (void **)&cb->z, B * L * sizeof(float), "latents", st) ||
+        alloc_act(cb, (void **)&cb->grad_a, B * W * sizeof(float), "activation gradients", st) ||
+        alloc_act(cb, (void **)&cb->grad_b, B * W * sizeof(float), "activation gradients", st) ||
+        alloc_act(cb, (void **)&cb->nll, B * sizeof(double), "per-example likelihoods", st) ||
+        alloc_act(cb, (void **)&cb->kl, B * sizeof(double), "per-example KL", st) ||
+        alloc_act(cb, (void **)&cb->kl_floored, B * sizeof(double), "per-example KL", st))
+        return -1;
+    for (int dec_half = 0; dec_half < 2; dec_half++) {
+        const cuvae_linear *layers = dec_half ? m->dec : m->enc;
+        int count = dec_half ? m->n_dec : m->n_enc;
+        float **acts = dec_half ? cb->dec : cb->enc;
+        cuvae_relu_mask *masks = dec_half ? cb->dec_mask : cb->enc_mask;
+        for (int i = 0; i < count; i++) {
+            if (alloc_act(cb, (void **)&acts[i], B * (size_t)layers[i].out * sizeof(float),
+                          dec_half ? "decoder activations" : "encoder activations", st))
+                return -1;
+            if (i + 1 < count &&
+                alloc_act(cb, &masks[i].bits, cuvae_relu_mask_bytes(cb->max_batch, layers[i].out),
+                          "ReLU masks", st))
+                return -1;
+        }
+    }
+    for (int i = 0; i < STAGING_SLOTS; i++) {
+        staging_slot *slot = &cb->slots[i];
+        size_t bytes = sizeof *slot->scalars + B * sizeof(int32_t);
+        if (CUDA_OK(st, cudaHostAlloc((void **)&slot->scalars, bytes, cudaHostAllocDefault))) {
+            slot->scalars = NULL;
+            return cuvae_fail_prefix(st, "cuda backend: pinned staging memory (%zu bytes)", bytes);
+        }
+        /* The indices follow the scalars (whose size is a multiple of 8). */
+        slot->idx = (int32_t *)(slot->scalars + 1);
+        CUDA_CHECK(st, cudaEventCreateWithFlags(&slot->read, cudaEventDisableTiming));
+    }
+    return 0;
+}
+
+static const cuvae_backend_ops cuda_ops = {
+    "cuda",        cuda_destroy, cuda_upload,    cuda_train_step, cuda_read_metrics,
+    cuda_evaluate, cuda_decode,  cuda_get_state, cuda_set_state,  cuda_describe,
+};
+
+extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *spec,
+                                                    cuvae_status *st)
+{
+    if (!spec || !spec->model || !spec->config) {
+        cuvae_fail(st, "cuda backend: no model or config given");
+        return NULL;
+    }
+    char name[256];
+    if (!cuvae_cuda_available(name, sizeof name)) {
+        cuvae_fail(st, "cuda backend: no usable CUDA device (%s)", name);
+        return NULL;
+    }
+    cuda_backend *cb = (cuda_backend *)cuvae_calloc(1, sizeof *cb, "cuda backend", st);
+    if (!cb) return NULL;
+    cb->base.ops = &cuda_ops;
+    cb->m = *spec->model;
+    cb->c = *spec->config;
+    snprintf(cb->device_name, sizeof cb->device_name, "%s", name);
+    cb->max_batch = cb->c.train.batch_size > 0 ? cb->c.train.batch_size : 1;
+    cb->hp.beta1 = cb->c.optim.beta1;
+    cb->hp.beta2 = cb->c.optim.beta2;
+    cb->hp.eps = cb->c.optim.eps;
+    cb->hp.weight_decay = cb->c.optim.weight_decay;
+    cb->hp.decoupled = cb->c.optim.type == CUVAE_OPT_ADAMW;
+    cb->hp.grad_clip = cb->c.optim.grad_clip;
+    if (cuvae_cuda_ctx_init(&cb->ctx, cb->c.train.precision, cb->c.train.seed, st)) {
+        free(cb);
+        return NULL;
+    }
+    float *host = NULL;
+    size_t bytes = cb->m.n_params * sizeof(float);
+    cudaStream_t stream = cb->ctx.stream;
+    if (alloc_training(cb, st)) goto fail;
+    /* Parameters start where the CPU backend's do: generated on the host, uploaded. */
+    host = (float *)cuvae_malloc(bytes, "initial parameters", st);
+    if (!host) goto fail;
+    cuvae_model_init(&cb->m, cb->c.train.seed, host);
+    if (CUDA_OK(st, cudaMemcpyAsync(cb->params, host, bytes, cudaMemcpyHostToDevice, stream)) ||
+        CUDA_OK(st, cudaMemsetAsync(cb->grads, 0, bytes, stream)) ||
+        CUDA_OK(st, cudaMemsetAsync(cb->adam_m, 0, bytes, stream)) ||
+        CUDA_OK(st, cudaMemsetAsync(cb->adam_v, 0, bytes, stream)))
+        goto fail;
+    if (sync_stream(cb, "initializing the parameters", st)) goto fail;
+    free(host);
+    host = NULL;
+    if (prepare_plans(cb, cb->max_batch, st)) {
+        cuvae_fail_prefix(st, "cuda backend: choosing the GEMM algorithms");
+        goto fail;
+    }
+    return &cb->base;
+fail:
+    free(host);
+    cuda_destroy(&cb->base);
+    return NULL;
+}

@@ -1,0 +1,133 @@
+/* What every CUDA file shares: the context passed to each launcher (stream, cuBLASLt handle and
+ * workspace, GEMM precision, the run's seed, the device-side step scalars and training state), the
+ * one family of check macros (CUDA_CHECK, CUBLAS_CHECK) that turns a failed call into a
+ * cuvae_status naming the statement, file and line, and the device allocation helper.
+ *
+ * Launchers follow one convention: `int cuvae_<op>_<dir>(ctx, ..., cudaStream_t stream,
+ * cuvae_status *st)`, returning 0 when the work is enqueued and -1 (st set) when a precondition
+ * fails or the launch is refused. Nothing here synchronizes the device unless it says so. */
+#ifndef CUVAE_CUDA_COMMON_H
+#define CUVAE_CUDA_COMMON_H
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "config.h"
+
+/* Inputs of one training step, sent by the host with a single asynchronous copy and read by the
+ * kernels from device memory, so that the host never waits on the device inside a step. The batch
+ * indices follow the struct in the same copy (see cuda_backend.cu). */
+typedef struct {
+    uint64_t step; /* keys the binarization and reparameterization noise */
+    float lr;      /* this step's learning rate */
+    float beta;    /* this step's KL weight */
+} cuvae_step_scalars;
+
+/* What one Adam update needs beyond the hyperparameters, computed on the device (optimizer.cu). */
+typedef struct {
+    int apply;        /* 1: the update goes ahead; 0: withheld (non-finite loss or gradient) */
+    float clip_scale; /* gradient factor of the clipping (1: none) */
+    float decay;      /* AdamW's parameter factor 1 - lr * weight_decay */
+    float neg_step;   /* -lr / (1 - beta1^t) */
+    float bc2_sqrt;   /* sqrt(1 - beta2^t) */
+} cuvae_adam_factors;
+
+/* The training state that lives on the device: Adam's update count, what the current step found,
+ * and the metrics accumulated since the host last read them. */
+typedef struct {
+    uint64_t adam_t; /* updates applied so far */
+    /* The current step, written by its kernels (each field "="). */
+    double batch_loss, batch_rec, batch_kl; /* sums over the batch (kl without the floor) */
+    int nonfinite;                          /* the batch's loss is NaN or infinite */
+    double sum_sq;                          /* squared global gradient norm */
+    cuvae_adam_factors adam;                /* this step's update (adam.apply = 0: withheld) */
+    /* Accumulated since the last read_metrics reset ("+="). */
+    double loss, rec, kl, grad_norm_sum;
+    long long examples, steps, skipped;
+    long long first_nonfinite_step; /* -1 when none */
+} cuvae_device_state;
+
+typedef struct cuvae_matmul_plan cuvae_matmul_plan; /* cached cuBLASLt GEMM (linear.cu) */
+
+typedef struct {
+    int device;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *workspace; /* cuBLASLt's, workspace_bytes */
+    size_t workspace_bytes;
+    cuvae_precision precision;
+    cublasComputeType_t compute; /* from the precision */
+    uint64_t seed;               /* train.seed: keys every random stream */
+    int use_epilogues; /* 1: fuse bias, ReLU and their gradients into the GEMMs where cuBLASLt can;
+                          0: plain GEMMs and separate kernels (the parity tests compare both) */
+    int plan_only;     /* 1: the linear launchers choose and cache their GEMM plans and set the
+                          ReLU masks' validity, but enqueue nothing (backend creation) */
+    cuvae_step_scalars *d_step;  /* device: the current step's inputs */
+    cuvae_device_state *d_state; /* device: training state and metrics */
+    double *d_partials;          /* device: [CUVAE_REDUCE_BLOCKS] partial sums of reductions */
+    cuvae_matmul_plan *plans;    /* host: GEMM plan cache (linear.cu) */
+    int n_plans, cap_plans, next_evict;
+    size_t device_bytes; /* allocated through cuvae_cuda_alloc with this context */
+} cuvae_cuda_ctx;
+
+/* Blocks of the first pass of the deterministic two-pass reductions (gradient norm): fixed, so the
+ * summation order does not depend on the GPU. */
+#define CUVAE_REDUCE_BLOCKS 256
+#define CUVAE_REDUCE_THREADS 256
+
+/* cuBLASLt workspace: generous for the largest GEMMs of an MLP. */
+#define CUVAE_LT_WORKSPACE_BYTES ((size_t)32 << 20)
+
+/* The one handler behind the check macros: writes "<library> error <name> (<text>) in `<stmt>`
+ * at <file>:<line>" into st and returns -1. */
+int cuvae_check_failed(cuvae_status *st, const char *library, const char *name, const char *text,
+                       const char *stmt, const char *file, int line);
+int cuvae_cuda_result(cudaError_t e, cuvae_status *st, const char *stmt, const char *file,
+                      int line);
+int cuvae_cublas_result(cublasStatus_t s, cuvae_status *st, const char *stmt, const char *file,
+                        int line);
+
+/* 0 when the call succeeded, else -1 with st set: for calls whose failure needs cleanup. */
+#define CUDA_OK(st, call) cuvae_cuda_result((call), (st), #call, __FILE__, __LINE__)
+#define CUBLAS_OK(st, call) cuvae_cublas_result((call), (st), #call, __FILE__, __LINE__)
+/* Return -1 from the calling function when the call fails. */
+#define CUDA_CHECK(st, call)                                                                       \
+    do {                                                                                           \
+        if (CUDA_OK(st, call)) return -1;                                                          \
+    } while (0)
+#define CUBLAS_CHECK(st, call)                                                                     \
+    do {                                                                                           \
+        if (CUBLAS_OK(st, call)) return -1;                                                        \
+    } while (0)
+/* After a kernel launch: a refused launch (bad configuration, no device) surfaces here. */
+#define CUDA_CHECK_LAUNCH(st) CUDA_CHECK(st, cudaGetLastError())
+
+/* cudaMalloc that names what it allocates: on failure st says "out of GPU memory allocating
+ * <what> (<MiB> MiB; <free> MiB of <total> MiB free)". Adds the size to ctx->device_bytes when
+ * ctx is not NULL. *p is NULL on failure. */
+int cuvae_cuda_alloc(cuvae_cuda_ctx *ctx, void **p, size_t bytes, const char *what,
+                     cuvae_status *st);
+/* cudaFree of a pointer from cuvae_cuda_alloc (NULL is fine); the size is the one allocated. */
+void cuvae_cuda_free(cuvae_cuda_ctx *ctx, void *p, size_t bytes);
+
+/* Sets up the context on the current device: stream, cuBLASLt handle, workspace, the device-side
+ * scalars (zeroed; first_nonfinite_step = -1). bf16 fails with a message (not supported yet).
+ * On failure everything created so far is released. */
+int cuvae_cuda_ctx_init(cuvae_cuda_ctx *ctx, cuvae_precision precision, uint64_t seed,
+                        cuvae_status *st);
+/* Releases what cuvae_cuda_ctx_init created (and the GEMM plans); safe on a zeroed context. */
+void cuvae_cuda_ctx_release(cuvae_cuda_ctx *ctx);
+
+/* Grid size for n items at `threads` per block, capped so grid-stride loops cover the rest. */
+int cuvae_grid_for(size_t n, int threads);
+
+/* Bytes as MiB, for messages and describe(). */
+static inline double cuvae_mib(size_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+#endif

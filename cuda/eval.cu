@@ -1,0 +1,224 @@
+/* Evaluation and decoding on the device (see eval.h). Every output is written ("=").
+ *
+ * For row r = i*K + k (example i, sample k) with eps_rk from the eval stream:
+ *   z    = mu_i + exp(0.5 lv_i) * eps
+ *   lw_r = log p(z) - log q(z | x) = sum_d [ -0.5 z_d^2 + 0.5 eps_d^2 + 0.5 lv_d ]
+ *          (the -0.5 log(2 pi) of both densities cancel)
+ *   log w_k = -rec_k + lw_r
+ * and per example, with m = max_k log w_k (the shift keeps exp in range):
+ *   neg_iw = -(m + log sum_k exp(log w_k - m) - log K). */
+#include "eval.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "device_util.cuh"
+#include "evaluate.h"
+#include "gather.h"
+#include "likelihood.h"
+#include "linear.h"
+
+#define EXPAND_WARPS 4
+#define EVAL_THREADS 256
+#define EVAL_BUDGET_BYTES ((size_t)256 << 20)
+
+/* One warp per row: z, lw and (for k = 0) the example's KL. */
+static __global__ void expand_kernel(const float *enc, const int32_t *idx, int n, int K, int L,
+                                     uint64_t seed, uint64_t counter, float *z, double *lw,
+                                     double *kl)
+{
+    int warp = (int)(threadIdx.x / 32), lane = (int)(threadIdx.x % 32);
+    int r = blockIdx.x * EXPAND_WARPS + warp;
+    if (r >= n * K) return; /* whole warps leave together */
+    int i = r / K, k = r % K;
+    const float *mu = enc + (size_t)i * 2 * (size_t)L;
+    const float *lv = mu + L;
+    uint64_t base = ((uint64_t)idx[i] * (uint64_t)K + (uint64_t)k) * (uint64_t)L;
+    double zz = 0.0, ee = 0.0, lvs = 0.0, s_kl = 0.0;
+    for (int d = lane; d < L; d += 32) {
+        float e = cuvae_dev_normal(seed, CUVAE_STREAM_EVAL, counter, base + (uint64_t)d);
+        float m = mu[d], v = lv[d];
+        float zd = m + expf(0.5f * v) * e;
+        z[(size_t)r * (size_t)L + (size_t)d] = zd;
+        zz += (double)zd * (double)zd;
+        ee += (double)e * (double)e;
+        lvs += (double)v;
+        /* The training KL's float order: ((mu*mu + exp(lv)) - 1) - lv, halved. */
+        if (k == 0) s_kl += (double)(0.5f * (m * m + expf(v) - 1.0f - v));
+    }
+    zz = cuvae_dev_warp_sum(zz);
+    ee = cuvae_dev_warp_sum(ee);
+    lvs = cuvae_dev_warp_sum(lvs);
+    s_kl = cuvae_dev_warp_sum(s_kl); /* k is the same on every lane of the warp */
+    if (lane == 0) {
+        lw[r] = -0.5 * zz + 0.5 * ee + 0.5 * lvs;
+        if (k == 0) kl[i] = s_kl;
+    }
+}
+
+/* One thread per example, samples in order. res is [4, stride]. */
+static __global__ void combine_kernel(const double *nll, const double *lw, const double *kl, int n,
+                                      int K, double *res, int stride)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const double *rn = nll + (size_t)i * (size_t)K, *rl = lw + (size_t)i * (size_t)K;
+    double mx = -INFINITY, sum_rec = 0.0;
+    bool nan = false;
+    for (int k = 0; k < K; k++) {
+        double lwk = rl[k] - rn[k];
+        if (isnan(lwk)) nan = true;
+        if (lwk > mx) mx = lwk;
+        sum_rec += rn[k];
+    }
+    double lse;
+    if (nan) {
+        lse = NAN; /* a NaN weight makes the bound NaN, so the caller counts it */
+    } else if (isinf(mx)) {
+        lse = mx; /* every weight zero (-inf), or one infinite: no shift can help */
+    } else {
+        double s = 0.0;
+        for (int k = 0; k < K; k++) s += exp((rl[k] - rn[k]) - mx);
+        lse = mx + log(s);
+    }
+    double rec = sum_rec / (double)K;
+    res[i] = rec + kl[i];
+    res[stride + i] = -(lse - log((double)K));
+    res[2 * stride + i] = rec;
+    res[3 * stride + i] = kl[i];
+}
+
+static __global__ void sigmoid_kernel(float *x, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        /* exp of a non-positive argument only, as the CPU backend's decode */
+        float o = x[i], e = expf(-fabsf(o));
+        x[i] = (o >= 0.0f ? 1.0f : e) / (1.0f + e);
+    }
+}
+
+static size_t bytes_per_row(const cuvae_model *m)
+{
+    size_t D = (size_t)m->x_dim, W = (size_t)m->max_width, L = (size_t)m->latent;
+    return sizeof(int32_t) + sizeof(float) * (2 * D + 2 * W + 3 * L) + sizeof(double) * 7;
+}
+
+int cuvae_eval_rows_for(const cuvae_model *model, int min_rows)
+{
+    size_t rows = EVAL_BUDGET_BYTES / bytes_per_row(model);
+    if (rows > CUVAE_EVAL_MAX_ROWS) rows = CUVAE_EVAL_MAX_ROWS;
+    if (rows < 1) rows = 1;
+    if ((size_t)min_rows > rows) rows = (size_t)min_rows;
+    return (int)rows;
+}
+
+void cuvae_eval_buffers_free(cuvae_cuda_ctx *ctx, cuvae_eval_buffers *b)
+{
+    /* b->bytes is the total allocated, for ctx->device_bytes. */
+    cudaFree(b->idx);
+    cudaFree(b->x);
+    cudaFree(b->h0);
+    cudaFree(b->h1);
+    cudaFree(b->enc);
+    cudaFree(b->z);
+    cudaFree(b->out);
+    cudaFree(b->nll);
+    cudaFree(b->lw);
+    cudaFree(b->kl);
+    cudaFree(b->res);
+    if (ctx && ctx->device_bytes >= b->bytes) ctx->device_bytes -= b->bytes;
+    memset(b, 0, sizeof *b);
+}
+
+int cuvae_eval_buffers_alloc(cuvae_cuda_ctx *ctx, const cuvae_model *model, int cap_rows,
+                             cuvae_eval_buffers *b, cuvae_status *st)
+{
+    if (b->cap_rows) cuvae_eval_buffers_free(ctx, b);
+    if (cap_rows < 1) return cuvae_fail(st, "evaluation buffers: %d rows", cap_rows);
+    size_t R = (size_t)cap_rows, D = (size_t)model->x_dim, W = (size_t)model->max_width,
+           L = (size_t)model->latent;
+    struct {
+        void **p;
+        size_t bytes;
+        const char *what;
+    } parts[] = {
+        {(void **)&b->idx, sizeof(int32_t) * R, "evaluation indices"},
+        {(void **)&b->x, sizeof(float) * R * D, "evaluation inputs"},
+        {(void **)&b->h0, sizeof(float) * R * W, "evaluation activations"},
+        {(void **)&b->h1, sizeof(float) * R * W, "evaluation activations"},
+        {(void **)&b->enc, sizeof(float) * R * 2 * L, "evaluation encodings"},
+        {(void **)&b->z, sizeof(float) * R * L, "evaluation latents"},
+        {(void **)&b->out, sizeof(float) * R * D, "evaluation decoder outputs"},
+        {(void **)&b->nll, sizeof(double) * R, "evaluation likelihoods"},
+        {(void **)&b->lw, sizeof(double) * R, "evaluation log weights"},
+        {(void **)&b->kl, sizeof(double) * R, "evaluation KL terms"},
+        {(void **)&b->res, sizeof(double) * 4 * R, "evaluation results"},
+    };
+    b->cap_rows = cap_rows;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (cuvae_cuda_alloc(ctx, parts[i].p, parts[i].bytes, parts[i].what, st)) {
+            cuvae_eval_buffers_free(ctx, b);
+            return -1;
+        }
+        b->bytes += parts[i].bytes;
+    }
+    return 0;
+}
+
+/* The activation buffers of an MLP of n layers: alternating h0/h1, the last one `last`. */
+static void activations(float **act, int n, const cuvae_eval_buffers *b, float *last)
+{
+    for (int i = 0; i < n; i++) act[i] = i % 2 == 0 ? b->h0 : b->h1;
+    act[n - 1] = last;
+}
+
+int cuvae_eval_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const float *params,
+                       const uint8_t *pixels, int64_t n_rows, int n, int K, uint64_t counter,
+                       int decode, cuvae_eval_buffers *b, cudaStream_t stream, cuvae_status *st)
+{
+    if (n < 1 || K < 1) return cuvae_fail(st, "evaluate: n=%d K=%d: expected positive sizes", n, K);
+    if (!decode) K = 1; /* one row per example: the KL only */
+    if ((int64_t)n * K > b->cap_rows)
+        return cuvae_fail(st, "evaluate: %d examples x %d samples exceed the %d rows allocated", n,
+                          K, b->cap_rows);
+    int D = model->x_dim, L = model->latent, rows = n * K;
+    float *act[CUVAE_MAX_LAYERS];
+    if (cuvae_gather_forward(ctx, pixels, n_rows, D, b->idx, n, 0, NULL, b->x, stream, st))
+        return -1;
+    activations(act, model->n_enc, b, b->enc);
+    if (cuvae_mlp_forward(ctx, model->enc, model->n_enc, params, b->x, n, act, NULL, stream, st))
+        return cuvae_fail_prefix(st, "encoder");
+    expand_kernel<<<(rows + EXPAND_WARPS - 1) / EXPAND_WARPS, EXPAND_WARPS * 32, 0, stream>>>(
+        b->enc, b->idx, n, K, L, ctx->seed, counter, b->z, b->lw, b->kl);
+    CUDA_CHECK_LAUNCH(st);
+    if (!decode) return 0;
+    activations(act, model->n_dec, b, b->out);
+    if (cuvae_mlp_forward(ctx, model->dec, model->n_dec, params, b->z, rows, act, NULL, stream, st))
+        return cuvae_fail_prefix(st, "decoder");
+    if (cuvae_likelihood_forward(ctx, b->out, b->x, rows, D, K, model->likelihood,
+                                 model->gaussian_sigma, 0.0f, b->nll, NULL, stream, st))
+        return -1;
+    combine_kernel<<<(n + EVAL_THREADS - 1) / EVAL_THREADS, EVAL_THREADS, 0, stream>>>(
+        b->nll, b->lw, b->kl, n, K, b->res, b->cap_rows);
+    CUDA_CHECK_LAUNCH(st);
+    return 0;
+}
+
+int cuvae_decode_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const float *params, int n,
+                         cuvae_eval_buffers *b, cudaStream_t stream, cuvae_status *st)
+{
+    if (n < 1 || n > b->cap_rows)
+        return cuvae_fail(st, "decode: %d latents: expected 1..%d per call", n, b->cap_rows);
+    float *act[CUVAE_MAX_LAYERS];
+    activations(act, model->n_dec, b, b->out);
+    if (cuvae_mlp_forward(ctx, model->dec, model->n_dec, params, b->z, n, act, NULL, stream, st))
+        return cuvae_fail_prefix(st, "decoder");
+    if (model->likelihood == CUVAE_LIK_BERNOULLI) {
+        size_t total = (size_t)n * (size_t)model->x_dim;
+        sigmoid_kernel<<<cuvae_grid_for(total, EVAL_THREADS), EVAL_THREADS, 0, stream>>>(b->out,
+                                                                                         total);
+        CUDA_CHECK_LAUNCH(st);
+    }
+    return 0;
+}

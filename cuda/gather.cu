@@ -1,0 +1,64 @@
+/* The batch gather with scaling or dynamic binarization (see gather.h). Writes x ("="). */
+#include "gather.h"
+
+#include "device_util.cuh"
+
+#define GATHER_THREADS 256
+
+/* x [batch, d] = pixels[idx[b], p] / 255, one element a thread. */
+static __global__ void gather_scale_kernel(const uint8_t *pixels, int d, const int32_t *idx,
+                                           size_t total, float *x)
+{
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total;
+         e += (size_t)gridDim.x * blockDim.x) {
+        size_t b = e / (size_t)d, p = e % (size_t)d;
+        uint8_t byte = pixels[(size_t)idx[b] * (size_t)d + p];
+        x[e] = (float)byte / 255.0f;
+    }
+}
+
+/* x [batch, d] in {0, 1}: element e = b*d + p takes word e % 4 of Philox block e / 4 of
+ * (seed, CUVAE_STREAM_BINARIZE, step); one block of four elements a thread, so each block is
+ * drawn once. */
+static __global__ void gather_binarize_kernel(const uint8_t *pixels, int d, const int32_t *idx,
+                                              size_t total, uint64_t seed, const uint64_t *d_step,
+                                              float *x)
+{
+    uint64_t step = *d_step;
+    size_t blocks = (total + 3) / 4;
+    for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < blocks;
+         j += (size_t)gridDim.x * blockDim.x) {
+        uint4 w = cuvae_dev_philox_block(seed, CUVAE_STREAM_BINARIZE, step, j);
+        for (int lane = 0; lane < 4; lane++) {
+            size_t e = 4 * j + (size_t)lane;
+            if (e >= total) break;
+            size_t b = e / (size_t)d, p = e % (size_t)d;
+            uint8_t byte = pixels[(size_t)idx[b] * (size_t)d + p];
+            x[e] = cuvae_dev_bernoulli(cuvae_dev_word(w, lane), byte) ? 1.0f : 0.0f;
+        }
+    }
+}
+
+int cuvae_gather_forward(cuvae_cuda_ctx *ctx, const uint8_t *pixels, int64_t n_rows, int d,
+                         const int32_t *idx, int batch, int dynamic, const uint64_t *d_step,
+                         float *x, cudaStream_t stream, cuvae_status *st)
+{
+    if (batch < 1 || d < 1 || n_rows < 1)
+        return cuvae_fail(st,
+                          "gather: batch %d of rows of %d values from %lld rows: expected "
+                          "positive sizes",
+                          batch, d, (long long)n_rows);
+    if (!pixels || !idx || !x || (dynamic && !d_step))
+        return cuvae_fail(st, "gather: a NULL buffer");
+    size_t total = (size_t)batch * (size_t)d;
+    if (dynamic) {
+        size_t blocks = (total + 3) / 4;
+        gather_binarize_kernel<<<cuvae_grid_for(blocks, GATHER_THREADS), GATHER_THREADS, 0,
+                                 stream>>>(pixels, d, idx, total, ctx->seed, d_step, x);
+    } else {
+        gather_scale_kernel<<<cuvae_grid_for(total, GATHER_THREADS), GATHER_THREADS, 0, stream>>>(
+            pixels, d, idx, total, x);
+    }
+    CUDA_CHECK_LAUNCH(st);
+    return 0;
+}

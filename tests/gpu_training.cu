@@ -1,0 +1,314 @@
+/* The CUDA backend against the CPU reference through the backend interface, at fp32 GEMM precision:
+ *   1. one training step from the same initial parameters: the metrics, the parameters and Adam's
+ *      m and v afterwards agree within the fp32 tolerances;
+ *   2. 100 steps: the per-step mean losses track within LOSS_RTOL (relative);
+ *   3. two CUDA runs with the same seed give bit-identical losses and parameters;
+ *   4. evaluate (K = 50) from the same parameters agrees within the fp32 tolerances, outputs and
+ *      encoder means included, and so does decode;
+ *   5. the state after the CUDA run (get_state, as a checkpoint holds it) loaded into a CPU backend
+ *      evaluates the same;
+ *   6. a step with a non-finite loss is withheld on both, counted and recorded the same way.
+ * Skipped (77) without a usable CUDA device. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "tests_util.h"
+}
+#include "backend.h"
+#include "config.h"
+#include "model.h"
+#include "philox.h"
+
+#define N_TRAIN 256
+#define N_TEST 64
+#define ROWS 28
+#define COLS 28
+#define BATCH 32
+#define STEPS 100
+#define EVAL_K 50
+/* Per-step mean losses of the two backends after up to 100 steps: fp32 rounding differences
+ * (GEMM summation order, a few ulp in exp/log) grow slowly through training; 0.1% is far above
+ * them and far below what a wrong gradient or update does in 100 steps. */
+#define LOSS_RTOL 1e-3
+
+#define REQUIRE(cond, st)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #cond, (st).msg);        \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+typedef struct {
+    cuvae_config c;
+    cuvae_model m;
+    uint8_t train[N_TRAIN * ROWS * COLS], test[N_TEST * ROWS * COLS];
+    int32_t perm[N_TRAIN];
+} fixture;
+
+static void fixture_init(fixture *f)
+{
+    cuvae_status st;
+    uint8_t labels[N_TRAIN];
+    cuvae_config_defaults(&f->c);
+    f->c.model.n_hidden = 2;
+    f->c.model.hidden[0] = 64;
+    f->c.model.hidden[1] = 32;
+    f->c.model.latent = 8;
+    f->c.model.likelihood = CUVAE_LIK_BERNOULLI;
+    f->c.train.batch_size = BATCH;
+    f->c.train.seed = 20240611;
+    f->c.train.precision = CUVAE_PREC_FP32;
+    f->c.train.free_bits = 0.1f; /* the floor binds on some dimensions, so its rule is checked */
+    f->c.optim.lr = 1e-3f;
+    /* Adam's first steps move each weight by about lr * g / (|g| + eps): for gradients within a
+     * few eps of zero that is a steep function of g, and fp32 summation-order noise in such a
+     * gradient would show up in the parameters. eps = 1e-6 keeps the comparison well conditioned;
+     * the update arithmetic itself is checked at eps = 1e-8 by gpu_parity. */
+    f->c.optim.eps = 1e-6f;
+    REQUIRE(cuvae_model_layout(&f->m, &f->c, ROWS * COLS, &st) == 0, st);
+    cuvae_test_make_images(f->train, labels, N_TRAIN, ROWS, COLS, 11);
+    cuvae_test_make_images(f->test, labels, N_TEST, ROWS, COLS, 12);
+}
+
+static cuvae_backend *make(const fixture *f, int cuda)
+{
+    cuvae_status st;
+    cuvae_backend_spec spec = {&f->m, &f->c};
+    cuvae_backend *be =
+        cuda ? cuvae_cuda_backend_create(&spec, &st) : cuvae_cpu_backend_create(&spec, &st);
+    REQUIRE(be != NULL, st);
+    REQUIRE(be->ops->upload(be, CUVAE_SET_TRAIN, f->train, N_TRAIN, ROWS * COLS, 1, &st) == 0, st);
+    REQUIRE(be->ops->upload(be, CUVAE_SET_TEST, f->test, N_TEST, ROWS * COLS, 0, &st) == 0, st);
+    return be;
+}
+
+/* Step s: batch s % (N_TRAIN / BATCH) of epoch s / (N_TRAIN / BATCH)'s permutation (drawn afresh
+ * for every step, as the runs interleave). */
+static void step_of(fixture *f, uint64_t s, cuvae_step *out)
+{
+    const uint64_t per_epoch = N_TRAIN / BATCH;
+    cuvae_permutation(f->c.train.seed, CUVAE_STREAM_SHUFFLE, s / per_epoch, f->perm, N_TRAIN);
+    out->step = s;
+    out->lr = f->c.optim.lr;
+    out->beta = 1.0f;
+    out->idx = f->perm + (s % per_epoch) * BATCH;
+    out->batch = BATCH;
+}
+
+/* Runs steps [first, first + n) and records the per-step mean losses. */
+static void run_steps(fixture *f, cuvae_backend *be, uint64_t first, int n, double *losses)
+{
+    cuvae_status st;
+    for (int i = 0; i < n; i++) {
+        cuvae_step s;
+        step_of(f, first + (uint64_t)i, &s);
+        REQUIRE(be->ops->train_step(be, &s, &st) == 0, st);
+        cuvae_metrics m;
+        REQUIRE(be->ops->read_metrics(be, &m, 1, &st) == 0, st);
+        CHECK(m.steps == 1 && m.skipped == 0 && m.examples == BATCH);
+        losses[i] = m.examples > 0 ? m.loss / (double)m.examples : NAN;
+    }
+}
+
+typedef struct {
+    float *params, *m, *v;
+    uint64_t adam_t;
+} state_copy;
+
+static void get_state(const fixture *f, cuvae_backend *be, state_copy *s)
+{
+    cuvae_status st;
+    size_t n = f->m.n_params;
+    s->params = (float *)malloc(n * sizeof(float));
+    s->m = (float *)malloc(n * sizeof(float));
+    s->v = (float *)malloc(n * sizeof(float));
+    REQUIRE(s->params && s->m && s->v, st);
+    cuvae_train_state ts = {s->params, s->m, s->v, 0};
+    REQUIRE(be->ops->get_state(be, &ts, &st) == 0, st);
+    s->adam_t = ts.adam_t;
+}
+
+static void free_state(state_copy *s)
+{
+    free(s->params);
+    free(s->m);
+    free(s->v);
+}
+
+static void check_doubles(const char *what, const double *got, const double *ref, int n)
+{
+    float *g = (float *)malloc(sizeof(float) * (size_t)n),
+          *r = (float *)malloc(sizeof(float) * (size_t)n);
+    if (!g || !r) exit(1);
+    for (int i = 0; i < n; i++) {
+        g[i] = (float)got[i];
+        r[i] = (float)ref[i];
+    }
+    cuvae_check_close(what, g, r, (size_t)n, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
+    free(g);
+    free(r);
+}
+
+/* Evaluates the whole test set on both backends with every output and compares them. */
+static void compare_eval(const fixture *f, cuvae_backend *gpu, cuvae_backend *cpu, const char *tag)
+{
+    cuvae_status st;
+    const int n = N_TEST, L = f->m.latent;
+    int32_t idx[N_TEST];
+    for (int i = 0; i < n; i++) idx[i] = i;
+    double res[2][4][N_TEST];
+    float mu[2][N_TEST * 8], lv[2][N_TEST * 8]; /* the fixture's latent size is 8 */
+    if (L != 8) exit(1);
+    cuvae_backend *be[2] = {gpu, cpu};
+    for (int k = 0; k < 2; k++) {
+        cuvae_eval_out out = {res[k][0], res[k][1], res[k][2], res[k][3], mu[k], lv[k]};
+        REQUIRE(be[k]->ops->evaluate(be[k], CUVAE_SET_TEST, idx, n, EVAL_K, 5, &out, &st) == 0, st);
+    }
+    const char *names[4] = {"neg_elbo", "neg_iw", "rec", "kl"};
+    char what[96];
+    for (int j = 0; j < 4; j++) {
+        snprintf(what, sizeof what, "%s: evaluate %s", tag, names[j]);
+        check_doubles(what, res[0][j], res[1][j], n);
+    }
+    snprintf(what, sizeof what, "%s: evaluate mu", tag);
+    cuvae_check_close(what, mu[0], mu[1], (size_t)n * L, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
+    snprintf(what, sizeof what, "%s: evaluate logvar", tag);
+    cuvae_check_close(what, lv[0], lv[1], (size_t)n * L, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
+
+    /* Decoding the same latents. */
+    float z[16 * 8], xm[2][16 * ROWS * COLS];
+    cuvae_normal_fill(1, CUVAE_STREAM_SAMPLE, 0, 0, z, 16 * 8);
+    for (int k = 0; k < 2; k++) REQUIRE(be[k]->ops->decode(be[k], z, 16, xm[k], &st) == 0, st);
+    snprintf(what, sizeof what, "%s: decode", tag);
+    cuvae_check_close(what, xm[0], xm[1], 16 * ROWS * COLS, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
+}
+
+int main(void)
+{
+    char name[256];
+    if (!cuvae_cuda_available(name, sizeof name)) {
+        printf("gpu_training: skipped: no usable CUDA device (%s)\n", name);
+        return CUVAE_TEST_SKIP;
+    }
+    printf("gpu_training: device %s\n", name);
+    static fixture f;
+    fixture_init(&f);
+    cuvae_status st;
+    size_t n = f.m.n_params;
+
+    cuvae_backend *gpu = make(&f, 1), *cpu = make(&f, 0);
+    char desc[512];
+    gpu->ops->describe(gpu, desc, sizeof desc);
+    printf("%s\n", desc);
+
+    /* 4 (first part): the same initial parameters give the same evaluation. */
+    compare_eval(&f, gpu, cpu, "initial");
+
+    /* 1: one step. */
+    {
+        cuvae_step s;
+        step_of(&f, 0, &s);
+        cuvae_metrics mg, mc;
+        REQUIRE(gpu->ops->train_step(gpu, &s, &st) == 0, st);
+        REQUIRE(cpu->ops->train_step(cpu, &s, &st) == 0, st);
+        REQUIRE(gpu->ops->read_metrics(gpu, &mg, 1, &st) == 0, st);
+        REQUIRE(cpu->ops->read_metrics(cpu, &mc, 1, &st) == 0, st);
+        CHECK(mg.steps == 1 && mc.steps == 1 && mg.examples == BATCH && mg.skipped == 0);
+        CHECK(mg.first_nonfinite_step == -1);
+        double g4[4] = {mg.loss, mg.rec, mg.kl, mg.grad_norm_sum};
+        double c4[4] = {mc.loss, mc.rec, mc.kl, mc.grad_norm_sum};
+        check_doubles("one step: loss, rec, kl, grad norm", g4, c4, 4);
+        state_copy sg, sc;
+        get_state(&f, gpu, &sg);
+        get_state(&f, cpu, &sc);
+        CHECK(sg.adam_t == 1 && sc.adam_t == 1);
+        cuvae_check_close("one step: params", sg.params, sc.params, n, CUVAE_FP32_RTOL,
+                          CUVAE_FP32_ATOL);
+        cuvae_check_close("one step: adam m", sg.m, sc.m, n, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
+        cuvae_check_close("one step: adam v", sg.v, sc.v, n, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
+        free_state(&sg);
+        free_state(&sc);
+    }
+
+    /* 2: the loss curves of steps 1..99 track. */
+    static double lg[STEPS], lc[STEPS], lg2[STEPS];
+    run_steps(&f, gpu, 1, STEPS - 1, lg);
+    run_steps(&f, cpu, 1, STEPS - 1, lc);
+    int off = 0;
+    double worst = 0;
+    for (int i = 0; i < STEPS - 1; i++) {
+        double rel = fabs(lg[i] - lc[i]) / fabs(lc[i]);
+        if (!(rel <= LOSS_RTOL)) off++;
+        if (rel > worst || rel != rel) worst = rel;
+    }
+    printf("loss curves: step 1 %.4f (cpu %.4f), step %d %.4f (cpu %.4f), worst relative "
+           "difference %.3g\n",
+           lg[0], lc[0], STEPS - 1, lg[STEPS - 2], lc[STEPS - 2], worst);
+    if (off)
+        fprintf(stderr, "loss curves: %d of %d steps differ by more than %g\n", off, STEPS - 1,
+                LOSS_RTOL);
+    CHECK(off == 0);
+    CHECK(lg[STEPS - 2] < lg[0]); /* it learns */
+
+    /* 3: a second CUDA run repeats the first bit for bit. */
+    {
+        cuvae_backend *gpu2 = make(&f, 1);
+        double first[1];
+        run_steps(&f, gpu2, 0, 1, first);
+        run_steps(&f, gpu2, 1, STEPS - 1, lg2);
+        int same = memcmp(lg, lg2, sizeof(double) * (STEPS - 1)) == 0;
+        if (!same) fprintf(stderr, "two CUDA runs with the same seed gave different losses\n");
+        CHECK(same);
+        state_copy a, b;
+        get_state(&f, gpu, &a);
+        get_state(&f, gpu2, &b);
+        CHECK(memcmp(a.params, b.params, n * sizeof(float)) == 0);
+        CHECK(memcmp(a.v, b.v, n * sizeof(float)) == 0);
+        CHECK(a.adam_t == STEPS && b.adam_t == STEPS);
+        free_state(&a);
+        free_state(&b);
+        gpu2->ops->destroy(gpu2);
+    }
+
+    /* 5: the CUDA state, as a checkpoint holds it, loaded into a fresh CPU backend. */
+    {
+        state_copy s;
+        get_state(&f, gpu, &s);
+        cuvae_backend *cpu2 = make(&f, 0);
+        cuvae_train_state ts = {s.params, s.m, s.v, s.adam_t};
+        REQUIRE(cpu2->ops->set_state(cpu2, &ts, &st) == 0, st);
+        compare_eval(&f, gpu, cpu2, "after 100 CUDA steps");
+
+        /* 6: a NaN in the decoder's output bias makes every logit, so the loss, NaN. */
+        const cuvae_linear *last = &f.m.dec[f.m.n_dec - 1];
+        s.params[last->b] = NAN;
+        cuvae_backend *be[2] = {gpu, cpu2};
+        for (int k = 0; k < 2; k++) {
+            REQUIRE(be[k]->ops->set_state(be[k], &ts, &st) == 0, st);
+            cuvae_step stp;
+            step_of(&f, STEPS, &stp);
+            REQUIRE(be[k]->ops->train_step(be[k], &stp, &st) == 0, st);
+            cuvae_metrics m;
+            REQUIRE(be[k]->ops->read_metrics(be[k], &m, 1, &st) == 0, st);
+            CHECK(m.skipped == 1 && m.steps == 0 && m.examples == 0);
+            CHECK(m.first_nonfinite_step == STEPS);
+            state_copy after;
+            get_state(&f, be[k], &after);
+            CHECK(memcmp(after.params, s.params, n * sizeof(float)) == 0);
+            CHECK(memcmp(after.m, s.m, n * sizeof(float)) == 0);
+            CHECK(after.adam_t == s.adam_t);
+            free_state(&after);
+        }
+        cpu2->ops->destroy(cpu2);
+        free_state(&s);
+    }
+
+    gpu->ops->destroy(gpu);
+    cpu->ops->destroy(cpu);
+    return cuvae_test_finish("gpu_training");
+}
