@@ -14,7 +14,7 @@
 #include "philox.h"
 
 #if defined(__SSE2__)
-#include <emmintrin.h>
+#include <immintrin.h> /* SSE2 everywhere on x86-64; AVX only inside target("avx") functions */
 #endif
 
 /* ---- Philox in batches ------------------------------------------------------------------------
@@ -341,8 +341,9 @@ static double sum_double(const float *t, int n)
     return acc[0];
 }
 
-void cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_likelihood lik,
-                          float sigma, float grad_scale, double *nll, float *dout)
+__attribute__((target_clones("avx2", "default"))) void
+cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_likelihood lik,
+                     float sigma, float grad_scale, double *nll, float *dout)
 {
     float t[LIK_CHUNK];
     /* Gaussian constants: every pixel adds log sigma + 0.5 log(2 pi), summed once per row. */
@@ -425,6 +426,46 @@ static inline void adam_element(const adam_consts *a, float *p, float g, float *
     *p = pi + a->neg_step * mi / denom;
 }
 
+#if defined(__SSE2__)
+/* sqrtf does not vectorize without -fno-math-errno, and the update is a pass over 4 buffers of
+ * every parameter, bound by the divider: written out in SSE2 (part of x86-64) and in AVX (8 lanes,
+ * chosen at run time), the same operations as adam_element in the same order, so every path gives
+ * the same bits. Each returns how many leading elements it updated. */
+#define ADAM_VECTOR_BODY(W, V, set1, load, store, add, mul, div, sqrt)                             \
+    const V scale = set1(a->grad_scale), wd = set1(a->weight_decay), decay = set1(a->decay),       \
+            b1 = set1(a->beta1), b2 = set1(a->beta2), omb1 = set1(a->one_m_b1),                    \
+            omb2 = set1(a->one_m_b2), bc2s = set1(a->bc2_sqrt), ep = set1(a->eps),                 \
+            step = set1(a->neg_step);                                                              \
+    size_t i = 0;                                                                                  \
+    for (; i + W <= n; i += W) {                                                                   \
+        V pv = load(p + i), gv = mul(load(g + i), scale);                                          \
+        if (a->l2) gv = add(gv, mul(wd, pv));                                                      \
+        V pi = a->shrink ? mul(pv, decay) : pv;                                                    \
+        V mv = add(mul(load(m + i), b1), mul(omb1, gv));                                           \
+        V vv = add(mul(load(v + i), b2), mul(mul(omb2, gv), gv));                                  \
+        V denom = add(div(sqrt(vv), bc2s), ep);                                                    \
+        store(m + i, mv);                                                                          \
+        store(v + i, vv);                                                                          \
+        store(p + i, add(pi, div(mul(step, mv), denom)));                                          \
+    }                                                                                              \
+    return i;
+
+static size_t adam_sse2(const adam_consts *a, float *p, const float *g, float *m, float *v,
+                        size_t n)
+{
+    ADAM_VECTOR_BODY(4, __m128, _mm_set1_ps, _mm_loadu_ps, _mm_storeu_ps, _mm_add_ps, _mm_mul_ps,
+                     _mm_div_ps, _mm_sqrt_ps)
+}
+
+__attribute__((target("avx"))) static size_t adam_avx(const adam_consts *a, float *p,
+                                                      const float *g, float *m, float *v, size_t n)
+{
+    ADAM_VECTOR_BODY(8, __m256, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,
+                     _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps)
+}
+#undef ADAM_VECTOR_BODY
+#endif
+
 void cuvae_cpu_adam(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                     float beta2, float eps, float weight_decay, int decoupled, uint64_t t,
                     float grad_scale)
@@ -449,25 +490,7 @@ void cuvae_cpu_adam(float *p, const float *g, float *m, float *v, size_t n, floa
     };
     size_t i = 0;
 #if defined(__SSE2__)
-    /* sqrtf does not vectorize without -fno-math-errno, and the update is one pass over 4 buffers
-     * of every parameter: written out in SSE2 (part of x86-64), same operations as adam_element. */
-    const __m128 scale = _mm_set1_ps(a.grad_scale), wd = _mm_set1_ps(a.weight_decay),
-                 decay = _mm_set1_ps(a.decay), b1 = _mm_set1_ps(a.beta1), b2 = _mm_set1_ps(a.beta2),
-                 omb1 = _mm_set1_ps(a.one_m_b1), omb2 = _mm_set1_ps(a.one_m_b2),
-                 bc2s = _mm_set1_ps(a.bc2_sqrt), ep = _mm_set1_ps(a.eps),
-                 step = _mm_set1_ps(a.neg_step);
-    for (; i + 4 <= n; i += 4) {
-        __m128 pv = _mm_loadu_ps(p + i), gv = _mm_mul_ps(_mm_loadu_ps(g + i), scale);
-        if (a.l2) gv = _mm_add_ps(gv, _mm_mul_ps(wd, pv));
-        __m128 pi = a.shrink ? _mm_mul_ps(pv, decay) : pv;
-        __m128 mv = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(m + i), b1), _mm_mul_ps(omb1, gv));
-        __m128 vv =
-            _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i), b2), _mm_mul_ps(_mm_mul_ps(omb2, gv), gv));
-        __m128 denom = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vv), bc2s), ep);
-        _mm_storeu_ps(m + i, mv);
-        _mm_storeu_ps(v + i, vv);
-        _mm_storeu_ps(p + i, _mm_add_ps(pi, _mm_div_ps(_mm_mul_ps(step, mv), denom)));
-    }
+    i = __builtin_cpu_supports("avx") ? adam_avx(&a, p, g, m, v, n) : adam_sse2(&a, p, g, m, v, n);
 #endif
     for (; i < n; i++) adam_element(&a, p + i, g[i], m + i, v + i);
 }

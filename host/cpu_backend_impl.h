@@ -1,0 +1,112 @@
+/* Internals of the CPU backend shared by its two files: cpu_backend.c (state, upload, training
+ * step, optimizer state) and cpu_eval.c (evaluation and decoding). Not an interface: the rest of
+ * cuvae sees only cuvae_cpu_backend_create and the ops table of backend.h. */
+#ifndef CUVAE_CPU_BACKEND_IMPL_H
+#define CUVAE_CPU_BACKEND_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "model.h"
+
+/* Evaluation computes its GEMMs in canonical blocks so that an example's results do not depend
+ * on how a caller batches examples, to the last bit: BLAS results for a row depend on the row's
+ * position in the call and on the call's shape (measured with OpenBLAS), so row g of a global
+ * index space is always computed at position g % T of a call of exactly T rows for block g / T.
+ * Encoder rows are examples (g = index in the set); decoder rows are samples (g = idx * K + k,
+ * the noise's index). A block is computed whole from the uploaded set, and the latest blocks are
+ * kept, so that consecutive calls over consecutive examples compute each block once. */
+#define CPU_ENC_BLOCK 256
+#define CPU_DEC_BLOCK 1024
+#define CPU_ENC_MEMO 2 /* encoder blocks kept: a decoder block can straddle two */
+
+typedef struct {
+    uint8_t *pixels; /* [n, d] bytes as uploaded; NULL until uploaded */
+    int64_t n;
+    int d;
+    int dynamic; /* binarize afresh at every training step */
+} cpu_set;
+
+/* Training activations, all [rows, ...]: sized for the largest batch seen. */
+typedef struct {
+    int rows;
+    float *x;                      /* [rows, x_dim] input (the likelihood's target) */
+    float *enc[CUVAE_MAX_LAYERS];  /* [rows, enc[i].out] post-activation; last = [mu | logvar] */
+    float *eps;                    /* [rows, latent] */
+    float *z;                      /* [rows, latent] */
+    float *dec[CUVAE_MAX_LAYERS];  /* [rows, dec[i].out] post-activation; last = logits/means */
+    float *grad_a, *grad_b;        /* [rows, max_width] gradient ping-pong */
+    double *nll, *kl, *kl_floored; /* [rows] */
+    size_t bytes;
+} cpu_train_acts;
+
+/* Allocation aligned to 64 bytes (a non-zero multiple of it), freed with free(): every buffer
+ * has the same alignment, so BLAS sees the same layout whenever a block is recomputed. */
+void *cuvae_cpu_alloc(size_t bytes);
+
+/* One encoded block of CPU_ENC_BLOCK examples; valid while `generation` matches. */
+typedef struct {
+    uint64_t generation; /* 0: empty */
+    int set;
+    int64_t block;
+    uint64_t last_use;
+    float *mu_lv;   /* [CPU_ENC_BLOCK, 2 latent] */
+    float *sigma;   /* [CPU_ENC_BLOCK, latent] exp(logvar / 2) */
+    double *kl;     /* [CPU_ENC_BLOCK] closed-form KL */
+    double *lv_sum; /* [CPU_ENC_BLOCK] sum of logvar */
+} cpu_enc_memo;
+
+typedef struct {
+    int allocated;
+    /* encoder block activations */
+    float *enc_x;                 /* [CPU_ENC_BLOCK, x_dim] */
+    float *enc[CUVAE_MAX_LAYERS]; /* [CPU_ENC_BLOCK, enc[i].out] */
+    float *enc_zero, *enc_z;      /* [CPU_ENC_BLOCK, latent] zero noise and its z (KL) */
+    cpu_enc_memo memo[CPU_ENC_MEMO];
+    uint64_t uses;
+    /* decoder block (also decode()'s passes) */
+    float *eps, *z;               /* [CPU_DEC_BLOCK, latent] */
+    float *target;                /* [CPU_DEC_BLOCK, x_dim] x of each row's example */
+    float *dec[CUVAE_MAX_LAYERS]; /* [CPU_DEC_BLOCK, dec[i].out] */
+    double *nll, *log_w;          /* [CPU_DEC_BLOCK] the block's results */
+    double *row_lv_sum;           /* [CPU_DEC_BLOCK] sum of logvar of each row's example */
+    uint8_t *valid;               /* [CPU_DEC_BLOCK] row inside the set */
+    uint64_t dec_generation;      /* 0: none; else the key below is the block held */
+    int dec_set, dec_K;
+    int64_t dec_block;
+    uint64_t dec_counter;
+    size_t bytes;
+} cpu_eval_state;
+
+typedef struct {
+    cuvae_backend base;
+    cuvae_model m;
+    cuvae_config c;
+    float *params, *grads, *adam_m, *adam_v; /* [n_params] each, cuvae_model layout */
+    uint64_t adam_t;
+    /* Bumped whenever parameters or data change: evaluation blocks of older generations are
+     * stale. Starts at 1. */
+    uint64_t generation;
+    cpu_set sets[CUVAE_SET_COUNT];
+    cuvae_metrics metrics;
+    cpu_train_acts a;
+    cpu_eval_state e;
+} cpu_backend;
+
+/* The forward pass of n linear layers (ReLU after all but the last) over `rows` rows of `in`;
+ * outs[i] [rows, layers[i].out] receives each layer's output. */
+void cuvae_cpu_mlp_forward(const cpu_backend *cb, const cuvae_linear *layers, int n,
+                           const float *in, int rows, float *const *outs);
+
+/* Fails unless the set is uploaded and every index names one of its examples. */
+int cuvae_cpu_check_indices(const cpu_backend *cb, cuvae_set set, const int32_t *idx, int n,
+                            const char *what, cuvae_status *st);
+
+/* cpu_eval.c: the evaluate and decode entries, and the evaluation buffers. */
+int cuvae_cpu_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,
+                       uint64_t counter, cuvae_eval_out *out, cuvae_status *st);
+int cuvae_cpu_decode(cuvae_backend *be, const float *z, int n, float *x_mean, cuvae_status *st);
+void cuvae_cpu_eval_free(cpu_eval_state *e);
+
+#endif

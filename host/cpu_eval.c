@@ -1,0 +1,300 @@
+/* Evaluation and decoding on the CPU backend: per example the negative ELBO (mean over K samples
+ * of -log p(x|z) plus the closed-form KL) and the K-sample importance-weighted bound, computed in
+ * canonical blocks (see cpu_backend_impl.h) so that the results do not depend on how examples are
+ * batched; and the decoder's means for given latents. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_backend_impl.h"
+#include "cpu_ops.h"
+#include "philox.h"
+
+void cuvae_cpu_eval_free(cpu_eval_state *e)
+{
+    free(e->enc_x);
+    for (int i = 0; i < CUVAE_MAX_LAYERS; i++) {
+        free(e->enc[i]);
+        free(e->dec[i]);
+    }
+    free(e->enc_zero);
+    free(e->enc_z);
+    for (int j = 0; j < CPU_ENC_MEMO; j++) {
+        free(e->memo[j].mu_lv);
+        free(e->memo[j].sigma);
+        free(e->memo[j].kl);
+        free(e->memo[j].lv_sum);
+    }
+    free(e->eps);
+    free(e->z);
+    free(e->target);
+    free(e->nll);
+    free(e->log_w);
+    free(e->row_lv_sum);
+    free(e->valid);
+    memset(e, 0, sizeof *e);
+}
+
+/* The evaluation buffers are fixed in size (blocks), allocated at first use. */
+static int eval_reserve(cpu_backend *cb, cuvae_status *st)
+{
+    cpu_eval_state *e = &cb->e;
+    if (e->allocated) return 0;
+    const cuvae_model *m = &cb->m;
+    const size_t TE = CPU_ENC_BLOCK, TD = CPU_DEC_BLOCK, L = (size_t)m->latent;
+    const size_t D = (size_t)m->x_dim;
+    size_t bytes = 0;
+    int ok = 1;
+#define ALLOC(ptr, count)                                                                          \
+    do {                                                                                           \
+        size_t n_ = (size_t)(count);                                                               \
+        ptr = cuvae_cpu_alloc(n_ * sizeof *(ptr));                                                 \
+        ok = ok && ptr != NULL;                                                                    \
+        bytes += n_ * sizeof *(ptr);                                                               \
+    } while (0)
+    ALLOC(e->enc_x, TE * D);
+    for (int i = 0; i < m->n_enc; i++) ALLOC(e->enc[i], TE * (size_t)m->enc[i].out);
+    ALLOC(e->enc_zero, TE * L);
+    ALLOC(e->enc_z, TE * L);
+    for (int j = 0; j < CPU_ENC_MEMO; j++) {
+        ALLOC(e->memo[j].mu_lv, TE * 2 * L);
+        ALLOC(e->memo[j].sigma, TE * L);
+        ALLOC(e->memo[j].kl, TE);
+        ALLOC(e->memo[j].lv_sum, TE);
+    }
+    ALLOC(e->eps, TD * L);
+    ALLOC(e->z, TD * L);
+    ALLOC(e->target, TD * D);
+    for (int i = 0; i < m->n_dec; i++) ALLOC(e->dec[i], TD * (size_t)m->dec[i].out);
+    ALLOC(e->nll, TD);
+    ALLOC(e->log_w, TD);
+    ALLOC(e->row_lv_sum, TD);
+    ALLOC(e->valid, TD);
+#undef ALLOC
+    if (!ok) {
+        cuvae_cpu_eval_free(e);
+        return cuvae_fail(st,
+                          "cpu backend: out of memory allocating evaluation buffers "
+                          "(%.1f MiB)",
+                          (double)bytes / 1048576.0);
+    }
+    memset(e->enc_zero, 0, TE * L * sizeof *e->enc_zero);
+    e->allocated = 1;
+    e->bytes = bytes;
+    return 0;
+}
+
+/* Encodes block `block` of the set (examples [block * T, block * T + T), zero rows past the end)
+ * into memo. */
+static void encode_block(cpu_backend *cb, int set, int64_t block, cpu_enc_memo *memo)
+{
+    cpu_eval_state *e = &cb->e;
+    const cuvae_model *m = &cb->m;
+    const cpu_set *s = &cb->sets[set];
+    const int T = CPU_ENC_BLOCK, L = m->latent, D = m->x_dim;
+    int64_t first = block * T;
+    int count = s->n - first < T ? (int)(s->n - first) : T;
+    int32_t idx[CPU_ENC_BLOCK];
+    for (int r = 0; r < count; r++) idx[r] = (int32_t)(first + r);
+    cuvae_cpu_gather(s->pixels, D, idx, count, 0, 0, 0, e->enc_x);
+    memset(e->enc_x + (size_t)count * D, 0, (size_t)(T - count) * D * sizeof *e->enc_x);
+    cuvae_cpu_mlp_forward(cb, m->enc, m->n_enc, e->enc_x, T, e->enc);
+    memcpy(memo->mu_lv, e->enc[m->n_enc - 1], (size_t)T * 2 * L * sizeof *memo->mu_lv);
+    /* The closed-form KL through the training op itself (zero noise, no floor): the same float
+     * computation as training. */
+    cuvae_cpu_reparam_kl_forward(memo->mu_lv, e->enc_zero, T, L, 0.0f, e->enc_z, memo->kl, NULL);
+    for (int r = 0; r < T; r++) {
+        const float *lv = memo->mu_lv + (size_t)r * 2 * L + L;
+        double sum = 0;
+        for (int d = 0; d < L; d++) {
+            /* exp(logvar / 2) as the reparameterization computes it */
+            memo->sigma[(size_t)r * L + d] = expf(0.5f * lv[d]);
+            sum += (double)lv[d];
+        }
+        memo->lv_sum[r] = sum;
+    }
+    memo->generation = cb->generation;
+    memo->set = set;
+    memo->block = block;
+}
+
+/* The encoder block holding example `ex` (from the memo, or encoded now); *row is its row. */
+static const cpu_enc_memo *encoded(cpu_backend *cb, int set, int64_t ex, int *row)
+{
+    cpu_eval_state *e = &cb->e;
+    int64_t block = ex / CPU_ENC_BLOCK;
+    cpu_enc_memo *hit = NULL, *oldest = &e->memo[0];
+    for (int j = 0; j < CPU_ENC_MEMO; j++) {
+        cpu_enc_memo *mj = &e->memo[j];
+        if (mj->generation == cb->generation && mj->set == set && mj->block == block) hit = mj;
+        if (mj->last_use < oldest->last_use) oldest = mj;
+    }
+    if (!hit) {
+        hit = oldest;
+        encode_block(cb, set, block, hit);
+    }
+    hit->last_use = ++e->uses;
+    *row = (int)(ex % CPU_ENC_BLOCK);
+    return hit;
+}
+
+/* Decoder block `block`: rows g = block * T + r are sample k = g % K of example g / K (rows past
+ * the set's end are zero and marked invalid). Leaves each row's -log p(x|z) and log w in
+ * e->nll and e->log_w. */
+static void decode_block(cpu_backend *cb, int set, int64_t block, int K, uint64_t counter)
+{
+    cpu_eval_state *e = &cb->e;
+    if (e->dec_generation == cb->generation && e->dec_set == set && e->dec_block == block &&
+        e->dec_K == K && e->dec_counter == counter)
+        return;
+    const cuvae_model *m = &cb->m;
+    const cpu_set *s = &cb->sets[set];
+    const int T = CPU_DEC_BLOCK;
+    const size_t L = (size_t)m->latent, D = (size_t)m->x_dim;
+    const uint64_t g0 = (uint64_t)block * T, n_rows = (uint64_t)s->n * (uint64_t)K;
+
+    /* Noise: a run of valid rows is a run of consecutive elements of the eval stream. */
+    for (int r = 0; r < T; r++) e->valid[r] = g0 + (uint64_t)r < n_rows;
+    for (int r = 0; r < T;) {
+        if (!e->valid[r]) {
+            memset(e->eps + r * L, 0, L * sizeof *e->eps);
+            r++;
+            continue;
+        }
+        int run = 1;
+        while (r + run < T && e->valid[r + run]) run++;
+        cuvae_normal_fill(cb->c.train.seed, CUVAE_STREAM_EVAL, counter, (g0 + (uint64_t)r) * L,
+                          e->eps + r * L, (size_t)run * L);
+        r += run;
+    }
+    /* z = mu + sigma * eps (as cuvae_cpu_reparam_kl_forward computes it) and the target x. */
+    int64_t prev = -1;
+    for (int r = 0; r < T; r++) {
+        float *z = e->z + r * L, *x = e->target + r * D;
+        if (!e->valid[r]) {
+            memset(z, 0, L * sizeof *z);
+            memset(x, 0, D * sizeof *x);
+            e->row_lv_sum[r] = 0;
+            continue;
+        }
+        int64_t ex = (int64_t)((g0 + (uint64_t)r) / (uint64_t)K);
+        int row;
+        const cpu_enc_memo *em = encoded(cb, set, ex, &row);
+        const float *mu = em->mu_lv + (size_t)row * 2 * L, *sg = em->sigma + (size_t)row * L;
+        const float *ep = e->eps + r * L;
+        for (size_t d = 0; d < L; d++) z[d] = mu[d] + sg[d] * ep[d];
+        e->row_lv_sum[r] = em->lv_sum[row];
+        if (ex == prev) {
+            memcpy(x, x - D, D * sizeof *x);
+        } else {
+            int32_t one = (int32_t)ex;
+            cuvae_cpu_gather(s->pixels, (int)D, &one, 1, 0, 0, 0, x);
+        }
+        prev = ex;
+    }
+    cuvae_cpu_mlp_forward(cb, m->dec, m->n_dec, e->z, T, e->dec);
+    cuvae_cpu_likelihood(e->dec[m->n_dec - 1], e->target, T, (int)D, m->likelihood,
+                         m->gaussian_sigma, 0.0f, e->nll, NULL);
+    for (int r = 0; r < T; r++) {
+        /* log w = log p(x|z) + log p(z) - log q(z|x) with
+         *   log p(z)   = -0.5 sum z^2 - (L/2) log 2 pi,
+         *   log q(z|x) = -0.5 sum eps^2 - 0.5 sum logvar - (L/2) log 2 pi,
+         * since (z - mu) / sigma is eps by construction (used as is: exact, where recomputing it
+         * from z would only add rounding) and log sigma = logvar / 2. The (L/2) log 2 pi terms
+         * cancel and are left out of both. */
+        const float *z = e->z + r * L, *ep = e->eps + r * L;
+        double zz = 0, ee = 0;
+        for (size_t d = 0; d < L; d++) {
+            zz += (double)z[d] * (double)z[d];
+            ee += (double)ep[d] * (double)ep[d];
+        }
+        e->log_w[r] = -e->nll[r] - 0.5 * zz + 0.5 * ee + 0.5 * e->row_lv_sum[r];
+    }
+    e->dec_generation = cb->generation;
+    e->dec_set = set;
+    e->dec_block = block;
+    e->dec_K = K;
+    e->dec_counter = counter;
+}
+
+/* Adds log w to a running max-shifted log-sum-exp (max, sum of exp(log w - max)), in order. */
+static void lse_add(double *max, double *sum, double lw)
+{
+    if (isnan(lw)) {
+        *sum = NAN;
+    } else if (lw > *max) {
+        *sum = *sum * exp(*max - lw) + 1.0;
+        *max = lw;
+    } else if (lw != -INFINITY) {
+        *sum += exp(lw - *max);
+    }
+}
+
+int cuvae_cpu_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,
+                       uint64_t counter, cuvae_eval_out *out, cuvae_status *st)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    const int L = cb->m.latent;
+    if ((int)set < 0 || set >= CUVAE_SET_COUNT)
+        return cuvae_fail(st, "cpu backend: evaluate: unknown set %d", (int)set);
+    if (n <= 0) return cuvae_fail(st, "cpu backend: evaluate: %d examples", n);
+    if (K <= 0) return cuvae_fail(st, "cpu backend: evaluate: K = %d, expected at least 1", K);
+    if (cuvae_cpu_check_indices(cb, set, idx, n, "evaluate", st) || eval_reserve(cb, st)) return -1;
+    const int decode = out->neg_elbo || out->neg_iw || out->rec;
+    const double *nll = cb->e.nll, *log_w = cb->e.log_w;
+    for (int i = 0; i < n; i++) {
+        int row;
+        const cpu_enc_memo *em = encoded(cb, (int)set, idx[i], &row);
+        const double kl = em->kl[row];
+        if (out->kl) out->kl[i] = kl;
+        if (out->mu) memcpy(out->mu + (size_t)i * L, em->mu_lv + (size_t)row * 2 * L, L * 4);
+        if (out->logvar)
+            memcpy(out->logvar + (size_t)i * L, em->mu_lv + (size_t)row * 2 * L + L, L * 4);
+        if (!decode) continue;
+        /* The example's samples in order of k, whatever blocks they fall in. */
+        double max = -INFINITY, sum = 0, rec = 0;
+        uint64_t g = (uint64_t)idx[i] * (uint64_t)K, end = g + (uint64_t)K;
+        while (g < end) {
+            int64_t block = (int64_t)(g / CPU_DEC_BLOCK);
+            uint64_t base = (uint64_t)block * CPU_DEC_BLOCK;
+            uint64_t stop = end - base < CPU_DEC_BLOCK ? end - base : CPU_DEC_BLOCK;
+            decode_block(cb, (int)set, block, K, counter);
+            for (uint64_t r = g - base; r < stop; r++) {
+                lse_add(&max, &sum, log_w[r]);
+                rec += nll[r];
+            }
+            g = base + stop;
+        }
+        rec /= (double)K;
+        if (out->rec) out->rec[i] = rec;
+        if (out->neg_elbo) out->neg_elbo[i] = rec + kl;
+        if (out->neg_iw) out->neg_iw[i] = -(max + log(sum) - log((double)K));
+    }
+    return 0;
+}
+
+int cuvae_cpu_decode(cuvae_backend *be, const float *z, int n, float *x_mean, cuvae_status *st)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    const cuvae_model *m = &cb->m;
+    if (n <= 0) return cuvae_fail(st, "cpu backend: decode: %d latents", n);
+    if (eval_reserve(cb, st)) return -1;
+    for (int first = 0; first < n; first += CPU_DEC_BLOCK) {
+        int rows = n - first < CPU_DEC_BLOCK ? n - first : CPU_DEC_BLOCK;
+        cuvae_cpu_mlp_forward(cb, m->dec, m->n_dec, z + (size_t)first * (size_t)m->latent, rows,
+                              cb->e.dec);
+        const float *o = cb->e.dec[m->n_dec - 1];
+        float *x = x_mean + (size_t)first * (size_t)m->x_dim;
+        size_t count = (size_t)rows * (size_t)m->x_dim;
+        if (m->likelihood == CUVAE_LIK_GAUSSIAN) {
+            memcpy(x, o, count * sizeof *x);
+        } else {
+            /* sigmoid without overflow: exp of a non-positive argument only */
+            for (size_t j = 0; j < count; j++) {
+                float ex = expf(-fabsf(o[j]));
+                x[j] = (o[j] >= 0.0f ? 1.0f : ex) / (1.0f + ex);
+            }
+        }
+    }
+    return 0;
+}
