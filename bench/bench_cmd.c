@@ -1,0 +1,841 @@
+/* `cuvae bench`: throughput of the production training step and of evaluation, through the same
+ * backend interface the trainer uses, over a grid of batch sizes and precisions. Each setting is
+ * validated before it is timed (one step must give a finite loss), warmed up, then timed as R
+ * repeats of N steps, each repeat ended by read_metrics (the backend's sync point); the median
+ * repeat is reported as a table and as JSON with the machine, the date and the command line.
+ * Precisions a backend cannot compute (tf32 and bf16 on the CPU) are reported as skipped. */
+#include "commands.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "backend.h"
+#include "config.h"
+#include "dataset.h"
+#include "evaluate.h"
+#include "model.h"
+#include "philox.h"
+
+#define MAX_BATCHES 16
+#define MAX_STEPS 1000000
+#define MAX_REPEATS 1000
+#define MAX_BATCH (1 << 20)
+#define EPOCH_EXAMPLES 55000 /* Fashion-MNIST's training set less the default validation split */
+#define SYNTHETIC_MIN_EXAMPLES 16384
+
+typedef struct {
+    const char *config_path;
+    const char **overrides;
+    int n_overrides;
+    int batches[MAX_BATCHES];
+    int n_batches;
+    cuvae_precision precisions[3];
+    int n_precisions;
+    int device_set;
+    cuvae_device device;
+    int steps, warmup, repeats;
+    int eval_samples;  /* -1: the config's eval.samples; 0: no evaluation */
+    int eval_examples; /* -1: 1000 on CUDA, 20 on the CPU (K = 5000 is ~5 GFLOP an example) */
+    const char *json_path;
+    int use_data;
+} bench_opts;
+
+/* The figures of one (batch, precision) setting. */
+typedef struct {
+    int batch;
+    cuvae_precision precision;
+    enum { SETTING_OK, SETTING_SKIPPED, SETTING_FAILED } status;
+    char reason[sizeof((cuvae_status *)0)->msg];
+    double first_loss; /* per-example loss of the validation step */
+    double *repeat_s;  /* [repeats] seconds of each repeat of `steps` steps */
+    double step_s;     /* median repeat / steps */
+    double samples_per_s, gflops, epoch_s;
+    double peak_mib;  /* CPU: process max RSS after the setting */
+    char memory[512]; /* CUDA: the backend's describe() text */
+    int has_eval;
+    cuvae_eval_result eval; /* the median repeat's result */
+    double eval_per_s;
+} setting;
+
+static const char BENCH_HELP[] =
+    "usage: cuvae bench [CONFIG] [section.key=value ...] [options]\n"
+    "Times the training step and evaluation of the production backend on synthetic data of the\n"
+    "config's shape (or the config's training set with --data). Default CONFIG: the built-in\n"
+    "defaults (Fashion-MNIST, 784-512-256-32).\n"
+    "  --batch LIST             training batch sizes (default 128,1024,4096)\n"
+    "  --precision LIST         fp32,tf32,bf16 (default: fp32 on the CPU, all three on CUDA);\n"
+    "                           precisions the backend cannot compute are reported as skipped\n"
+    "  --device auto|cpu|cuda   backend (default: the config's train.device)\n"
+    "  --steps N                steps per timed repeat (default 50)\n"
+    "  --warmup N               untimed steps before the repeats (default 10)\n"
+    "  --repeats R              timed repeats; the median is reported (default 5)\n"
+    "  --eval-samples K         importance samples of the timed evaluation (default: the config's\n"
+    "                           eval.samples; 0 = no evaluation)\n"
+    "  --eval-examples N        examples evaluated per repeat (default 1000 on CUDA, 20 on CPU)\n"
+    "  --data                   use the config's training and test sets instead of random bytes\n"
+    "  --json FILE              also write the results as JSON\n"
+    "  -h, --help               this text\n";
+
+static int usage_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+static int usage_error(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "cuvae: bench: %s (see cuvae bench --help)\n", msg);
+    return CUVAE_EXIT_USAGE;
+}
+
+/* "--name VALUE" or "--name=VALUE": 1 with *value set, 0 for another option, -1 when missing. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *a = argv[*i];
+    size_t len = strlen(name);
+    if (strncmp(a, name, len) != 0) return 0;
+    if (a[len] == '=') {
+        *value = a + len + 1;
+        return 1;
+    }
+    if (a[len] != '\0') return 0;
+    if (*i + 1 >= argc) return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+static int parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* Comma-separated integers in [1, MAX_BATCH]; returns the count or -1. */
+static int parse_batches(const char *s, int *out)
+{
+    int n = 0;
+    char buf[256];
+    if (strlen(s) >= sizeof buf) return -1;
+    memcpy(buf, s, strlen(s) + 1);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_BATCHES || parse_int(tok, 1, MAX_BATCH, &out[n])) return -1;
+        n++;
+    }
+    return n > 0 ? n : -1;
+}
+
+static int parse_precision(const char *s, cuvae_precision *p)
+{
+    static const cuvae_precision all[3] = {CUVAE_PREC_FP32, CUVAE_PREC_TF32, CUVAE_PREC_BF16};
+    for (int i = 0; i < 3; i++) {
+        if (!strcmp(s, cuvae_precision_name(all[i]))) {
+            *p = all[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int parse_precisions(const char *s, cuvae_precision *out)
+{
+    int n = 0;
+    char buf[64];
+    if (strlen(s) >= sizeof buf) return -1;
+    memcpy(buf, s, strlen(s) + 1);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        cuvae_precision p;
+        if (n == 3 || parse_precision(tok, &p)) return -1;
+        for (int i = 0; i < n; i++)
+            if (out[i] == p) return -1;
+        out[n++] = p;
+    }
+    return n > 0 ? n : -1;
+}
+
+static int parse_args(int argc, char **argv, bench_opts *o, int *help)
+{
+    *help = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        int r;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            *help = 1;
+            return 0;
+        } else if ((r = opt_value(argc, argv, &i, "--batch", &v))) {
+            if (r < 0 || (o->n_batches = parse_batches(v, o->batches)) < 0)
+                return usage_error("--batch: expected up to %d comma-separated integers in "
+                                   "[1, %d], got '%s'",
+                                   MAX_BATCHES, MAX_BATCH, r < 0 ? "" : v);
+        } else if ((r = opt_value(argc, argv, &i, "--precision", &v))) {
+            if (r < 0 || (o->n_precisions = parse_precisions(v, o->precisions)) < 0)
+                return usage_error("--precision: expected a comma-separated list of distinct "
+                                   "fp32, tf32, bf16, got '%s'",
+                                   r < 0 ? "" : v);
+        } else if ((r = opt_value(argc, argv, &i, "--device", &v))) {
+            if (r < 0) return usage_error("--device: expected auto, cpu or cuda");
+            if (!strcmp(v, "auto"))
+                o->device = CUVAE_DEV_AUTO;
+            else if (!strcmp(v, "cpu"))
+                o->device = CUVAE_DEV_CPU;
+            else if (!strcmp(v, "cuda"))
+                o->device = CUVAE_DEV_CUDA;
+            else
+                return usage_error("--device: expected auto, cpu or cuda, got '%s'", v);
+            o->device_set = 1;
+        } else if ((r = opt_value(argc, argv, &i, "--steps", &v))) {
+            if (r < 0 || parse_int(v, 1, MAX_STEPS, &o->steps))
+                return usage_error("--steps: expected an integer in [1, %d], got '%s'", MAX_STEPS,
+                                   r < 0 ? "" : v);
+        } else if ((r = opt_value(argc, argv, &i, "--warmup", &v))) {
+            if (r < 0 || parse_int(v, 0, MAX_STEPS, &o->warmup))
+                return usage_error("--warmup: expected an integer in [0, %d], got '%s'", MAX_STEPS,
+                                   r < 0 ? "" : v);
+        } else if ((r = opt_value(argc, argv, &i, "--repeats", &v))) {
+            if (r < 0 || parse_int(v, 1, MAX_REPEATS, &o->repeats))
+                return usage_error("--repeats: expected an integer in [1, %d], got '%s'",
+                                   MAX_REPEATS, r < 0 ? "" : v);
+        } else if ((r = opt_value(argc, argv, &i, "--eval-samples", &v))) {
+            if (r < 0 || parse_int(v, 0, 1000000, &o->eval_samples))
+                return usage_error("--eval-samples: expected an integer in [0, 1000000], got "
+                                   "'%s'",
+                                   r < 0 ? "" : v);
+        } else if ((r = opt_value(argc, argv, &i, "--eval-examples", &v))) {
+            if (r < 0 || parse_int(v, 1, INT_MAX, &o->eval_examples))
+                return usage_error("--eval-examples: expected a positive integer, got '%s'",
+                                   r < 0 ? "" : v);
+        } else if ((r = opt_value(argc, argv, &i, "--json", &v))) {
+            if (r < 0 || *v == '\0') return usage_error("--json: expected a file name");
+            o->json_path = v;
+        } else if (!strcmp(a, "--data")) {
+            o->use_data = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return usage_error("unknown option '%s'", a);
+        } else if (strchr(a, '=')) {
+            o->overrides[o->n_overrides++] = a;
+        } else if (!o->config_path) {
+            o->config_path = a;
+        } else {
+            return usage_error("unexpected argument '%s' (one CONFIG only; overrides are "
+                               "section.key=value)",
+                               a);
+        }
+    }
+    return 0;
+}
+
+/* ---- data ------------------------------------------------------------------------------------ */
+
+/* splitmix64: a private generator for the synthetic bytes (their values do not matter to the
+ * timing; only that they are not all equal). */
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void random_bytes(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t w = splitmix64(&s);
+        for (size_t k = 0; k < 8 && i + k < n; k++) p[i + k] = (uint8_t)(w >> (8 * k));
+    }
+}
+
+/* The pixel count of the config's training images from the IDX header alone (gzip or raw), so
+ * the synthetic data has the real data's shape without reading it. */
+static int idx_image_dims(const char *path, int *rows, int *cols, cuvae_status *st)
+{
+    gzFile f = gzopen(path, "rb");
+    if (!f) return cuvae_fail(st, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    unsigned char h[16];
+    int got = gzread(f, h, sizeof h);
+    gzclose(f);
+    if (got != (int)sizeof h) return cuvae_fail(st, "%s: shorter than an IDX image header", path);
+    uint32_t magic = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    if (magic != 0x00000803u)
+        return cuvae_fail(st, "%s: magic 0x%08x, expected 0x00000803 (an IDX image file)", path,
+                          magic);
+    uint32_t r = (uint32_t)h[8] << 24 | (uint32_t)h[9] << 16 | (uint32_t)h[10] << 8 | h[11];
+    uint32_t c = (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 | (uint32_t)h[14] << 8 | h[15];
+    if (r == 0 || c == 0 || r > 4096 || c > 4096)
+        return cuvae_fail(st, "%s: image size %ux%u out of range", path, r, c);
+    *rows = (int)r;
+    *cols = (int)c;
+    return 0;
+}
+
+/* What every setting uploads: the training set and the evaluation set, bytes 0..255. */
+typedef struct {
+    uint8_t *train, *test;
+    int64_t n_train, n_test;
+    int d;
+    int train_dynamic;
+    int synthetic;
+    cuvae_run_data rd; /* --data: owns the real sets */
+} bench_data;
+
+static int make_data(bench_data *bd, const bench_opts *o, const cuvae_config *c, int max_batch,
+                     int eval_examples, FILE *log, cuvae_status *st)
+{
+    memset(bd, 0, sizeof *bd);
+    if (o->use_data) {
+        if (cuvae_run_data_load(&bd->rd, c, 1, st)) return -1;
+        bd->train = bd->rd.train.pixels;
+        bd->n_train = bd->rd.train.n;
+        bd->test = bd->rd.test.pixels;
+        bd->n_test = bd->rd.test.n < eval_examples ? bd->rd.test.n : eval_examples;
+        bd->d = bd->rd.train.d;
+        bd->train_dynamic = bd->rd.train_dynamic;
+        return 0;
+    }
+    int rows = 28, cols = 28;
+    cuvae_status hs;
+    if (idx_image_dims(c->data.train_images, &rows, &cols, &hs)) {
+        rows = cols = 28;
+        fprintf(log, "cuvae: bench: note: %s; the synthetic data uses 28x28 images\n", hs.msg);
+    }
+    bd->synthetic = 1;
+    bd->d = rows * cols;
+    bd->n_train = max_batch > SYNTHETIC_MIN_EXAMPLES ? max_batch : SYNTHETIC_MIN_EXAMPLES;
+    bd->n_test = eval_examples;
+    size_t ntr = (size_t)bd->n_train * (size_t)bd->d, nte = (size_t)bd->n_test * (size_t)bd->d;
+    bd->train = cuvae_malloc(ntr, "synthetic training data", st);
+    bd->test = cuvae_malloc(nte ? nte : 1, "synthetic test data", st);
+    if (!bd->train || !bd->test) return -1;
+    random_bytes(bd->train, ntr, c->train.seed ^ 0x7261696eULL);
+    random_bytes(bd->test, nte, c->train.seed ^ 0x74657374ULL);
+    /* As cuvae_run_data_load prepares each set: static binarization once, dynamic on the
+     * backend; the test set is binarized once whenever the config binarizes. */
+    if (c->data.binarize == CUVAE_BIN_STATIC)
+        cuvae_binarize_fixed(bd->train, bd->n_train, bd->d, c->train.seed);
+    if (c->data.binarize != CUVAE_BIN_NONE)
+        cuvae_binarize_fixed(bd->test, bd->n_test, bd->d, CUVAE_TEST_BINARIZE_SEED);
+    bd->train_dynamic = c->data.binarize == CUVAE_BIN_DYNAMIC;
+    return 0;
+}
+
+static void free_data(bench_data *bd)
+{
+    if (bd->synthetic) {
+        free(bd->train);
+        free(bd->test);
+    } else {
+        cuvae_run_data_free(&bd->rd);
+    }
+    memset(bd, 0, sizeof *bd);
+}
+
+/* ---- machine --------------------------------------------------------------------------------- */
+
+static void cpu_model(char *buf, size_t len)
+{
+    snprintf(buf, len, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        const char *v = strchr(line, ':');
+        if (!v) continue;
+        v++;
+        while (*v == ' ' || *v == '\t') v++;
+        snprintf(buf, len, "%s", v);
+        buf[strcspn(buf, "\n")] = '\0';
+        break;
+    }
+    fclose(f);
+}
+
+/* The 1-minute load average (from /proc/loadavg; NAN when unreadable): a busy machine times
+ * slower, and the JSON says how busy it was. */
+static double load_average(void)
+{
+    double v = NAN;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return NAN;
+    if (fscanf(f, "%lf", &v) != 1) v = NAN;
+    fclose(f);
+    return v;
+}
+
+static double peak_rss_mib(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+    double *s = malloc((size_t)n * sizeof *s);
+    if (!s) return NAN;
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    free(s);
+    return m;
+}
+
+/* ---- one setting ----------------------------------------------------------------------------- */
+
+/* Indices of step s: a window of the shuffled order, wrapping around. */
+static void step_indices(const int32_t *order, int64_t n, uint64_t s, int batch, int32_t *idx)
+{
+    uint64_t start = (s * (uint64_t)batch) % (uint64_t)n;
+    for (int b = 0; b < batch; b++) idx[b] = order[(start + (uint64_t)b) % (uint64_t)n];
+}
+
+/* Runs `count` steps from *next_step and ends at the sync point (read_metrics with reset). The
+ * metrics must show every step finite. */
+static int run_steps(cuvae_backend *be, const cuvae_config *c, const int32_t *order, int64_t n,
+                     int batch, int count, uint64_t *next_step, int32_t *idx, cuvae_metrics *m,
+                     cuvae_status *st)
+{
+    for (int k = 0; k < count; k++) {
+        step_indices(order, n, *next_step, batch, idx);
+        cuvae_step s = {.step = *next_step,
+                        .lr = c->optim.lr,
+                        .beta = c->train.beta,
+                        .idx = idx,
+                        .batch = batch};
+        if (be->ops->train_step(be, &s, st))
+            return cuvae_fail_prefix(st, "training step %llu", (unsigned long long)*next_step + 1);
+        (*next_step)++;
+    }
+    if (be->ops->read_metrics(be, m, 1, st)) return -1;
+    if (m->first_nonfinite_step >= 0 || m->skipped > 0 || !isfinite(m->loss))
+        return cuvae_fail(st,
+                          "step %lld gave a non-finite loss or gradient (%lld of %lld steps "
+                          "skipped)",
+                          (long long)m->first_nonfinite_step + 1, (long long)m->skipped,
+                          (long long)m->steps);
+    return 0;
+}
+
+static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *base,
+                         cuvae_device device, const bench_data *bd, const int32_t *order,
+                         int eval_K, int do_eval, FILE *log, cuvae_status *st)
+{
+    cuvae_config c = *base;
+    c.train.batch_size = r->batch;
+    c.train.precision = r->precision;
+    cuvae_model model;
+    if (cuvae_model_layout(&model, &c, bd->d, st)) return -1;
+    cuvae_backend_spec spec = {.model = &model, .config = &c};
+    cuvae_backend *be = cuvae_backend_create(device, &spec, log, st);
+    if (!be) return -2; /* no backend at all: the other settings would fail the same way */
+    int rc = -1;
+    int32_t *idx = cuvae_malloc((size_t)r->batch * sizeof *idx, "batch indices", st);
+    if (!idx) goto done;
+    if (be->ops->upload(be, CUVAE_SET_TRAIN, bd->train, bd->n_train, bd->d, bd->train_dynamic,
+                        st)) {
+        cuvae_fail_prefix(st, "uploading the training set");
+        goto done;
+    }
+
+    /* Validate before timing: one step, a finite loss. */
+    uint64_t step = 0;
+    cuvae_metrics m;
+    if (run_steps(be, &c, order, bd->n_train, r->batch, 1, &step, idx, &m, st)) {
+        cuvae_fail_prefix(st, "validation step");
+        goto done;
+    }
+    if (m.steps != 1 || m.examples != r->batch) {
+        cuvae_fail(st,
+                   "validation step: the backend counted %lld steps and %lld examples, "
+                   "expected 1 and %d",
+                   (long long)m.steps, (long long)m.examples, r->batch);
+        goto done;
+    }
+    r->first_loss = m.loss / (double)m.examples;
+    if (o->warmup > 0 &&
+        run_steps(be, &c, order, bd->n_train, r->batch, o->warmup, &step, idx, &m, st))
+        goto done;
+    for (int k = 0; k < o->repeats; k++) {
+        double t0 = cuvae_now();
+        if (run_steps(be, &c, order, bd->n_train, r->batch, o->steps, &step, idx, &m, st))
+            goto done;
+        r->repeat_s[k] = cuvae_now() - t0;
+    }
+    double med = median(r->repeat_s, o->repeats);
+    r->step_s = med / o->steps;
+    r->samples_per_s = (double)r->batch / r->step_s;
+    r->gflops = cuvae_model_train_flops(&model, r->batch) / r->step_s * 1e-9;
+    r->epoch_s = (double)EPOCH_EXAMPLES / r->samples_per_s;
+
+    if (do_eval) {
+        if (be->ops->upload(be, CUVAE_SET_TEST, bd->test, bd->n_test, bd->d, 0, st)) {
+            cuvae_fail_prefix(st, "uploading the evaluation set");
+            goto done;
+        }
+        double secs[MAX_REPEATS];
+        cuvae_eval_result e;
+        /* The first pass validates (every value finite) and warms up; R timed passes follow.
+         * Every pass draws the same noise (counter 0), so the figures are the same each time. */
+        for (int k = -1; k < o->repeats; k++) {
+            if (cuvae_evaluate_set(be, &model, CUVAE_SET_TEST, bd->n_test, eval_K, 0,
+                                   c.eval.batch_size, NULL, &e, st)) {
+                cuvae_fail_prefix(st, "evaluation");
+                goto done;
+            }
+            if (e.nonfinite) {
+                cuvae_fail(st, "evaluation: %lld of %lld examples gave a non-finite bound",
+                           (long long)e.nonfinite, (long long)e.n);
+                goto done;
+            }
+            if (k >= 0) secs[k] = e.seconds;
+        }
+        r->eval = e;
+        r->eval.seconds = median(secs, o->repeats);
+        r->eval_per_s = (double)bd->n_test / r->eval.seconds;
+        r->has_eval = 1;
+    }
+    r->peak_mib = peak_rss_mib();
+    be->ops->describe(be, r->memory, sizeof r->memory);
+    rc = 0;
+done:
+    free(idx);
+    be->ops->destroy(be);
+    return rc;
+}
+
+/* ---- output ---------------------------------------------------------------------------------- */
+
+static void model_text(const cuvae_config *c, int d, char *buf, size_t len)
+{
+    int at = snprintf(buf, len, "%d", d);
+    for (int i = 0; i < c->model.n_hidden && at > 0 && (size_t)at < len; i++)
+        at += snprintf(buf + at, len - (size_t)at, "-%d", c->model.hidden[i]);
+    if (at > 0 && (size_t)at < len) snprintf(buf + at, len - (size_t)at, "-%d", c->model.latent);
+}
+
+static void print_table(FILE *out, const setting *s, int n, int eval_K, int64_t eval_n,
+                        cuvae_device device)
+{
+    fprintf(out, "%6s %-9s %9s %11s %9s %12s %9s  %s\n", "batch", "precision", "step ms",
+            "samples/s", "GFLOP/s", "epoch 55k s", "peak MiB", "status");
+    for (int i = 0; i < n; i++) {
+        const setting *r = &s[i];
+        if (r->status != SETTING_OK) {
+            fprintf(out, "%6d %-9s %9s %11s %9s %12s %9s  %s: %s\n", r->batch,
+                    cuvae_precision_name(r->precision), "-", "-", "-", "-", "-",
+                    r->status == SETTING_SKIPPED ? "skipped" : "FAILED", r->reason);
+            continue;
+        }
+        char mem[32];
+        if (device == CUVAE_DEV_CPU)
+            snprintf(mem, sizeof mem, "%.0f", r->peak_mib);
+        else
+            snprintf(mem, sizeof mem, "see below");
+        fprintf(out, "%6d %-9s %9.3f %11.0f %9.1f %12.2f %9s  ok\n", r->batch,
+                cuvae_precision_name(r->precision), r->step_s * 1e3, r->samples_per_s, r->gflops,
+                r->epoch_s, mem);
+    }
+    int any_eval = 0;
+    for (int i = 0; i < n; i++) any_eval |= s[i].has_eval;
+    if (any_eval) {
+        fprintf(out, "\nevaluation: K = %d importance samples, %lld examples a pass\n", eval_K,
+                (long long)eval_n);
+        fprintf(out, "%-9s %12s %10s %14s\n", "precision", "examples/s", "pass s", "-log p bound");
+        for (int i = 0; i < n; i++)
+            if (s[i].has_eval)
+                fprintf(out, "%-9s %12.1f %10.3f %14.4f\n", cuvae_precision_name(s[i].precision),
+                        s[i].eval_per_s, s[i].eval.seconds, s[i].eval.neg_iw);
+    }
+    if (device == CUVAE_DEV_CUDA) {
+        for (int i = 0; i < n; i++)
+            if (s[i].status == SETTING_OK)
+                fprintf(out, "\nmemory (batch %d, %s): %s\n", s[i].batch,
+                        cuvae_precision_name(s[i].precision), s[i].memory);
+    }
+}
+
+static int write_json(const char *path, const bench_opts *o, int argc, char **argv,
+                      const char *machine, const char *cpu, const char *device_name,
+                      const cuvae_config *c, const char *model, const bench_data *bd,
+                      const setting *s, int n, int eval_K, cuvae_status *st)
+{
+    json_t *root = json_object();
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char cmdline[4096];
+    int at = snprintf(cmdline, sizeof cmdline, "cuvae");
+    for (int i = 0; i < argc && at > 0 && (size_t)at < sizeof cmdline; i++)
+        at += snprintf(cmdline + at, sizeof cmdline - (size_t)at, " %s", argv[i]);
+    json_t *mach = json_object();
+    json_object_set_new(mach, "name", json_string(machine));
+    json_object_set_new(mach, "cpu", json_string(cpu));
+    json_object_set_new(mach, "cpus_online", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+    const char *threads = getenv("OPENBLAS_NUM_THREADS");
+    json_object_set_new(mach, "openblas_num_threads", threads ? json_string(threads) : json_null());
+    json_object_set_new(mach, "device", json_string(device_name));
+    double load = load_average();
+    json_object_set_new(mach, "load_average", isfinite(load) ? json_real(load) : json_null());
+    json_object_set_new(root, "tool", json_string("cuvae bench"));
+    json_object_set_new(root, "version", json_string(CUVAE_VERSION));
+    json_object_set_new(root, "machine", mach);
+    json_object_set_new(root, "date", json_string(date));
+    json_object_set_new(root, "command", json_string(cmdline));
+    json_object_set_new(root, "config",
+                        json_string(o->config_path ? o->config_path : "(defaults)"));
+    json_object_set_new(root, "model", json_string(model));
+    json_object_set_new(
+        root, "likelihood",
+        json_string(c->model.likelihood == CUVAE_LIK_BERNOULLI ? "bernoulli" : "gaussian"));
+    json_object_set_new(root, "data", json_string(bd->synthetic ? "synthetic" : "config"));
+    json_object_set_new(root, "train_examples", json_integer(bd->n_train));
+    json_object_set_new(root, "steps", json_integer(o->steps));
+    json_object_set_new(root, "warmup", json_integer(o->warmup));
+    json_object_set_new(root, "repeats", json_integer(o->repeats));
+    json_object_set_new(root, "epoch_examples", json_integer(EPOCH_EXAMPLES));
+    json_object_set_new(root, "eval_samples", json_integer(eval_K));
+    json_object_set_new(root, "eval_examples", json_integer(bd->n_test));
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        const setting *r = &s[i];
+        json_t *e = json_object();
+        json_object_set_new(e, "batch", json_integer(r->batch));
+        json_object_set_new(e, "precision", json_string(cuvae_precision_name(r->precision)));
+        json_object_set_new(e, "status",
+                            json_string(r->status == SETTING_OK        ? "ok"
+                                        : r->status == SETTING_SKIPPED ? "skipped"
+                                                                       : "failed"));
+        if (r->status != SETTING_OK) {
+            json_object_set_new(e, "reason", json_string(r->reason));
+            json_array_append_new(arr, e);
+            continue;
+        }
+        json_object_set_new(e, "first_loss", json_real(r->first_loss));
+        json_object_set_new(e, "step_ms", json_real(r->step_s * 1e3));
+        json_object_set_new(e, "samples_per_s", json_real(r->samples_per_s));
+        json_object_set_new(e, "gflop_per_s", json_real(r->gflops));
+        json_object_set_new(e, "epoch_s_55000", json_real(r->epoch_s));
+        json_t *reps = json_array();
+        for (int k = 0; k < o->repeats; k++)
+            json_array_append_new(reps, json_real(r->repeat_s[k] * 1e3 / o->steps));
+        json_object_set_new(e, "repeat_step_ms", reps);
+        if (isfinite(r->peak_mib)) json_object_set_new(e, "peak_rss_mib", json_real(r->peak_mib));
+        json_object_set_new(e, "memory", json_string(r->memory));
+        if (r->has_eval) {
+            json_t *ev = json_object();
+            json_object_set_new(ev, "samples", json_integer(eval_K));
+            json_object_set_new(ev, "examples", json_integer(r->eval.n));
+            json_object_set_new(ev, "pass_s", json_real(r->eval.seconds));
+            json_object_set_new(ev, "examples_per_s", json_real(r->eval_per_s));
+            json_object_set_new(ev, "neg_iw_bound", json_real(r->eval.neg_iw));
+            json_object_set_new(ev, "neg_elbo", json_real(r->eval.neg_elbo));
+            json_object_set_new(e, "eval", ev);
+        }
+        json_array_append_new(arr, e);
+    }
+    json_object_set_new(root, "settings", arr);
+    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    json_decref(root);
+    if (rc != 0) return cuvae_fail(st, "--json %s: cannot write the file", path);
+    return 0;
+}
+
+/* ---- the command ----------------------------------------------------------------------------- */
+
+int cuvae_cmd_bench(int argc, char **argv)
+{
+    const char **overrides = calloc((size_t)(argc > 0 ? argc : 1), sizeof *overrides);
+    if (!overrides) {
+        fprintf(stderr, "cuvae: bench: out of memory\n");
+        return CUVAE_EXIT_RUNTIME;
+    }
+    bench_opts o = {.overrides = overrides,
+                    .batches = {128, 1024, 4096},
+                    .n_batches = 3,
+                    .steps = 50,
+                    .warmup = 10,
+                    .repeats = 5,
+                    .eval_samples = -1,
+                    .eval_examples = -1};
+    int help = 0, rc = parse_args(argc, argv, &o, &help);
+    if (rc || help) {
+        if (help) fputs(BENCH_HELP, stdout);
+        free(overrides);
+        return rc;
+    }
+
+    cuvae_status st = {{0}};
+    cuvae_config cfg;
+    cuvae_config_defaults(&cfg);
+    if (o.config_path && cuvae_config_load_file(&cfg, o.config_path, &st)) goto usage;
+    for (int i = 0; i < o.n_overrides; i++)
+        if (cuvae_config_override(&cfg, o.overrides[i], &st)) goto usage;
+    if (cuvae_config_validate(&cfg, &st)) goto usage;
+
+    /* The device every setting runs on: decided once, so that the table is one backend's. */
+    cuvae_device device = o.device_set ? o.device : cfg.train.device;
+    char gpu_name[256] = "";
+    if (device == CUVAE_DEV_AUTO)
+        device = cuvae_cuda_available(gpu_name, sizeof gpu_name) ? CUVAE_DEV_CUDA : CUVAE_DEV_CPU;
+    else if (device == CUVAE_DEV_CUDA)
+        cuvae_cuda_available(gpu_name, sizeof gpu_name);
+    if (o.n_precisions == 0) {
+        o.precisions[0] = CUVAE_PREC_FP32;
+        o.precisions[1] = CUVAE_PREC_TF32;
+        o.precisions[2] = CUVAE_PREC_BF16;
+        o.n_precisions = device == CUVAE_DEV_CPU ? 1 : 3;
+    }
+    int eval_K = o.eval_samples >= 0 ? o.eval_samples : cfg.eval.samples;
+    int eval_n = o.eval_examples > 0 ? o.eval_examples : device == CUVAE_DEV_CPU ? 20 : 1000;
+    int max_batch = 0;
+    for (int i = 0; i < o.n_batches; i++)
+        if (o.batches[i] > max_batch) max_batch = o.batches[i];
+
+    char cpu[256], machine[512];
+    cpu_model(cpu, sizeof cpu);
+    snprintf(machine, sizeof machine, "%s",
+             device == CUVAE_DEV_CUDA && gpu_name[0] ? gpu_name : cpu);
+
+    bench_data bd;
+    int32_t *order = NULL;
+    int n = o.n_batches * o.n_precisions;
+    setting *s = calloc((size_t)n, sizeof *s);
+    double *rep = calloc((size_t)n * (size_t)o.repeats, sizeof *rep);
+    if (!s || !rep) {
+        cuvae_fail(&st, "out of memory for the results");
+        free(s);
+        free(rep);
+        goto runtime;
+    }
+    if (make_data(&bd, &o, &cfg, max_batch, eval_n, stderr, &st)) {
+        free_data(&bd);
+        free(s);
+        free(rep);
+        goto runtime;
+    }
+    if (o.use_data && bd.n_train < max_batch) {
+        cuvae_fail(&st, "--batch %d: larger than the %lld training examples of %s", max_batch,
+                   (long long)bd.n_train, cfg.data.train_images);
+        free_data(&bd);
+        free(s);
+        free(rep);
+        goto usage;
+    }
+    order = cuvae_malloc((size_t)bd.n_train * sizeof *order, "the example order", &st);
+    if (!order) {
+        free_data(&bd);
+        free(s);
+        free(rep);
+        goto runtime;
+    }
+    cuvae_permutation(cfg.train.seed, CUVAE_STREAM_SHUFFLE, 0, order, bd.n_train);
+
+    char model[128];
+    model_text(&cfg, bd.d, model, sizeof model);
+    fprintf(stderr,
+            "cuvae bench: %s on %s; model %s; %s data (%lld training examples); %d x %d "
+            "steps after %d warm-up\n",
+            device == CUVAE_DEV_CPU ? "cpu" : "cuda", machine, model,
+            bd.synthetic ? "synthetic" : "real", (long long)bd.n_train, o.repeats, o.steps,
+            o.warmup);
+
+    int failed = 0, created = 0;
+    char no_backend[sizeof st.msg] = "";
+    for (int p = 0; p < o.n_precisions; p++) {
+        int eval_done = 0;
+        for (int b = 0; b < o.n_batches; b++) {
+            setting *r = &s[p * o.n_batches + b];
+            r->batch = o.batches[b];
+            r->precision = o.precisions[p];
+            r->repeat_s = rep + (size_t)(p * o.n_batches + b) * (size_t)o.repeats;
+            r->peak_mib = NAN;
+            if (device == CUVAE_DEV_CPU && r->precision != CUVAE_PREC_FP32) {
+                r->status = SETTING_SKIPPED;
+                snprintf(r->reason, sizeof r->reason, "the CPU backend computes in fp32 only");
+                continue;
+            }
+            int do_eval = eval_K > 0 && !eval_done;
+            cuvae_status ss = {{0}};
+            if (no_backend[0]) {
+                r->status = SETTING_FAILED;
+                snprintf(r->reason, sizeof r->reason, "%s", no_backend);
+                failed++;
+                continue;
+            }
+            int br = bench_setting(r, &o, &cfg, device, &bd, order, eval_K, do_eval,
+                                   created ? NULL : stderr, &ss);
+            if (br == -2) snprintf(no_backend, sizeof no_backend, "%s", ss.msg);
+            if (br) {
+                r->status = SETTING_FAILED;
+                snprintf(r->reason, sizeof r->reason, "%s", ss.msg);
+                fprintf(stderr, "cuvae: bench: batch %d, %s: %s\n", r->batch,
+                        cuvae_precision_name(r->precision), ss.msg);
+                failed++;
+            } else {
+                r->status = SETTING_OK;
+                eval_done |= do_eval;
+            }
+            created = 1;
+        }
+    }
+
+    printf("cuvae bench: %s (%s); model %s, %s; %s data\n",
+           device == CUVAE_DEV_CPU ? "cpu" : "cuda", machine, model,
+           cfg.model.likelihood == CUVAE_LIK_BERNOULLI ? "bernoulli" : "gaussian",
+           bd.synthetic ? "synthetic" : "real");
+    print_table(stdout, s, n, eval_K, bd.n_test, device);
+    rc = failed ? CUVAE_EXIT_RUNTIME : CUVAE_EXIT_OK;
+    if (o.json_path &&
+        write_json(o.json_path, &o, argc, argv, machine, cpu,
+                   device == CUVAE_DEV_CPU ? "cpu" : "cuda", &cfg, model, &bd, s, n, eval_K, &st)) {
+        fprintf(stderr, "cuvae: bench: %s\n", st.msg);
+        rc = CUVAE_EXIT_RUNTIME;
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "cuvae: bench: writing the table to stdout: %s\n", strerror(errno));
+        rc = CUVAE_EXIT_RUNTIME;
+    }
+    free(order);
+    free_data(&bd);
+    free(s);
+    free(rep);
+    free(overrides);
+    return rc;
+
+usage:
+    fprintf(stderr, "cuvae: bench: %s\n", st.msg);
+    free(overrides);
+    return CUVAE_EXIT_USAGE;
+runtime:
+    fprintf(stderr, "cuvae: bench: %s\n", st.msg);
+    free(overrides);
+    return CUVAE_EXIT_RUNTIME;
+}
