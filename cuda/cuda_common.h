@@ -59,12 +59,14 @@ typedef struct {
     void *workspace; /* cuBLASLt's, workspace_bytes */
     size_t workspace_bytes;
     cuvae_precision precision;
-    cublasComputeType_t compute; /* from the precision */
+    cublasComputeType_t compute; /* of fp32-input GEMMs, from the precision */
     uint64_t seed;               /* train.seed: keys every random stream */
     int use_epilogues; /* 1: fuse bias, ReLU and their gradients into the GEMMs where cuBLASLt can;
                           0: plain GEMMs and separate kernels (the parity tests compare both) */
     int plan_only;     /* 1: the linear launchers choose and cache their GEMM plans and set the
                           ReLU masks' validity, but enqueue nothing (backend creation) */
+    int capturing;     /* 1: inside a CUDA graph capture of the training step (graph.cu): a GEMM
+                          whose plan is not cached fails instead of choosing an algorithm */
     cuvae_step_scalars *d_step;  /* device: the current step's inputs */
     cuvae_device_state *d_state; /* device: training state and metrics */
     double *d_partials;          /* device: [CUVAE_REDUCE_BLOCKS] partial sums of reductions */
@@ -114,8 +116,11 @@ int cuvae_cuda_alloc(cuvae_cuda_ctx *ctx, void **p, size_t bytes, const char *wh
 void cuvae_cuda_free(cuvae_cuda_ctx *ctx, void *p, size_t bytes);
 
 /* Sets up the context on the current device: stream, cuBLASLt handle, workspace, the device-side
- * scalars (zeroed; first_nonfinite_step = -1). bf16 fails with a message (not supported yet).
- * On failure everything created so far is released. */
+ * scalars (zeroed; first_nonfinite_step = -1). ctx->compute is the compute type of fp32-input
+ * GEMMs: CUBLAS_COMPUTE_32F_FAST_TF32 under tf32, CUBLAS_COMPUTE_32F under fp32 and bf16 (where
+ * the training GEMMs take bf16 inputs, linear_bf16.h, and evaluation keeps fp32 inputs). The
+ * workspace is fixed here, once, so that captured graphs can keep pointing at it. On failure
+ * everything created so far is released. */
 int cuvae_cuda_ctx_init(cuvae_cuda_ctx *ctx, cuvae_precision precision, uint64_t seed,
                         cuvae_status *st);
 /* Releases what cuvae_cuda_ctx_init created (and the GEMM plans); safe on a zeroed context. */

@@ -97,8 +97,11 @@ static __global__ void adam_prepare_kernel(cuvae_adam_factors *f, float lr, uint
     *f = adam_factors_for(lr, t, grad_scale, &h);
 }
 
+/* p16 (may be NULL) is the bf16 shadow of p: refreshed from the new value in the same pass, so
+ * the next step's bf16 GEMMs read exactly bf16(p). A withheld update leaves both unchanged. */
 static __global__ void adam_kernel(float *p, const float *g, float *m, float *v, size_t n,
-                                   cuvae_adam_hparams h, const cuvae_adam_factors *factors)
+                                   cuvae_adam_hparams h, const cuvae_adam_factors *factors,
+                                   __nv_bfloat16 *p16)
 {
     const cuvae_adam_factors f = *factors;
     if (!f.apply) return;
@@ -114,7 +117,9 @@ static __global__ void adam_kernel(float *p, const float *g, float *m, float *v,
         float mi = __fadd_rn(__fmul_rn(m[i], b1), __fmul_rn(omb1, gi));
         float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(__fmul_rn(omb2, gi), gi));
         float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), f.bc2_sqrt), eps);
-        p[i] = __fadd_rn(pi, __fdiv_rn(__fmul_rn(f.neg_step, mi), denom));
+        float pn = __fadd_rn(pi, __fdiv_rn(__fmul_rn(f.neg_step, mi), denom));
+        p[i] = pn;
+        if (p16) p16[i] = __float2bfloat16_rn(pn);
         m[i] = mi;
         v[i] = vi;
     }
@@ -132,6 +137,15 @@ int cuvae_optimizer_step(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, float
                          float *m, float *v, size_t n, int batch, const cuvae_step_scalars *d_step,
                          cuvae_device_state *d_state, cudaStream_t stream, cuvae_status *st)
 {
+    return cuvae_optimizer_step_bf16(ctx, h, p, NULL, g, m, v, n, batch, d_step, d_state, stream,
+                                     st);
+}
+
+int cuvae_optimizer_step_bf16(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, float *p,
+                              __nv_bfloat16 *p16, const float *g, float *m, float *v, size_t n,
+                              int batch, const cuvae_step_scalars *d_step,
+                              cuvae_device_state *d_state, cudaStream_t stream, cuvae_status *st)
+{
     if (check_buffers("optimizer step", p, g, m, v, n, st)) return -1;
     if (!d_step || !d_state) return cuvae_fail(st, "optimizer step: a NULL state");
     if (batch < 1) return cuvae_fail(st, "optimizer step: batch %d: expected positive", batch);
@@ -142,7 +156,7 @@ int cuvae_optimizer_step(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, float
                                                                  d_state);
     CUDA_CHECK_LAUNCH(st);
     adam_kernel<<<cuvae_grid_for(n, OPT_THREADS), OPT_THREADS, 0, stream>>>(p, g, m, v, n, *h,
-                                                                            &d_state->adam);
+                                                                            &d_state->adam, p16);
     CUDA_CHECK_LAUNCH(st);
     return 0;
 }
@@ -151,6 +165,15 @@ int cuvae_adam_update(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, float *p
                       float *m, float *v, size_t n, float lr, uint64_t t, float grad_scale,
                       cuvae_adam_factors *d_factors, cudaStream_t stream, cuvae_status *st)
 {
+    return cuvae_adam_update_bf16(ctx, h, p, NULL, g, m, v, n, lr, t, grad_scale, d_factors, stream,
+                                  st);
+}
+
+int cuvae_adam_update_bf16(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, float *p,
+                           __nv_bfloat16 *p16, const float *g, float *m, float *v, size_t n,
+                           float lr, uint64_t t, float grad_scale, cuvae_adam_factors *d_factors,
+                           cudaStream_t stream, cuvae_status *st)
+{
     (void)ctx;
     if (check_buffers("adam update", p, g, m, v, n, st)) return -1;
     if (!d_factors) return cuvae_fail(st, "adam update: a NULL factor buffer");
@@ -158,7 +181,7 @@ int cuvae_adam_update(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, float *p
     adam_prepare_kernel<<<1, 1, 0, stream>>>(d_factors, lr, t, grad_scale, *h);
     CUDA_CHECK_LAUNCH(st);
     adam_kernel<<<cuvae_grid_for(n, OPT_THREADS), OPT_THREADS, 0, stream>>>(p, g, m, v, n, *h,
-                                                                            d_factors);
+                                                                            d_factors, p16);
     CUDA_CHECK_LAUNCH(st);
     return 0;
 }
