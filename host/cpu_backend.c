@@ -328,6 +328,7 @@ cuvae_backend *cuvae_cpu_backend_create(const cuvae_backend_spec *spec, cuvae_st
     cpu_backend *cb = cuvae_calloc(1, sizeof *cb, "cpu backend", st);
     if (!cb) return NULL;
     cb->base.ops = &cpu_ops;
+    cuvae_cpu_flush_subnormals();
     cb->m = *spec->model;
     cb->c = *spec->config;
     cb->generation = 1;

@@ -17,6 +17,13 @@
 #include <immintrin.h> /* SSE2 everywhere on x86-64; AVX only inside target("avx") functions */
 #endif
 
+void cuvae_cpu_flush_subnormals(void)
+{
+#if defined(__SSE2__)
+    _mm_setcsr(_mm_getcsr() | _MM_FLUSH_ZERO_ON | 0x0040 /* DAZ */);
+#endif
+}
+
 /* ---- Philox in batches ------------------------------------------------------------------------
  * The same Philox4x32-10 as cuvae_philox4x32_10 (philox.c), evaluated for PHILOX_LANES consecutive
  * blocks at once in structure-of-arrays form (SSE2 where available: compilers do not vectorize
