@@ -260,6 +260,8 @@ def epochs(args):
             tcmd += ["--precision", args.precision.split(",")[0]]
         if device == "cpu" and threads:
             tcmd += ["--threads", str(threads)]
+        if args.torch_flush_denormal:
+            tcmd += ["--flush-denormal"]
         run(tcmd, env, "torch_vae.py --train-epochs")
         tr = json.load(open(out))
     finally:
@@ -320,6 +322,9 @@ def main():
                     help="also time cuvae's K-sample evaluation (default 0: off)")
     ap.add_argument("--epoch", type=int, default=0, metavar="E",
                     help="train E epochs of the real data with cuvae and PyTorch instead")
+    ap.add_argument("--torch-flush-denormal", action="store_true",
+                    help="--epoch on the CPU: the PyTorch peer flushes denormals as cuvae does "
+                         "(torch.set_flush_denormal); default: PyTorch's default, as a script has")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     if args.config and "=" in args.config and not os.path.exists(args.config):

@@ -188,9 +188,8 @@ static void put_value_line(text_buf *t, const char *key, const char *value)
 char *cuvae_config_to_ini(const cuvae_config *c)
 {
     text_buf t = {0};
-    puts_(&t,
-          "; cuvae " CUVAE_VERSION " resolved configuration: every key, as the run used it.\n"
-          "; Load it with `cuvae train <this file>`; `cuvae help` lists what each key means.\n");
+    puts_(&t, "; cuvae " CUVAE_VERSION " resolved configuration: every key, as the run used it.\n"
+              "; Load it with `cuvae train <this file>`; `cuvae help train` explains each key.\n");
     const char *section = "";
     for (size_t i = 0; i < cuvae_config_n_keys; i++) {
         const cuvae_key_spec *k = &cuvae_config_keys[i];

@@ -577,6 +577,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", action="store_true", help="bench on the config's training set")
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--flush-denormal", action="store_true",
+                    help="torch.set_flush_denormal(True), as cuvae's CPU backend does (CPU)")
     ap.add_argument("--train-epochs", type=int, default=0, metavar="E")
     ap.add_argument("--init", default="torch", choices=["torch", "cuvae"])
     ap.add_argument("--noise", default="torch", choices=["torch", "cuvae"])
@@ -600,6 +602,8 @@ def main(argv=None):
             ap.error("--precision: expected fp32, tf32 or bf16, got %r" % p)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        ap.error("--flush-denormal: this CPU does not support flushing denormals")
 
     if args.checkpoint:
         result = eval_checkpoint(args)
