@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "backend.h"
+#include "cli_args.h"
 #include "config.h"
 #include "dataset.h"
 #include "evaluate.h"
@@ -86,49 +87,6 @@ static const char BENCH_HELP[] =
     "  --json FILE              also write the results as JSON\n"
     "  -h, --help               this text\n";
 
-static int usage_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-
-static int usage_error(const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "cuvae: bench: %s (see cuvae bench --help)\n", msg);
-    return CUVAE_EXIT_USAGE;
-}
-
-/* "--name VALUE" or "--name=VALUE": 1 with *value set, 0 for another option, -1 when missing. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    const char *a = argv[*i];
-    size_t len = strlen(name);
-    if (strncmp(a, name, len) != 0) return 0;
-    if (a[len] == '=') {
-        *value = a + len + 1;
-        return 1;
-    }
-    if (a[len] != '\0') return 0;
-    if (*i + 1 >= argc) return -1;
-    *value = argv[++*i];
-    return 1;
-}
-
-static int parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
 /* Comma-separated integers in [1, MAX_BATCH]; returns the count or -1. */
 static int parse_batches(const char *s, int *out)
 {
@@ -138,22 +96,10 @@ static int parse_batches(const char *s, int *out)
     memcpy(buf, s, strlen(s) + 1);
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == MAX_BATCHES || parse_int(tok, 1, MAX_BATCH, &out[n])) return -1;
+        if (n == MAX_BATCHES || cuvae_parse_int(tok, 1, MAX_BATCH, &out[n])) return -1;
         n++;
     }
     return n > 0 ? n : -1;
-}
-
-static int parse_precision(const char *s, cuvae_precision *p)
-{
-    static const cuvae_precision all[3] = {CUVAE_PREC_FP32, CUVAE_PREC_TF32, CUVAE_PREC_BF16};
-    for (int i = 0; i < 3; i++) {
-        if (!strcmp(s, cuvae_precision_name(all[i]))) {
-            *p = all[i];
-            return 0;
-        }
-    }
-    return -1;
 }
 
 static int parse_precisions(const char *s, cuvae_precision *out)
@@ -165,7 +111,7 @@ static int parse_precisions(const char *s, cuvae_precision *out)
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         cuvae_precision p;
-        if (n == 3 || parse_precision(tok, &p)) return -1;
+        if (n == 3 || cuvae_parse_precision(tok, &p)) return -1;
         for (int i = 0; i < n; i++)
             if (out[i] == p) return -1;
         out[n++] = p;
@@ -178,67 +124,59 @@ static int parse_args(int argc, char **argv, bench_opts *o, int *help)
     *help = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
-        int r;
+        int r, err = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             *help = 1;
             return 0;
-        } else if ((r = opt_value(argc, argv, &i, "--batch", &v))) {
+        } else if ((r = cuvae_opt_value(argc, argv, &i, "--batch", &v))) {
             if (r < 0 || (o->n_batches = parse_batches(v, o->batches)) < 0)
-                return usage_error("--batch: expected up to %d comma-separated integers in "
-                                   "[1, %d], got '%s'",
-                                   MAX_BATCHES, MAX_BATCH, r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--precision", &v))) {
+                return cuvae_usage_error("bench",
+                                         "--batch: expected up to %d comma-separated integers in "
+                                         "[1, %d], got '%s'",
+                                         MAX_BATCHES, MAX_BATCH, r < 0 ? "" : v);
+        } else if ((r = cuvae_opt_value(argc, argv, &i, "--precision", &v))) {
             if (r < 0 || (o->n_precisions = parse_precisions(v, o->precisions)) < 0)
-                return usage_error("--precision: expected a comma-separated list of distinct "
-                                   "fp32, tf32, bf16, got '%s'",
-                                   r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--device", &v))) {
-            if (r < 0) return usage_error("--device: expected auto, cpu or cuda");
-            if (!strcmp(v, "auto"))
-                o->device = CUVAE_DEV_AUTO;
-            else if (!strcmp(v, "cpu"))
-                o->device = CUVAE_DEV_CPU;
-            else if (!strcmp(v, "cuda"))
-                o->device = CUVAE_DEV_CUDA;
-            else
-                return usage_error("--device: expected auto, cpu or cuda, got '%s'", v);
+                return cuvae_usage_error("bench",
+                                         "--precision: expected a comma-separated list of distinct "
+                                         "fp32, tf32, bf16, got '%s'",
+                                         r < 0 ? "" : v);
+        } else if ((r = cuvae_opt_value(argc, argv, &i, "--device", &v))) {
+            if (r < 0 || cuvae_parse_device(v, &o->device))
+                return cuvae_usage_error("bench", "--device: expected auto, cpu or cuda, got '%s'",
+                                         r < 0 ? "" : v);
             o->device_set = 1;
-        } else if ((r = opt_value(argc, argv, &i, "--steps", &v))) {
-            if (r < 0 || parse_int(v, 1, MAX_STEPS, &o->steps))
-                return usage_error("--steps: expected an integer in [1, %d], got '%s'", MAX_STEPS,
-                                   r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--warmup", &v))) {
-            if (r < 0 || parse_int(v, 0, MAX_STEPS, &o->warmup))
-                return usage_error("--warmup: expected an integer in [0, %d], got '%s'", MAX_STEPS,
-                                   r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--repeats", &v))) {
-            if (r < 0 || parse_int(v, 1, MAX_REPEATS, &o->repeats))
-                return usage_error("--repeats: expected an integer in [1, %d], got '%s'",
-                                   MAX_REPEATS, r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--eval-samples", &v))) {
-            if (r < 0 || parse_int(v, 0, 1000000, &o->eval_samples))
-                return usage_error("--eval-samples: expected an integer in [0, 1000000], got "
-                                   "'%s'",
-                                   r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--eval-examples", &v))) {
-            if (r < 0 || parse_int(v, 1, INT_MAX, &o->eval_examples))
-                return usage_error("--eval-examples: expected a positive integer, got '%s'",
-                                   r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--json", &v))) {
-            if (r < 0 || *v == '\0') return usage_error("--json: expected a file name");
+        } else if ((r = cuvae_int_option("bench", argc, argv, &i, "--steps", 1, MAX_STEPS,
+                                         &o->steps, &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_int_option("bench", argc, argv, &i, "--warmup", 0, MAX_STEPS,
+                                         &o->warmup, &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_int_option("bench", argc, argv, &i, "--repeats", 1, MAX_REPEATS,
+                                         &o->repeats, &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_int_option("bench", argc, argv, &i, "--eval-samples", 0, 1000000,
+                                         &o->eval_samples, &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_int_option("bench", argc, argv, &i, "--eval-examples", 1, INT_MAX,
+                                         &o->eval_examples, &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_opt_value(argc, argv, &i, "--json", &v))) {
+            if (r < 0 || *v == '\0')
+                return cuvae_usage_error("bench", "--json: expected a file name");
             o->json_path = v;
         } else if (!strcmp(a, "--data")) {
             o->use_data = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
-            return usage_error("unknown option '%s'", a);
+            return cuvae_usage_error("bench", "unknown option '%s'", a);
         } else if (strchr(a, '=')) {
             o->overrides[o->n_overrides++] = a;
         } else if (!o->config_path) {
             o->config_path = a;
         } else {
-            return usage_error("unexpected argument '%s' (one CONFIG only; overrides are "
-                               "section.key=value)",
-                               a);
+            return cuvae_usage_error("bench",
+                                     "unexpected argument '%s' (one CONFIG only; overrides are "
+                                     "section.key=value)",
+                                     a);
         }
     }
     return 0;

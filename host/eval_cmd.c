@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "checkpoint.h"
+#include "cli_args.h"
 #include "dataset.h"
 #include "evaluate.h"
 #include "metrics.h"
@@ -25,98 +26,16 @@
 
 /* ---- command-line parsing ------------------------------------------------------------------ */
 
-/* Prints a usage error as one line and returns the usage exit status. */
-static int usage_error(const char *cmd, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-
-static int usage_error(const char *cmd, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "cuvae: %s: %s; see 'cuvae %s --help'\n", cmd, msg, cmd);
-    return CUVAE_EXIT_USAGE;
-}
-
 static int runtime_error(const char *cmd, const cuvae_status *st)
 {
     fprintf(stderr, "cuvae: %s: %s\n", cmd, st->msg);
     return CUVAE_EXIT_RUNTIME;
 }
 
-/* Matches argv[*i] against `name` given as "--name VALUE" or "--name=VALUE". Returns 1 with
- * *value set (and *i advanced past a separate value), 0 when argv[*i] is another option, -1 when
- * the value is missing. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    const char *a = argv[*i];
-    size_t len = strlen(name);
-    if (strncmp(a, name, len) != 0) return 0;
-    if (a[len] == '=') {
-        *value = a + len + 1;
-        return 1;
-    }
-    if (a[len] != '\0') return 0;
-    if (*i + 1 >= argc) return -1;
-    *value = argv[++*i];
-    return 1;
-}
-
-/* Parses an integer in [lo, hi] written in full (no trailing text). */
-static int parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (*s == '-' || *s == '+' || *s == '\0') return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || *end != '\0') return -1;
-    *out = (uint64_t)v;
-    return 0;
-}
-
-static int parse_device(const char *s, cuvae_device *out)
-{
-    if (!strcmp(s, "auto"))
-        *out = CUVAE_DEV_AUTO;
-    else if (!strcmp(s, "cpu"))
-        *out = CUVAE_DEV_CPU;
-    else if (!strcmp(s, "cuda"))
-        *out = CUVAE_DEV_CUDA;
-    else
-        return -1;
-    return 0;
-}
-
 typedef struct {
     cuvae_device device;
     const char *data_dir, *test_images, *test_labels;
 } common_opts;
-
-static int parse_precision(const char *s, cuvae_precision *out)
-{
-    for (int p = CUVAE_PREC_FP32; p <= CUVAE_PREC_BF16; p++) {
-        if (!strcmp(s, cuvae_precision_name((cuvae_precision)p))) {
-            *out = (cuvae_precision)p;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 /* Options shared by the three commands (the data ones when with_data). Returns 1 when argv[*i]
  * was one of them, 0 when not, and -1 on a bad value, with the usage exit status in *err. */
@@ -126,10 +45,10 @@ static int common_option(const char *cmd, int argc, char **argv, int *i, int wit
 {
     const char *v = NULL;
     int r;
-    if ((r = opt_value(argc, argv, i, "--device", &v))) {
-        if (r < 0 || parse_device(v, &o->device)) {
-            *err =
-                usage_error(cmd, "--device: expected auto, cpu or cuda, got '%s'", r < 0 ? "" : v);
+    if ((r = cuvae_opt_value(argc, argv, i, "--device", &v))) {
+        if (r < 0 || cuvae_parse_device(v, &o->device)) {
+            *err = cuvae_usage_error(cmd, "--device: expected auto, cpu or cuda, got '%s'",
+                                     r < 0 ? "" : v);
             return -1;
         }
         return 1;
@@ -138,15 +57,15 @@ static int common_option(const char *cmd, int argc, char **argv, int *i, int wit
     const char *names[3] = {"--data-dir", "--test-images", "--test-labels"};
     const char **slots[3] = {&o->data_dir, &o->test_images, &o->test_labels};
     for (int k = 0; k < 3; k++) {
-        if ((r = opt_value(argc, argv, i, names[k], &v))) {
+        if ((r = cuvae_opt_value(argc, argv, i, names[k], &v))) {
             /* An empty --test-labels means "no labels": evaluation does not need them. */
             if (r < 0 || (*v == '\0' && k != 2)) {
-                *err = usage_error(cmd, "%s: expected a path", names[k]);
+                *err = cuvae_usage_error(cmd, "%s: expected a path", names[k]);
                 return -1;
             }
             if (strlen(v) >= CUVAE_PATH_LEN) {
-                *err =
-                    usage_error(cmd, "%s: path longer than %d bytes", names[k], CUVAE_PATH_LEN - 1);
+                *err = cuvae_usage_error(cmd, "%s: path longer than %d bytes", names[k],
+                                         CUVAE_PATH_LEN - 1);
                 return -1;
             }
             *slots[k] = v;
@@ -330,34 +249,31 @@ int cuvae_cmd_eval(int argc, char **argv)
         }
         if ((r = common_option(cmd, argc, argv, &i, 1, &co, &err))) {
             if (r < 0) return err;
-        } else if ((r = opt_value(argc, argv, &i, "--samples", &v))) {
-            if (r < 0 || parse_int(v, 1, MAX_SAMPLES, &samples))
-                return usage_error(cmd, "--samples: expected an integer in [1, %d], got '%s'",
-                                   MAX_SAMPLES, r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--limit", &v))) {
-            if (r < 0 || parse_int(v, 1, INT_MAX, &limit))
-                return usage_error(cmd, "--limit: expected a positive integer, got '%s'",
-                                   r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--batch", &v))) {
-            if (r < 0 || parse_int(v, 1, 1 << 20, &batch))
-                return usage_error(cmd, "--batch: expected an integer in [1, %d], got '%s'",
-                                   1 << 20, r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--precision", &v))) {
-            if (r < 0 || parse_precision(v, &precision))
-                return usage_error(cmd, "--precision: expected fp32, tf32 or bf16, got '%s'",
-                                   r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--json", &v))) {
-            if (r < 0 || *v == '\0') return usage_error(cmd, "--json: expected a file name");
+        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--samples", 1, MAX_SAMPLES, &samples,
+                                         &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--limit", 1, INT_MAX, &limit,
+                                         &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--batch", 1, 1 << 20, &batch,
+                                         &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_opt_value(argc, argv, &i, "--precision", &v))) {
+            if (r < 0 || cuvae_parse_precision(v, &precision))
+                return cuvae_usage_error(cmd, "--precision: expected fp32, tf32 or bf16, got '%s'",
+                                         r < 0 ? "" : v);
+        } else if ((r = cuvae_opt_value(argc, argv, &i, "--json", &v))) {
+            if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--json: expected a file name");
             json_path = v;
         } else if (a[0] == '-' && a[1] != '\0') {
-            return usage_error(cmd, "unknown option '%s'", a);
+            return cuvae_usage_error(cmd, "unknown option '%s'", a);
         } else if (!ckpt_path) {
             ckpt_path = a;
         } else {
-            return usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
+            return cuvae_usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
         }
     }
-    if (!ckpt_path) return usage_error(cmd, "missing CHECKPOINT");
+    if (!ckpt_path) return cuvae_usage_error(cmd, "missing CHECKPOINT");
 
     cuvae_status st = {{0}};
     cuvae_ckpt ck;
@@ -373,10 +289,10 @@ int cuvae_cmd_eval(int argc, char **argv)
     int K = samples ? samples : cfg.eval.samples;
     if (batch <= 0) batch = cfg.eval.batch_size;
     if (K < 1 || batch < 1) {
-        rc = usage_error(cmd,
-                         "the checkpoint's eval.samples = %d / eval.batch_size = %d: pass "
-                         "--samples and --batch",
-                         cfg.eval.samples, cfg.eval.batch_size);
+        rc = cuvae_usage_error(cmd,
+                               "the checkpoint's eval.samples = %d / eval.batch_size = %d: pass "
+                               "--samples and --batch",
+                               cfg.eval.samples, cfg.eval.batch_size);
         goto out;
     }
     if (load_test_set(&ck, &cfg, &rd, &st)) goto fail;
@@ -486,31 +402,28 @@ int cuvae_cmd_sample(int argc, char **argv)
         }
         if ((r = common_option(cmd, argc, argv, &i, 0, &co, &err))) {
             if (r < 0) return err;
-        } else if ((r = opt_value(argc, argv, &i, "--n", &v))) {
-            if (r < 0 || parse_int(v, 1, MAX_IMAGES, &n))
-                return usage_error(cmd, "--n: expected an integer in [1, %d], got '%s'", MAX_IMAGES,
-                                   r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--per-row", &v))) {
-            if (r < 0 || parse_int(v, 1, MAX_IMAGES, &per_row))
-                return usage_error(cmd, "--per-row: expected an integer in [1, %d], got '%s'",
-                                   MAX_IMAGES, r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--seed", &v))) {
-            if (r < 0 || parse_u64(v, &seed))
-                return usage_error(cmd, "--seed: expected an unsigned 64-bit integer, got '%s'",
-                                   r < 0 ? "" : v);
+        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--n", 1, MAX_IMAGES, &n, &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--per-row", 1, MAX_IMAGES, &per_row,
+                                         &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_opt_value(argc, argv, &i, "--seed", &v))) {
+            if (r < 0 || cuvae_parse_u64(v, &seed))
+                return cuvae_usage_error(
+                    cmd, "--seed: expected an unsigned 64-bit integer, got '%s'", r < 0 ? "" : v);
             have_seed = 1;
-        } else if ((r = opt_value(argc, argv, &i, "--out", &v))) {
-            if (r < 0 || *v == '\0') return usage_error(cmd, "--out: expected a file name");
+        } else if ((r = cuvae_opt_value(argc, argv, &i, "--out", &v))) {
+            if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--out: expected a file name");
             out_path = v;
         } else if (a[0] == '-' && a[1] != '\0') {
-            return usage_error(cmd, "unknown option '%s'", a);
+            return cuvae_usage_error(cmd, "unknown option '%s'", a);
         } else if (!ckpt_path) {
             ckpt_path = a;
         } else {
-            return usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
+            return cuvae_usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
         }
     }
-    if (!ckpt_path) return usage_error(cmd, "missing CHECKPOINT");
+    if (!ckpt_path) return cuvae_usage_error(cmd, "missing CHECKPOINT");
     if (!per_row) per_row = (int)ceil(sqrt((double)n));
 
     cuvae_status st = {{0}};
@@ -566,26 +479,24 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
         }
         if ((r = common_option(cmd, argc, argv, &i, 1, &co, &err))) {
             if (r < 0) return err;
-        } else if ((r = opt_value(argc, argv, &i, "--n", &v))) {
-            if (r < 0 || parse_int(v, 1, MAX_IMAGES / 2, &n))
-                return usage_error(cmd, "--n: expected an integer in [1, %d], got '%s'",
-                                   MAX_IMAGES / 2, r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--per-row", &v))) {
-            if (r < 0 || parse_int(v, 1, MAX_IMAGES, &per_row))
-                return usage_error(cmd, "--per-row: expected an integer in [1, %d], got '%s'",
-                                   MAX_IMAGES, r < 0 ? "" : v);
-        } else if ((r = opt_value(argc, argv, &i, "--out", &v))) {
-            if (r < 0 || *v == '\0') return usage_error(cmd, "--out: expected a file name");
+        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--n", 1, MAX_IMAGES / 2, &n,
+                                         &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--per-row", 1, MAX_IMAGES, &per_row,
+                                         &err))) {
+            if (r < 0) return err;
+        } else if ((r = cuvae_opt_value(argc, argv, &i, "--out", &v))) {
+            if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--out: expected a file name");
             out_path = v;
         } else if (a[0] == '-' && a[1] != '\0') {
-            return usage_error(cmd, "unknown option '%s'", a);
+            return cuvae_usage_error(cmd, "unknown option '%s'", a);
         } else if (!ckpt_path) {
             ckpt_path = a;
         } else {
-            return usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
+            return cuvae_usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
         }
     }
-    if (!ckpt_path) return usage_error(cmd, "missing CHECKPOINT");
+    if (!ckpt_path) return cuvae_usage_error(cmd, "missing CHECKPOINT");
 
     cuvae_status st = {{0}};
     cuvae_ckpt ck;

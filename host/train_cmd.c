@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "cli_args.h"
 #include "config.h"
 #include "trainer.h"
 
@@ -62,40 +63,6 @@ static const char TRAIN_HELP[] =
     "\n"
     "Configuration keys:\n";
 
-static int usage_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-
-static int usage_error(const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "cuvae: train: %s; see 'cuvae train --help'\n", msg);
-    return CUVAE_EXIT_USAGE;
-}
-
-/* Matches "--name VALUE" and "--name=VALUE": 1 with *value set, 0 when argv[*i] is something else,
- * -1 when the value is missing. */
-static int option_value(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    const char *a = argv[*i];
-    size_t len = strlen(name);
-    if (strncmp(a, name, len) != 0) return 0;
-    if (a[len] == '=') {
-        *value = a + len + 1;
-        return 1;
-    }
-    if (a[len] != '\0') return 0;
-    if (*i + 1 >= argc) return -1;
-    *value = argv[++*i];
-    return 1;
-}
-
 /* Appends one shell word to buf, single-quoted when it holds anything but plain characters. */
 static void append_shell_word(char *buf, size_t len, const char *word)
 {
@@ -120,7 +87,9 @@ static void append_shell_word(char *buf, size_t len, const char *word)
 
 int cuvae_cmd_train(int argc, char **argv)
 {
-    const char *config_path = NULL, *device = NULL, *resume = NULL;
+    const char *config_path = NULL, *resume = NULL;
+    cuvae_device device = CUVAE_DEV_AUTO;
+    int have_device = 0;
     const char *overrides[256];
     int n_overrides = 0;
     for (int i = 1; i < argc; i++) {
@@ -130,34 +99,40 @@ int cuvae_cmd_train(int argc, char **argv)
             cuvae_config_print_keys(stdout, 0);
             return CUVAE_EXIT_OK;
         }
-        int r = option_value(argc, argv, &i, "--device", &value);
-        if (r < 0) return usage_error("--device needs a value: auto, cpu or cuda");
+        int r = cuvae_opt_value(argc, argv, &i, "--device", &value);
+        if (r < 0) return cuvae_usage_error("train", "--device needs a value: auto, cpu or cuda");
         if (r > 0) {
-            if (strcmp(value, "auto") != 0 && strcmp(value, "cpu") != 0 &&
-                strcmp(value, "cuda") != 0)
-                return usage_error("--device: expected auto, cpu or cuda, got '%s'", value);
-            device = value;
+            if (cuvae_parse_device(value, &device))
+                return cuvae_usage_error("train", "--device: expected auto, cpu or cuda, got '%s'",
+                                         value);
+            have_device = 1;
             continue;
         }
-        r = option_value(argc, argv, &i, "--resume", &value);
-        if (r < 0) return usage_error("--resume needs a value: a checkpoint file or 'auto'");
+        r = cuvae_opt_value(argc, argv, &i, "--resume", &value);
+        if (r < 0)
+            return cuvae_usage_error("train",
+                                     "--resume needs a value: a checkpoint file or 'auto'");
         if (r > 0) {
-            if (!value[0]) return usage_error("--resume: expected a checkpoint file or 'auto'");
+            if (!value[0])
+                return cuvae_usage_error("train", "--resume: expected a checkpoint file or 'auto'");
             resume = value;
             continue;
         }
-        if (a[0] == '-' && a[1] != '\0') return usage_error("unknown option '%s'", a);
+        if (a[0] == '-' && a[1] != '\0')
+            return cuvae_usage_error("train", "unknown option '%s'", a);
         if (!config_path) {
             config_path = a;
         } else if (strchr(a, '=')) {
             if (n_overrides == (int)(sizeof overrides / sizeof overrides[0]))
-                return usage_error("more than %d overrides", n_overrides);
+                return cuvae_usage_error("train", "more than %d overrides", n_overrides);
             overrides[n_overrides++] = a;
         } else {
-            return usage_error("unexpected argument '%s' (overrides are section.key=value)", a);
+            return cuvae_usage_error(
+                "train", "unexpected argument '%s' (overrides are section.key=value)", a);
         }
     }
-    if (!config_path) return usage_error("missing CONFIG, the INI file to train from");
+    if (!config_path)
+        return cuvae_usage_error("train", "missing CONFIG, the INI file to train from");
 
     cuvae_status st;
     cuvae_config cfg;
@@ -172,11 +147,7 @@ int cuvae_cmd_train(int argc, char **argv)
             return CUVAE_EXIT_USAGE;
         }
     }
-    if (device) {
-        cfg.train.device = strcmp(device, "cpu") == 0    ? CUVAE_DEV_CPU
-                           : strcmp(device, "cuda") == 0 ? CUVAE_DEV_CUDA
-                                                         : CUVAE_DEV_AUTO;
-    }
+    if (have_device) cfg.train.device = device;
     if (cuvae_config_validate(&cfg, &st)) {
         fprintf(stderr, "cuvae: %s\n", st.msg);
         return CUVAE_EXIT_USAGE;
@@ -208,9 +179,9 @@ int cuvae_cmd_train(int argc, char **argv)
         char again[4096] = "cuvae train";
         append_shell_word(again, sizeof again, config_path);
         for (int i = 0; i < n_overrides; i++) append_shell_word(again, sizeof again, overrides[i]);
-        if (device) {
+        if (have_device) {
             append_shell_word(again, sizeof again, "--device");
-            append_shell_word(again, sizeof again, device);
+            append_shell_word(again, sizeof again, cuvae_device_name(device));
         }
         append_shell_word(again, sizeof again, "--resume");
         append_shell_word(again, sizeof again, "auto");
