@@ -178,6 +178,7 @@ int cuvae_eval_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const floa
                        int decode, cuvae_eval_buffers *b, cudaStream_t stream, cuvae_status *st)
 {
     if (n < 1 || K < 1) return cuvae_fail(st, "evaluate: n=%d K=%d: expected positive sizes", n, K);
+    if (!model || !params || !pixels || !b) return cuvae_fail(st, "evaluate: a NULL buffer");
     if (!decode) K = 1; /* one row per example: the KL only */
     if ((int64_t)n * K > b->cap_rows)
         return cuvae_fail(st, "evaluate: %d examples x %d samples exceed the %d rows allocated", n,
@@ -208,6 +209,7 @@ int cuvae_eval_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const floa
 int cuvae_decode_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const float *params, int n,
                          cuvae_eval_buffers *b, cudaStream_t stream, cuvae_status *st)
 {
+    if (!model || !params || !b) return cuvae_fail(st, "decode: a NULL buffer");
     if (n < 1 || n > b->cap_rows)
         return cuvae_fail(st, "decode: %d latents: expected 1..%d per call", n, b->cap_rows);
     float *act[CUVAE_MAX_LAYERS];

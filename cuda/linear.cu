@@ -195,6 +195,9 @@ int cuvae_mlp_forward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_lay
                       cuvae_relu_mask *masks, cudaStream_t stream, cuvae_status *st)
 {
     if (n_layers < 1) return cuvae_fail(st, "mlp forward: no layers");
+    /* params + offset is never NULL: a missing parameter buffer must be caught here, before the
+     * layers see a bogus pointer. */
+    if (!layers || !params || !x || !act) return cuvae_fail(st, "mlp forward: a NULL buffer");
     const float *in = x;
     for (int i = 0; i < n_layers; i++) {
         int relu = i + 1 < n_layers;
@@ -214,8 +217,12 @@ int cuvae_mlp_backward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_la
 {
     float *dx = scratch;
     int db_done = 0; /* this layer's bias gradient came with the next layer's backward */
+    if (!result) return cuvae_fail(st, "mlp backward: no result pointer");
     *result = NULL;
     if (n_layers < 1) return cuvae_fail(st, "mlp backward: no layers");
+    /* params + offset and grads + offset are never NULL: check the buffers themselves. */
+    if (!layers || !params || !grads || !x || !dy || !scratch || (n_layers > 1 && !act))
+        return cuvae_fail(st, "mlp backward: a NULL buffer");
     for (int i = n_layers - 1; i >= 0; i--) {
         const cuvae_linear *l = &layers[i];
         int hidden_input = i > 0;
