@@ -11,11 +11,12 @@
 # every checkpoint stores.
 #
 # Kill timing: every third kill waits for this run's checkpoint temporary (*.tmp.<pid>) to appear
-# and fires 0-15 ms later, so it lands inside a checkpoint write (or just after its rename); the
-# others fire after a random delay, a third of them within 60 ms of the start, the rest anywhere in
-# the first quarter of the time the uninterrupted run needed for the work left, so that the run
-# makes progress but cannot finish first. Only the timing is random (seeded: CUVAE_KILL_SEED=N repeats a
-# sequence); every check holds for any timing.
+# and fires 0-15 ms later, so it lands inside a checkpoint write (or just after its rename); of the
+# others, a third fire 5-60 ms after the start (start-up, resume), the rest 0-9 ms after the run
+# has logged a step at or past a random target between the newest checkpoint and 12 steps before
+# the end, so that the run makes progress but cannot finish first, at any machine speed. Only the
+# timing is random (seeded: CUVAE_KILL_SEED=N repeats a sequence); every check holds for any
+# timing.
 set -euo pipefail
 NAME=cli_kill
 source "$(dirname "$0")/lib_cli.sh"
@@ -121,12 +122,12 @@ for ((i = 1; i <= KILLS; i++)); do
     done_steps=0
     [ -z "$newest" ] || done_steps=$(step_of "$CK/$newest")
     left_ms=$((ref_ms * (total - done_steps) / total))
+    logged=0 # lines of metrics.jsonl before this run: its own step records come after them
+    [ ! -f "$T/B/run/metrics.jsonl" ] || logged=$(wc -l <"$T/B/run/metrics.jsonl")
     (cd "$T/B" && exec "$BIN" train "$T/kill.ini" "${OVR[@]}" --device cpu --resume auto) \
         >"$T/B.out.$i" 2>"$T/B.err.$i" &
     pid=$!
-    # A quarter of the time the uninterrupted run took for the work left: however the timing
-    # falls, a run is killed before it can finish, unless this machine became 4 times faster.
-    cap_ms=$((left_ms / 4 > 10 ? left_ms / 4 : 10))
+    last=$((total - 12)) # the last step a progress-timed kill waits for
     if ((i % 3 == 0 && total - done_steps > 6)); then
         # Wait for this process's checkpoint temporary (not beyond the time the work left took);
         # two checkpoints at least are left, so the run cannot end within the next 15 ms.
@@ -137,12 +138,25 @@ for ((i = 1; i <= KILLS; i++)); do
             sleep 0.002
         done
         delay_ms=$((RANDOM % 16))
-    elif ((RANDOM % 3 == 0)); then
+    elif ((RANDOM % 3 == 0 || done_steps >= last)); then
+        # During start-up: loading, resuming, the first steps.
         how="early"
-        delay_ms=$((5 + RANDOM % (cap_ms < 56 ? cap_ms : 56)))
+        delay_ms=$((5 + RANDOM % 56))
     else
-        how="at random"
-        delay_ms=$((5 + RANDOM % 1000 * cap_ms / 1000))
+        # Once this run has logged a step at or past a target drawn between the newest
+        # checkpoint and 12 steps before the end, and 0-9 ms more: mid-step or mid-write,
+        # wherever that falls, and never after the end, however fast or loaded the machine is
+        # (a delay from the uninterrupted run's time was not: a reference timed under ctest -j8
+        # on 2 cores was 10 times slower than a kill run timed after it).
+        target=$((done_steps + 1 + RANDOM % (last - done_steps)))
+        how="after step $target"
+        while kill -0 "$pid" 2>/dev/null; do
+            at=$(tail -n +"$((logged + 1))" "$T/B/run/metrics.jsonl" 2>/dev/null |
+                grep -o '"step":[0-9]*' | tail -n 1 | cut -d: -f2 || true)
+            [ "${at:-0}" -lt "$target" ] || break
+            sleep 0.002
+        done
+        delay_ms=$((RANDOM % 10))
     fi
     sleep_ms "$delay_ms"
     kill -KILL "$pid" 2>/dev/null || true
