@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Everything the CUDA backend needs checked on a GPU, in one call of at most ~9 minutes, in order
+# of importance (a later step that runs out of time costs nothing earlier):
+#   1. build (Release, sm_90) with the dependencies carried in .device/ where the image lacks them;
+#   2. the gpu-labelled parity tests, then the whole ctest suite (the CLI tests take
+#      --device auto, so there they train, resume and evaluate on the GPU);
+#   3. compute-sanitizer memcheck and racecheck on a short training run and a short eval;
+#   4. ten epochs of the default config on the GPU (test negative ELBO, against the CPU's) and
+#      the K = 5000 bound of the full test set, timed;
+#   5. bench/run_peers.py at batch 128: cuvae bench against PyTorch eager, its CUDA graph and JAX.
+# Prepare here first with bench/device_prepare.sh and carry `.device`. Logs go to $OUT (or
+# .device/out); the summary is the last lines printed.
+#   CUVAE_DEVICE_STEPS="build gpu all sanitize train bench"   the steps to run (default: all)
+#   CUVAE_DEVICE_PREFIX=1   use the carried prefix even where the image has the dependencies
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${OUT:-$root/.device/out}
+mkdir -p "$out"
+steps=${CUVAE_DEVICE_STEPS:-build gpu all sanitize train bench}
+data=$root/.device/data/fashion-mnist
+summary=()
+t0=$(date +%s)
+say() { echo "[$(($(date +%s) - t0))s] $*"; }
+note() { summary+=("$*"); say "$*"; }
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+want() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
+
+nvidia-smi -L 2>&1 | head -2
+nvcc --version | tail -1
+
+# --- dependencies: the image's own where it has them, else the carried Debian packages ----------
+# Unpacked into a private prefix; pkg-config then resolves the packages' /usr paths inside it
+# (PKG_CONFIG_SYSROOT_DIR), and the links Debian's alternatives would make are made here.
+if [ -n "${CUVAE_DEVICE_PREFIX:-}" ] || ! pkg-config --exists zlib inih jansson openblas 2>/dev/null; then
+    if ls "$root"/.device/debs/*.deb >/dev/null 2>&1; then
+        prefix=/tmp/cuvae-prefix
+        rm -rf "$prefix" && mkdir -p "$prefix"
+        for deb in "$root"/.device/debs/*.deb; do
+            if command -v dpkg-deb >/dev/null; then
+                dpkg-deb -x "$deb" "$prefix"
+            else
+                python3 - "$deb" "$prefix" <<'PY'
+import io, sys, tarfile
+data = open(sys.argv[1], "rb").read()
+pos = 8  # an ar archive: "!<arch>\n", then 60-byte member headers
+while pos < len(data):
+    name, size = data[pos:pos + 16].decode().strip(), int(data[pos + 48:pos + 58])
+    if name.startswith("data.tar"):
+        tarfile.open(fileobj=io.BytesIO(data[pos + 60:pos + 60 + size])).extractall(sys.argv[2])
+    pos += 60 + size + (size & 1)
+PY
+            fi
+        done
+        multi=$prefix/usr/lib/x86_64-linux-gnu
+        ln -sfn openblas-pthread/libopenblas.so.0 "$multi/libopenblas.so.0"
+        ln -sfn openblas-pthread/libopenblas.so "$multi/libopenblas.so"
+        export PATH=$prefix/usr/bin:$PATH
+        export PKG_CONFIG_SYSROOT_DIR=$prefix
+        export PKG_CONFIG_LIBDIR=$multi/pkgconfig:$multi/openblas-pthread/pkgconfig:$prefix/usr/share/pkgconfig
+        export LD_LIBRARY_PATH=$multi:$multi/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+        export CMAKE_PREFIX_PATH=$prefix/usr
+        say "dependencies: from the carried packages, unpacked in $prefix"
+    else
+        note "dependencies: missing and no .device/debs (run bench/device_prepare.sh here)"
+    fi
+fi
+data_args=()
+if [ -f "$data/train-images-idx3-ubyte.gz" ]; then
+    data_args=(data.train_images="$data/train-images-idx3-ubyte.gz"
+        data.train_labels="$data/train-labels-idx1-ubyte.gz"
+        data.test_images="$data/t10k-images-idx3-ubyte.gz"
+        data.test_labels="$data/t10k-labels-idx1-ubyte.gz")
+fi
+
+# --- 1. build -----------------------------------------------------------------------------------
+bin=build-gpu/cuvae
+if want build; then
+    if cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+        >"$out/build.log" 2>&1 && cmake --build build-gpu -j"$(nproc)" >>"$out/build.log" 2>&1; then
+        note "build: ok"
+    else
+        tail -30 "$out/build.log"
+        note "build: FAILED (build.log)"
+        steps=""
+    fi
+fi
+
+# --- 2. tests -----------------------------------------------------------------------------------
+if want gpu; then
+    (cd build-gpu && timeout 240 ctest -L gpu --output-on-failure) >"$out/ctest-gpu.log" 2>&1
+    note "ctest -L gpu: $(grep -E 'tests passed|tests failed' "$out/ctest-gpu.log" | tail -1)"
+    grep -E '^[A-Za-z_].*(FAIL|fail|out of tolerance)' "$out/ctest-gpu.log" | head -15
+fi
+if want all; then
+    (cd build-gpu && timeout 240 ctest -LE gpu -j8 --output-on-failure) >"$out/ctest-all.log" 2>&1
+    note "ctest (host + cli, --device auto on the GPU): \
+$(grep -E 'tests passed|tests failed' "$out/ctest-all.log" | tail -1)"
+    grep -E 'FAIL|Failed' "$out/ctest-all.log" | head -10
+fi
+
+# --- 3. compute-sanitizer -------------------------------------------------------------------------
+if want sanitize && [ ${#data_args[@]} -gt 0 ]; then
+    small=(configs/smoke.ini "${data_args[@]}" data.limit_train=1000 data.validation=100
+        data.limit_test=200 train.epochs=1 train.device=cuda train.precision=fp32
+        output.images=1 output.dir=/tmp/cuvae_sanitize)
+    for tool in memcheck racecheck; do
+        rm -rf /tmp/cuvae_sanitize
+        timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 99 "$bin" train "${small[@]}" \
+            >"$out/sanitize-$tool.log" 2>&1
+        rc=$?
+        timeout 60 compute-sanitizer --tool "$tool" --error-exitcode 99 "$bin" eval \
+            /tmp/cuvae_sanitize/model.safetensors --device cuda --samples 50 --limit 100 \
+            >>"$out/sanitize-$tool.log" 2>&1
+        rc2=$?
+        note "compute-sanitizer $tool: train rc=$rc, eval rc=$rc2; \
+$(grep -E 'ERROR SUMMARY' "$out/sanitize-$tool.log" | tr '\n' ' ')"
+    done
+fi
+
+# --- 4. ten epochs and the K = 5000 bound -------------------------------------------------------
+if want train && [ ${#data_args[@]} -gt 0 ]; then
+    rm -rf /tmp/cuvae_fm10
+    t=$(date +%s.%N)
+    timeout 150 "$bin" train configs/fashion_mnist.ini \
+        "${data_args[@]}" train.device=cuda output.images=0 output.dir=/tmp/cuvae_fm10 \
+        >"$out/train10.log" 2>&1
+    rc=$?
+    note "train 10 epochs (tf32): rc=$rc in $(elapsed "$t") s; \
+$(grep -o '"test_neg_elbo":[0-9.]*' /tmp/cuvae_fm10/metrics.jsonl | tail -1); \
+epoch_s $(grep -o '"epoch_s":[0-9.]*' /tmp/cuvae_fm10/metrics.jsonl | cut -d: -f2 | tr '\n' ' ')"
+    t=$(date +%s.%N)
+    timeout 120 "$bin" eval /tmp/cuvae_fm10/model.safetensors \
+        --data-dir "$data" --device cuda --samples 5000 --json "$out/eval5000.json" \
+        >"$out/eval5000.log" 2>&1
+    rc=$?
+    note "eval K=5000, 10000 test images: rc=$rc in $(elapsed "$t") s; \
+$(tr -d '\n ' <"$out/eval5000.json" 2>/dev/null | head -c 400)"
+fi
+
+# --- 5. peers -------------------------------------------------------------------------------------
+if want bench; then
+    timeout 200 python3 bench/run_peers.py configs/fashion_mnist.ini --cuvae "$bin" \
+        --device cuda --batch 128,4096 --precision tf32 --peers torch-eager,torch-graph,jax \
+        --steps 100 --repeats 5 --json "$out/peers.json" >"$out/peers.log" 2>&1
+    note "run_peers rc=$?"
+    tail -8 "$out/peers.log"
+fi
+
+echo "=== summary ($(($(date +%s) - t0)) s)"
+printf '%s\n' "${summary[@]}"
