@@ -230,7 +230,9 @@ static const char EVAL_HELP[] =
     "                           trained with), tf32 or bf16; the CPU always computes fp32\n"
     "%s%s"
     "  --json FILE              also write the results as a JSON object to FILE (atomically)\n"
-    "  -h, --help               this text\n";
+    "  -h, --help               this text\n"
+    "Progress goes to stderr: an updating line on a terminal, otherwise a line every\n"
+    "$CUVAE_PROGRESS_SECONDS seconds (default 30).\n";
 
 int cuvae_cmd_eval(int argc, char **argv)
 {

@@ -8,10 +8,21 @@
 
 #include "metrics.h"
 
-/* Redraws the progress line at most this often (seconds). */
+/* Redraws the progress line at most this often on a terminal; elsewhere (a log file, a job's
+ * output) writes a plain line every $CUVAE_PROGRESS_SECONDS (default 30), so that a long
+ * evaluation shows it is alive. Seconds. */
 #define PROGRESS_INTERVAL 0.25
+#define PROGRESS_LOG_INTERVAL 30.0
 
-static void draw_progress(FILE *out, int64_t done, int64_t total, int K, double elapsed)
+static double log_interval(void)
+{
+    const char *v = getenv("CUVAE_PROGRESS_SECONDS");
+    char *end;
+    double s = v && *v ? strtod(v, &end) : -1.0;
+    return v && *v && *end == '\0' && s >= 0.0 ? s : PROGRESS_LOG_INTERVAL;
+}
+
+static void draw_progress(FILE *out, int tty, int64_t done, int64_t total, int K, double elapsed)
 {
     char rate[32], eta[32];
     double per_s = elapsed > 0 ? (double)done / elapsed : 0.0;
@@ -20,9 +31,10 @@ static void draw_progress(FILE *out, int64_t done, int64_t total, int K, double 
         cuvae_format_duration(eta, sizeof eta, (double)(total - done) / per_s);
     else
         snprintf(eta, sizeof eta, "?");
-    fprintf(out, "\reval K=%d: %lld/%lld examples (%.0f%%) %s examples/s ETA %s\033[K", K,
-            (long long)done, (long long)total,
-            total > 0 ? 100.0 * (double)done / (double)total : 0.0, rate, eta);
+    fprintf(out, "%seval K=%d: %lld/%lld examples (%.0f%%) %s examples/s ETA %s%s", tty ? "\r" : "",
+            K, (long long)done, (long long)total,
+            total > 0 ? 100.0 * (double)done / (double)total : 0.0, rate, eta,
+            tty ? "\033[K" : "\n");
     fflush(out);
 }
 
@@ -57,10 +69,11 @@ int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set se
     if (!idx || !buf || !mu || !mean || !m2) goto done;
 
     int tty = progress && isatty(fileno(progress));
+    double interval = tty ? PROGRESS_INTERVAL : log_interval();
     double start = cuvae_now(), last_draw = start;
     double sum_elbo = 0, sum_iw = 0, sum_rec = 0, sum_kl = 0;
     /* A first line at once: with K in the thousands the first call alone can take seconds. */
-    if (tty) draw_progress(progress, 0, n, K, 0.0);
+    if (tty) draw_progress(progress, 1, 0, n, K, 0.0);
     for (int64_t first = 0; first < n; first += chunk) {
         int b = (int)(n - first < chunk ? n - first : chunk);
         for (int i = 0; i < b; i++) idx[i] = (int32_t)(first + i);
@@ -92,8 +105,8 @@ int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set se
             }
         }
         double now = cuvae_now();
-        if (tty && now - last_draw >= PROGRESS_INTERVAL) {
-            draw_progress(progress, first + b, n, K, now - start);
+        if (progress && now - last_draw >= interval && first + b < n) {
+            draw_progress(progress, tty, first + b, n, K, now - start);
             last_draw = now;
         }
     }

@@ -150,7 +150,12 @@ grep -q "negative ELBO" "$T/out" || fail "eval prints no negative ELBO"
 grep -q "active units" "$T/out" || fail "eval prints no active units"
 expect_rc 0 "$BIN" eval "$MODEL" --samples 50 --device cpu --json "$T/k50.json"
 cp "$T/out" "$T/k50.txt"
-expect_rc 0 "$BIN" eval "$MODEL" --samples 50 --device cpu --batch 7 --json "$T/k50b7.json"
+CUVAE_PROGRESS_SECONDS=0 expect_rc 0 "$BIN" eval "$MODEL" --samples 50 --device cpu --batch 7 \
+    --json "$T/k50b7.json"
+# Not a terminal: with CUVAE_PROGRESS_SECONDS=0 a plain progress line after every call but the last.
+[ "$(grep -c '^eval K=50: [0-9]*/200 examples' "$T/err")" -eq 28 ] ||
+    { cat "$T/err"; fail "expected 28 progress lines (200 examples in calls of 7)"; }
+grep -q $'\r' "$T/err" && fail "progress off a terminal must not redraw lines"
 expect_rc 0 "$BIN" eval "$LATEST" --samples 3 --limit 37 --device cpu --json "$T/latest.json"
 expect_rc 0 "$BIN" eval "$MODEL" --samples 2 --device cpu --data-dir "$T" --json "$T/dd.json"
 [ -z "$(ls "$T" | grep '\.tmp\.' || true)" ] || fail "eval left a temporary file behind"
