@@ -195,8 +195,16 @@ extern "C" int cuvae_cuda_available(char *name, size_t len)
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count < 1) {
         (void)cudaGetLastError();
-        if (name && len)
-            snprintf(name, len, "%s", e != cudaSuccess ? cudaGetErrorString(e) : "no device found");
+        if (name && len && e == cudaSuccess) {
+            snprintf(name, len, "no device found");
+        } else if (name && len) {
+            /* Error 35 is also what a machine without any NVIDIA driver gets: say so plainly. */
+            const char *why = e == cudaErrorInsufficientDriver
+                                  ? "no NVIDIA driver loaded, or one older than this CUDA runtime"
+                              : e == cudaErrorNoDevice ? "no CUDA-capable device"
+                                                       : cudaGetErrorString(e);
+            snprintf(name, len, "%s (%s)", why, cudaGetErrorName(e));
+        }
         return 0;
     }
     int dev = 0;
