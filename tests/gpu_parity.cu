@@ -49,6 +49,25 @@ static void fill_uniform(float *x, size_t n, float lo, float hi, uint64_t counte
         x[i] = lo + (hi - lo) * cuvae_u32_to_uniform(cuvae_philox_word(SEED, 99, counter, i));
 }
 
+/* The same, rounded to multiples of 2^-bits; fill_odd_multiples: odd multiples of 2^-bits.
+ * The MLP test draws its weights, biases and inputs so that every product and partial sum of the
+ * two hidden layers' GEMMs is a float computed exactly, whatever order cuBLASLt sums in, and no
+ * hidden pre-activation is exactly 0 (the odd bias term): GPU and CPU then agree on every ReLU
+ * decision. With unrounded values a pre-activation within rounding of zero takes the ReLU on one
+ * side only, and its gradient fails by its full size. */
+static void fill_quantized(float *x, size_t n, float lo, float hi, int bits, uint64_t counter)
+{
+    fill_uniform(x, n, lo, hi, counter);
+    for (size_t i = 0; i < n; i++) x[i] = ldexpf(rintf(ldexpf(x[i], bits)), -bits);
+}
+
+static void fill_odd_multiples(float *x, size_t n, float lo, float hi, int bits, uint64_t counter)
+{
+    fill_uniform(x, n, lo, hi, counter);
+    for (size_t i = 0; i < n; i++)
+        x[i] = ldexpf(2.0f * rintf(ldexpf(x[i], bits - 1)) + 1.0f, -bits);
+}
+
 /* Copies to the device made outside the context's stream: the launchers run on a non-blocking
  * stream, which does not wait for the legacy default stream, so every such copy (and memset)
  * ends with a device-wide synchronization. */
@@ -214,14 +233,19 @@ static void test_mlp(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int use_epi
     float *params = host_floats(n_params), *grads = host_floats(n_params);
     for (int i = 0; i < 3; i++) {
         float bound = 1.0f / sqrtf((float)layers[i].in);
-        fill_uniform(params + layers[i].w, (size_t)layers[i].in * (size_t)layers[i].out, -bound,
-                     bound, 2 + 2 * (uint64_t)i);
-        fill_uniform(params + layers[i].b, (size_t)layers[i].out, -0.1f, 0.1f, 3 + 2 * (uint64_t)i);
+        fill_quantized(params + layers[i].w, (size_t)layers[i].in * (size_t)layers[i].out, -bound,
+                       bound, 8, 2 + 2 * (uint64_t)i);
+        fill_odd_multiples(params + layers[i].b, (size_t)layers[i].out, -0.1f, 0.1f,
+                           i == 0 ? 13 : 22, 3 + 2 * (uint64_t)i);
     }
     size_t nx = (size_t)B * (size_t)sizes[0], ny = (size_t)B * (size_t)sizes[3];
     size_t nwide = (size_t)B * (size_t)widest;
     float *x = host_floats(nx), *dy = host_floats(ny);
-    fill_uniform(x, nx, 0.0f, 1.0f, 1);
+    /* x: multiples of 2^-4, weights of 2^-8, biases odd multiples of 2^-13 (layer 1) and 2^-22
+     * (layer 2): layer 1's pre-activations are odd multiples of 2^-13 (magnitudes about 1.4 at
+     * most, exact below 2^11), layer 2's odd multiples of 2^-22 (about 0.6 at most, exact below
+     * 4); a numpy model of these draws gave the same bits for every summation order. */
+    fill_quantized(x, nx, 0.0f, 1.0f, 4, 1);
     fill_uniform(dy, ny, -0.01f, 0.01f, 9);
 
     /* CPU reference: the forward, then the backward as cpu_backend.c's mlp_backward runs it. */
