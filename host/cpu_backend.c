@@ -53,13 +53,7 @@ static int acts_reserve(cpu_backend *cb, int rows, cuvae_status *st)
     const cuvae_model *m = &cb->m;
     size_t r = (size_t)rows, bytes = 0;
     int ok = 1;
-#define ALLOC(ptr, count)                                                                          \
-    do {                                                                                           \
-        size_t n_ = (size_t)(count);                                                               \
-        ptr = cuvae_cpu_alloc(n_ * sizeof *(ptr));                                                 \
-        ok = ok && ptr != NULL;                                                                    \
-        bytes += n_ * sizeof *(ptr);                                                               \
-    } while (0)
+#define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, bytes)
     ALLOC(a->x, r * (size_t)m->x_dim);
     for (int i = 0; i < m->n_enc; i++) ALLOC(a->enc[i], r * (size_t)m->enc[i].out);
     for (int i = 0; i < m->n_dec; i++) ALLOC(a->dec[i], r * (size_t)m->dec[i].out);

@@ -45,6 +45,17 @@ typedef struct {
  * has the same alignment, so BLAS sees the same layout whenever a block is recomputed. */
 void *cuvae_cpu_alloc(size_t bytes);
 
+/* Sets ptr to cuvae_cpu_alloc'ed room for `count` of its elements, adding the bytes to `bytes` and
+ * clearing `ok` on failure: the pattern of the buffer tables, which free everything at the end
+ * when one allocation failed. */
+#define CPU_ALLOC(ptr, count, ok, bytes)                                                           \
+    do {                                                                                           \
+        size_t n_ = (size_t)(count);                                                               \
+        (ptr) = cuvae_cpu_alloc(n_ * sizeof *(ptr));                                               \
+        (ok) = (ok) && (ptr) != NULL;                                                              \
+        (bytes) += n_ * sizeof *(ptr);                                                             \
+    } while (0)
+
 /* One encoded block of CPU_ENC_BLOCK examples; valid while `generation` matches. */
 typedef struct {
     uint64_t generation; /* 0: empty */

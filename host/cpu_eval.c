@@ -45,13 +45,7 @@ static int eval_reserve(cpu_backend *cb, cuvae_status *st)
     const size_t D = (size_t)m->x_dim;
     size_t bytes = 0;
     int ok = 1;
-#define ALLOC(ptr, count)                                                                          \
-    do {                                                                                           \
-        size_t n_ = (size_t)(count);                                                               \
-        ptr = cuvae_cpu_alloc(n_ * sizeof *(ptr));                                                 \
-        ok = ok && ptr != NULL;                                                                    \
-        bytes += n_ * sizeof *(ptr);                                                               \
-    } while (0)
+#define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, bytes)
     ALLOC(e->enc_x, TE * D);
     for (int i = 0; i < m->n_enc; i++) ALLOC(e->enc[i], TE * (size_t)m->enc[i].out);
     ALLOC(e->enc_zero, TE * L);
