@@ -7,7 +7,8 @@
 #   3. compute-sanitizer memcheck and racecheck on a short training run and a short eval;
 #   4. ten epochs of the default config on the GPU (test negative ELBO, against the CPU's) and
 #      the K = 5000 bound of the full test set, timed;
-#   5. bench/run_peers.py at batch 128: cuvae bench against PyTorch eager, its CUDA graph and JAX.
+#   5. cuvae bench with and without the step graph, then bench/run_peers.py at batch 128 and 4096:
+#      cuvae (step graph on) against PyTorch eager, its CUDA graph and JAX.
 # Prepare here first with bench/device_prepare.sh and carry `.device`. Logs go to $OUT (or
 # .device/out); the summary is the last lines printed.
 #   CUVAE_DEVICE_STEPS="build gpu all sanitize train bench"   the steps to run (default: all)
@@ -140,9 +141,17 @@ fi
 
 # --- 5. peers -------------------------------------------------------------------------------------
 if want bench; then
-    timeout 200 python3 bench/run_peers.py configs/fashion_mnist.ini --cuvae "$bin" \
-        --device cuda --batch 128,4096 --precision tf32 --peers torch-eager,torch-graph,jax \
-        --steps 100 --repeats 5 --json "$out/peers.json" >"$out/peers.log" 2>&1
+    for g in 0 1; do
+        timeout 60 "$bin" bench configs/fashion_mnist.ini "${data_args[@]}" train.cuda_graph=$g \
+            --device cuda \
+            --batch 128 --precision tf32 --steps 200 --eval-samples 0 >"$out/bench-graph$g.log" 2>&1
+        note "cuvae bench batch 128 tf32, train.cuda_graph=$g: rc=$? \
+$(grep -E '^ +128 ' "$out/bench-graph$g.log" | tr -s ' ')"
+    done
+    timeout 200 python3 bench/run_peers.py configs/fashion_mnist.ini "${data_args[@]}" train.cuda_graph=1 \
+        --cuvae "$bin" --device cuda --batch 128,4096 --precision tf32 \
+        --peers torch-eager,torch-graph,jax --steps 100 --repeats 5 --json "$out/peers.json" \
+        >"$out/peers.log" 2>&1
     note "run_peers rc=$?"
     tail -8 "$out/peers.log"
 fi

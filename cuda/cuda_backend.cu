@@ -9,7 +9,12 @@
  * waits for the device inside a step. A staging slot is reused only once the copy that read it has
  * run (an event per slot), which can hold the host back only when it is STAGING_SLOTS steps ahead
  * of the device. read_metrics is the one synchronization point of training; evaluate, decode,
- * get_state and set_state synchronize because their results live on the host. */
+ * get_state and set_state synchronize because their results live on the host.
+ *
+ * With train.cuda_graph, the second full-batch step captures the step's device work (everything
+ * after the two copies) as a CUDA graph, and every later one replays it: one launch instead of
+ * some forty. The copies stay outside the graph, so a replay reads this step's counter, learning
+ * rate, beta and indices. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +69,9 @@ typedef struct {
     int next_slot;
     cuda_set sets[CUVAE_SET_COUNT];
     cuvae_eval_buffers ev;
+    /* train.cuda_graph: the step's device work captured once for max_batch rows and replayed. */
+    cudaGraphExec_t step_graph; /* NULL until the second full-batch step captures it */
+    int graph_warm;             /* a full-batch step ran directly: its plans are cached */
 } cuda_backend;
 
 static cuda_backend *cuda_of(cuvae_backend *be)
@@ -151,38 +159,18 @@ static int check_indices(const cuda_set *s, cuvae_set set, const int32_t *idx, i
     return 0;
 }
 
-static int cuda_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_status *st)
+/* The device work of a training step of B rows, from the gather to Adam, enqueued on the
+ * context's stream. Every per-step input (the step counter that keys the noise and the
+ * binarization, the learning rate, beta, the batch indices) is read from device memory at fixed
+ * addresses, and every GEMM plan was chosen at creation, so the same work can be captured once
+ * as a CUDA graph and replayed (capture_step). */
+static int enqueue_step(cuda_backend *cb, int B, cuvae_status *st)
 {
-    cuda_backend *cb = cuda_of(be);
     const cuvae_model *m = &cb->m;
     cuvae_cuda_ctx *ctx = &cb->ctx;
     const cuda_set *s = &cb->sets[CUVAE_SET_TRAIN];
     cudaStream_t stream = ctx->stream;
-    int B = step->batch, L = m->latent, D = m->x_dim;
-    if (B <= 0) return cuvae_fail(st, "cuda backend: train step: batch of %d examples", B);
-    if (B > cb->max_batch)
-        return cuvae_fail(st,
-                          "cuda backend: train step: batch of %d examples, the backend was "
-                          "created for at most %d (train.batch_size)",
-                          B, cb->max_batch);
-    if (check_indices(s, CUVAE_SET_TRAIN, step->idx, B, "train step", st)) return -1;
-
-    /* The step's inputs through a pinned slot, reused once the device has read it. */
-    staging_slot *slot = &cb->slots[cb->next_slot];
-    cb->next_slot = (cb->next_slot + 1) % STAGING_SLOTS;
-    if (slot->pending && CUDA_OK(st, cudaEventSynchronize(slot->read)))
-        return cuvae_fail_prefix(st, "cuda backend: an earlier training step failed");
-    slot->scalars->step = step->step;
-    slot->scalars->lr = step->lr;
-    slot->scalars->beta = step->beta;
-    memcpy(slot->idx, step->idx, sizeof *slot->idx * (size_t)B);
-    CUDA_CHECK(st, cudaMemcpyAsync(ctx->d_step, slot->scalars, sizeof *slot->scalars,
-                                   cudaMemcpyHostToDevice, stream));
-    CUDA_CHECK(st, cudaMemcpyAsync(cb->idx, slot->idx, sizeof *slot->idx * (size_t)B,
-                                   cudaMemcpyHostToDevice, stream));
-    CUDA_CHECK(st, cudaEventRecord(slot->read, stream));
-    slot->pending = 1;
-
+    int L = m->latent, D = m->x_dim;
     /* Forward. */
     if (cuvae_gather_forward(ctx, s->pixels, s->n, D, cb->idx, B, s->dynamic, &ctx->d_step->step,
                              cb->x, stream, st))
@@ -207,6 +195,74 @@ static int cuda_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_stat
     /* Norm, clipping, the non-finite decision and Adam, all on the device. */
     return cuvae_optimizer_step(ctx, &cb->hp, cb->params, cb->grads, cb->adam_m, cb->adam_v,
                                 m->n_params, B, ctx->d_step, ctx->d_state, stream, st);
+}
+
+/* Captures enqueue_step for B rows into cb->step_graph (nothing runs during the capture). A
+ * GEMM whose plan is not cached fails the capture (ctx.capturing) instead of choosing one. */
+static int capture_step(cuda_backend *cb, int B, cuvae_status *st)
+{
+    cuvae_cuda_ctx *ctx = &cb->ctx;
+    cudaGraph_t graph = NULL;
+    CUDA_CHECK(st, cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal));
+    ctx->capturing = 1;
+    int rc = enqueue_step(cb, B, st);
+    ctx->capturing = 0;
+    cudaError_t e = cudaStreamEndCapture(ctx->stream, &graph);
+    if (rc) {
+        if (graph) cudaGraphDestroy(graph);
+        return cuvae_fail_prefix(st, "cuda backend: capturing the training step as a graph");
+    }
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&cb->step_graph, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        cb->step_graph = NULL;
+        (void)cudaGetLastError();
+        return cuvae_fail(st, "cuda backend: capturing the training step as a graph: %s (%s)",
+                          cudaGetErrorString(e), cudaGetErrorName(e));
+    }
+    return 0;
+}
+
+static int cuda_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_status *st)
+{
+    cuda_backend *cb = cuda_of(be);
+    cuvae_cuda_ctx *ctx = &cb->ctx;
+    const cuda_set *s = &cb->sets[CUVAE_SET_TRAIN];
+    cudaStream_t stream = ctx->stream;
+    int B = step->batch;
+    if (B <= 0) return cuvae_fail(st, "cuda backend: train step: batch of %d examples", B);
+    if (B > cb->max_batch)
+        return cuvae_fail(st,
+                          "cuda backend: train step: batch of %d examples, the backend was "
+                          "created for at most %d (train.batch_size)",
+                          B, cb->max_batch);
+    if (check_indices(s, CUVAE_SET_TRAIN, step->idx, B, "train step", st)) return -1;
+
+    /* The step's inputs through a pinned slot, reused once the device has read it. */
+    staging_slot *slot = &cb->slots[cb->next_slot];
+    cb->next_slot = (cb->next_slot + 1) % STAGING_SLOTS;
+    if (slot->pending && CUDA_OK(st, cudaEventSynchronize(slot->read)))
+        return cuvae_fail_prefix(st, "cuda backend: an earlier training step failed");
+    slot->scalars->step = step->step;
+    slot->scalars->lr = step->lr;
+    slot->scalars->beta = step->beta;
+    memcpy(slot->idx, step->idx, sizeof *slot->idx * (size_t)B);
+    CUDA_CHECK(st, cudaMemcpyAsync(ctx->d_step, slot->scalars, sizeof *slot->scalars,
+                                   cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(st, cudaMemcpyAsync(cb->idx, slot->idx, sizeof *slot->idx * (size_t)B,
+                                   cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(st, cudaEventRecord(slot->read, stream));
+    slot->pending = 1;
+
+    /* The first full-batch step runs directly, so that any GEMM plan its backward needs beyond
+     * those chosen at creation is cached before the capture (which may not choose one). */
+    if (!cb->c.train.cuda_graph || B != cb->max_batch || (!cb->step_graph && !cb->graph_warm)) {
+        cb->graph_warm |= B == cb->max_batch;
+        return enqueue_step(cb, B, st);
+    }
+    if (!cb->step_graph && capture_step(cb, B, st)) return -1;
+    CUDA_CHECK(st, cudaGraphLaunch(cb->step_graph, stream));
+    return 0;
 }
 
 /* ---- metrics and state ----------------------------------------------------------------------- */
@@ -309,6 +365,11 @@ static int cuda_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, 
     cuda_set *s = &cb->sets[set];
     /* The old copy goes first, so a replacement does not need room for both. */
     if (sync_stream(cb, "before an upload", st)) return -1;
+    /* A captured step holds the training set's address, size and binarization: capture anew. */
+    if (set == CUVAE_SET_TRAIN && cb->step_graph) {
+        cudaGraphExecDestroy(cb->step_graph);
+        cb->step_graph = NULL;
+    }
     cuvae_cuda_free(&cb->ctx, s->pixels, s->bytes);
     memset(s, 0, sizeof *s);
     size_t bytes = (size_t)n * (size_t)d;
@@ -424,11 +485,15 @@ static void cuda_describe(cuvae_backend *be, char *buf, size_t len)
     int plans = 0, fused = 0;
     cuvae_linear_plan_stats(&cb->ctx, &plans, &fused);
     snprintf(buf, len,
-             "cuda (%s, %s, %d of %d GEMM plans with fused epilogues): params %.1f MiB, grads "
-             "%.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), evaluation %.1f MiB "
-             "(%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB in all",
-             cb->device_name, cuvae_precision_name(cb->ctx.precision), fused, plans, cuvae_mib(p),
-             cuvae_mib(p), cuvae_mib(2 * p), cuvae_mib(cb->act_bytes), cb->max_batch,
+             "cuda (%s, %s, %d of %d GEMM plans with fused epilogues, step graph %s): params "
+             "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "
+             "evaluation %.1f MiB (%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB "
+             "in all",
+             cb->device_name, cuvae_precision_name(cb->ctx.precision), fused, plans,
+             !cb->c.train.cuda_graph ? "off"
+             : cb->step_graph        ? "captured"
+                                     : "on, not yet captured",
+             cuvae_mib(p), cuvae_mib(p), cuvae_mib(2 * p), cuvae_mib(cb->act_bytes), cb->max_batch,
              cuvae_mib(cb->ev.bytes), cb->ev.cap_rows, cuvae_mib(data),
              cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
 }
@@ -443,6 +508,7 @@ static void cuda_destroy(cuvae_backend *be)
         if (cb->slots[i].read) cudaEventDestroy(cb->slots[i].read);
         if (cb->slots[i].scalars) cudaFreeHost(cb->slots[i].scalars);
     }
+    if (cb->step_graph) cudaGraphExecDestroy(cb->step_graph);
     cuvae_eval_buffers_free(ctx, &cb->ev);
     for (int s = 0; s < CUVAE_SET_COUNT; s++) cudaFree(cb->sets[s].pixels);
     float *bufs[] = {cb->params, cb->grads, cb->adam_m, cb->adam_v, cb->x,

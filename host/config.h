@@ -53,6 +53,7 @@ typedef struct {
         cuvae_precision precision; /* GEMM precision on the GPU; the CPU always computes fp32 */
         int log_every;             /* steps between metric reads / log lines */
         cuvae_on_nonfinite on_nonfinite;
+        int cuda_graph; /* CUDA: capture the training step once as a graph and replay it (0/1) */
     } train;
     struct {
         cuvae_optimizer type;

@@ -99,6 +99,10 @@ static const cuvae_key_spec key_table[] = {
             "steps between metric reads and log lines", FREE),
     ENUM_KEY("train", "on_nonfinite", train.on_nonfinite, nonfinite_names, "stop",
              "on a NaN/Inf loss or gradient: stop the run, or skip the step", FREE),
+    {"train", "cuda_graph", CUVAE_KEY_BOOL, OFF(train.cuda_graph), 0, 0, 1, 0, NULL, "0",
+     "CUDA: capture the training step once as a CUDA graph and replay it (not yet verified on a "
+     "GPU: off by default)",
+     FREE, NULL},
 
     ENUM_KEY("optim", "type", optim.type, optimizer_names, "adam",
              "Adam, or AdamW (decoupled weight decay)", EXACT),

@@ -35,7 +35,7 @@ DEFAULTS = {
               "gaussian_sigma": "1.0"},
     "train": {"epochs": "10", "batch_size": "128", "seed": "1", "beta": "1.0",
               "kl_warmup_steps": "0", "free_bits": "0", "device": "auto", "precision": "tf32",
-              "log_every": "100", "on_nonfinite": "stop"},
+              "log_every": "100", "on_nonfinite": "stop", "cuda_graph": "0"},
     "optim": {"type": "adam", "lr": "1e-3", "beta1": "0.9", "beta2": "0.999", "eps": "1e-8",
               "weight_decay": "0", "grad_clip": "0", "schedule": "constant", "warmup_steps": "0",
               "min_lr": "0"},
