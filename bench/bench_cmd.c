@@ -20,53 +20,13 @@
 #include <zlib.h>
 
 #include "backend.h"
+#include "bench.h"
 #include "cli_args.h"
 #include "config.h"
 #include "dataset.h"
 #include "evaluate.h"
 #include "model.h"
 #include "philox.h"
-
-#define MAX_BATCHES 16
-#define MAX_STEPS 1000000
-#define MAX_REPEATS 1000
-#define MAX_BATCH (1 << 20)
-#define EPOCH_EXAMPLES 55000 /* Fashion-MNIST's training set less the default validation split */
-#define SYNTHETIC_MIN_EXAMPLES 16384
-
-typedef struct {
-    const char *config_path;
-    const char **overrides;
-    int n_overrides;
-    int batches[MAX_BATCHES];
-    int n_batches;
-    cuvae_precision precisions[3];
-    int n_precisions;
-    int device_set;
-    cuvae_device device;
-    int steps, warmup, repeats;
-    int eval_samples;  /* -1: the config's eval.samples; 0: no evaluation */
-    int eval_examples; /* -1: 1000 on CUDA, 20 on the CPU (K = 5000 is ~5 GFLOP an example) */
-    const char *json_path;
-    int use_data;
-} bench_opts;
-
-/* The figures of one (batch, precision) setting. */
-typedef struct {
-    int batch;
-    cuvae_precision precision;
-    enum { SETTING_OK, SETTING_SKIPPED, SETTING_FAILED } status;
-    char reason[sizeof((cuvae_status *)0)->msg];
-    double first_loss; /* per-example loss of the validation step */
-    double *repeat_s;  /* [repeats] seconds of each repeat of `steps` steps */
-    double step_s;     /* median repeat / steps */
-    double samples_per_s, gflops, epoch_s;
-    double peak_mib;  /* CPU: process max RSS after the setting */
-    char memory[512]; /* CUDA: the backend's describe() text */
-    int has_eval;
-    cuvae_eval_result eval; /* the median repeat's result */
-    double eval_per_s;
-} setting;
 
 static const char BENCH_HELP[] =
     "usage: cuvae bench [CONFIG] [section.key=value ...] [options]\n"
@@ -227,14 +187,6 @@ static int idx_image_dims(const char *path, int *rows, int *cols, cuvae_status *
 }
 
 /* What every setting uploads: the training set and the evaluation set, bytes 0..255. */
-typedef struct {
-    uint8_t *train, *test;
-    int64_t n_train, n_test;
-    int d;
-    int train_dynamic;
-    int synthetic;
-    cuvae_run_data rd; /* --data: owns the real sets */
-} bench_data;
 
 static int make_data(bench_data *bd, const bench_opts *o, const cuvae_config *c, int max_batch,
                      int eval_examples, FILE *log, cuvae_status *st)
@@ -285,46 +237,6 @@ static void free_data(bench_data *bd)
         cuvae_run_data_free(&bd->rd);
     }
     memset(bd, 0, sizeof *bd);
-}
-
-/* ---- machine --------------------------------------------------------------------------------- */
-
-static void cpu_model(char *buf, size_t len)
-{
-    snprintf(buf, len, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        const char *v = strchr(line, ':');
-        if (!v) continue;
-        v++;
-        while (*v == ' ' || *v == '\t') v++;
-        snprintf(buf, len, "%s", v);
-        buf[strcspn(buf, "\n")] = '\0';
-        break;
-    }
-    fclose(f);
-}
-
-/* The 1-minute load average (from /proc/loadavg; NAN when unreadable): a busy machine times
- * slower, and the JSON says how busy it was. */
-static double load_average(void)
-{
-    double v = NAN;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (!f) return NAN;
-    if (fscanf(f, "%lf", &v) != 1) v = NAN;
-    fclose(f);
-    return v;
-}
-
-static double peak_rss_mib(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
-    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -458,152 +370,13 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
         r->eval_per_s = (double)bd->n_test / r->eval.seconds;
         r->has_eval = 1;
     }
-    r->peak_mib = peak_rss_mib();
+    r->peak_mib = cuvae_bench_peak_rss_mib();
     be->ops->describe(be, r->memory, sizeof r->memory);
     rc = 0;
 done:
     free(idx);
     be->ops->destroy(be);
     return rc;
-}
-
-/* ---- output ---------------------------------------------------------------------------------- */
-
-static void model_text(const cuvae_config *c, int d, char *buf, size_t len)
-{
-    int at = snprintf(buf, len, "%d", d);
-    for (int i = 0; i < c->model.n_hidden && at > 0 && (size_t)at < len; i++)
-        at += snprintf(buf + at, len - (size_t)at, "-%d", c->model.hidden[i]);
-    if (at > 0 && (size_t)at < len) snprintf(buf + at, len - (size_t)at, "-%d", c->model.latent);
-}
-
-static void print_table(FILE *out, const setting *s, int n, int eval_K, int64_t eval_n,
-                        cuvae_device device)
-{
-    fprintf(out, "%6s %-9s %9s %11s %9s %12s %9s  %s\n", "batch", "precision", "step ms",
-            "samples/s", "GFLOP/s", "epoch 55k s", "peak MiB", "status");
-    for (int i = 0; i < n; i++) {
-        const setting *r = &s[i];
-        if (r->status != SETTING_OK) {
-            fprintf(out, "%6d %-9s %9s %11s %9s %12s %9s  %s: %s\n", r->batch,
-                    cuvae_precision_name(r->precision), "-", "-", "-", "-", "-",
-                    r->status == SETTING_SKIPPED ? "skipped" : "FAILED", r->reason);
-            continue;
-        }
-        char mem[32];
-        if (device == CUVAE_DEV_CPU)
-            snprintf(mem, sizeof mem, "%.0f", r->peak_mib);
-        else
-            snprintf(mem, sizeof mem, "see below");
-        fprintf(out, "%6d %-9s %9.3f %11.0f %9.1f %12.2f %9s  ok\n", r->batch,
-                cuvae_precision_name(r->precision), r->step_s * 1e3, r->samples_per_s, r->gflops,
-                r->epoch_s, mem);
-    }
-    int any_eval = 0;
-    for (int i = 0; i < n; i++) any_eval |= s[i].has_eval;
-    if (any_eval) {
-        fprintf(out, "\nevaluation: K = %d importance samples, %lld examples a pass\n", eval_K,
-                (long long)eval_n);
-        fprintf(out, "%-9s %12s %10s %14s\n", "precision", "examples/s", "pass s", "-log p bound");
-        for (int i = 0; i < n; i++)
-            if (s[i].has_eval)
-                fprintf(out, "%-9s %12.1f %10.3f %14.4f\n", cuvae_precision_name(s[i].precision),
-                        s[i].eval_per_s, s[i].eval.seconds, s[i].eval.neg_iw);
-    }
-    if (device == CUVAE_DEV_CUDA) {
-        for (int i = 0; i < n; i++)
-            if (s[i].status == SETTING_OK)
-                fprintf(out, "\nmemory (batch %d, %s): %s\n", s[i].batch,
-                        cuvae_precision_name(s[i].precision), s[i].memory);
-    }
-}
-
-static int write_json(const char *path, const bench_opts *o, int argc, char **argv,
-                      const char *machine, const char *cpu, const char *device_name,
-                      const cuvae_config *c, const char *model, const bench_data *bd,
-                      const setting *s, int n, int eval_K, cuvae_status *st)
-{
-    json_t *root = json_object();
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    char cmdline[4096];
-    int at = snprintf(cmdline, sizeof cmdline, "cuvae");
-    for (int i = 0; i < argc && at > 0 && (size_t)at < sizeof cmdline; i++)
-        at += snprintf(cmdline + at, sizeof cmdline - (size_t)at, " %s", argv[i]);
-    json_t *mach = json_object();
-    json_object_set_new(mach, "name", json_string(machine));
-    json_object_set_new(mach, "cpu", json_string(cpu));
-    json_object_set_new(mach, "cpus_online", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
-    const char *threads = getenv("OPENBLAS_NUM_THREADS");
-    json_object_set_new(mach, "openblas_num_threads", threads ? json_string(threads) : json_null());
-    json_object_set_new(mach, "device", json_string(device_name));
-    double load = load_average();
-    json_object_set_new(mach, "load_average", isfinite(load) ? json_real(load) : json_null());
-    json_object_set_new(root, "tool", json_string("cuvae bench"));
-    json_object_set_new(root, "version", json_string(CUVAE_VERSION));
-    json_object_set_new(root, "machine", mach);
-    json_object_set_new(root, "date", json_string(date));
-    json_object_set_new(root, "command", json_string(cmdline));
-    json_object_set_new(root, "config",
-                        json_string(o->config_path ? o->config_path : "(defaults)"));
-    json_object_set_new(root, "model", json_string(model));
-    json_object_set_new(
-        root, "likelihood",
-        json_string(c->model.likelihood == CUVAE_LIK_BERNOULLI ? "bernoulli" : "gaussian"));
-    json_object_set_new(root, "data", json_string(bd->synthetic ? "synthetic" : "config"));
-    json_object_set_new(root, "train_examples", json_integer(bd->n_train));
-    json_object_set_new(root, "steps", json_integer(o->steps));
-    json_object_set_new(root, "warmup", json_integer(o->warmup));
-    json_object_set_new(root, "repeats", json_integer(o->repeats));
-    json_object_set_new(root, "epoch_examples", json_integer(EPOCH_EXAMPLES));
-    json_object_set_new(root, "eval_samples", json_integer(eval_K));
-    json_object_set_new(root, "eval_examples", json_integer(bd->n_test));
-    json_t *arr = json_array();
-    for (int i = 0; i < n; i++) {
-        const setting *r = &s[i];
-        json_t *e = json_object();
-        json_object_set_new(e, "batch", json_integer(r->batch));
-        json_object_set_new(e, "precision", json_string(cuvae_precision_name(r->precision)));
-        json_object_set_new(e, "status",
-                            json_string(r->status == SETTING_OK        ? "ok"
-                                        : r->status == SETTING_SKIPPED ? "skipped"
-                                                                       : "failed"));
-        if (r->status != SETTING_OK) {
-            json_object_set_new(e, "reason", json_string(r->reason));
-            json_array_append_new(arr, e);
-            continue;
-        }
-        json_object_set_new(e, "first_loss", json_real(r->first_loss));
-        json_object_set_new(e, "step_ms", json_real(r->step_s * 1e3));
-        json_object_set_new(e, "samples_per_s", json_real(r->samples_per_s));
-        json_object_set_new(e, "gflop_per_s", json_real(r->gflops));
-        json_object_set_new(e, "epoch_s_55000", json_real(r->epoch_s));
-        json_t *reps = json_array();
-        for (int k = 0; k < o->repeats; k++)
-            json_array_append_new(reps, json_real(r->repeat_s[k] * 1e3 / o->steps));
-        json_object_set_new(e, "repeat_step_ms", reps);
-        if (isfinite(r->peak_mib)) json_object_set_new(e, "peak_rss_mib", json_real(r->peak_mib));
-        json_object_set_new(e, "memory", json_string(r->memory));
-        if (r->has_eval) {
-            json_t *ev = json_object();
-            json_object_set_new(ev, "samples", json_integer(eval_K));
-            json_object_set_new(ev, "examples", json_integer(r->eval.n));
-            json_object_set_new(ev, "pass_s", json_real(r->eval.seconds));
-            json_object_set_new(ev, "examples_per_s", json_real(r->eval_per_s));
-            json_object_set_new(ev, "neg_iw_bound", json_real(r->eval.neg_iw));
-            json_object_set_new(ev, "neg_elbo", json_real(r->eval.neg_elbo));
-            json_object_set_new(e, "eval", ev);
-        }
-        json_array_append_new(arr, e);
-    }
-    json_object_set_new(root, "settings", arr);
-    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
-    json_decref(root);
-    if (rc != 0) return cuvae_fail(st, "--json %s: cannot write the file", path);
-    return 0;
 }
 
 /* ---- the command ----------------------------------------------------------------------------- */
@@ -658,7 +431,7 @@ int cuvae_cmd_bench(int argc, char **argv)
         if (o.batches[i] > max_batch) max_batch = o.batches[i];
 
     char cpu[256], machine[512];
-    cpu_model(cpu, sizeof cpu);
+    cuvae_bench_cpu_model(cpu, sizeof cpu);
     snprintf(machine, sizeof machine, "%s",
              device == CUVAE_DEV_CUDA && gpu_name[0] ? gpu_name : cpu);
 
@@ -697,7 +470,7 @@ int cuvae_cmd_bench(int argc, char **argv)
     cuvae_permutation(cfg.train.seed, CUVAE_STREAM_SHUFFLE, 0, order, bd.n_train);
 
     char model[128];
-    model_text(&cfg, bd.d, model, sizeof model);
+    cuvae_bench_model_text(&cfg, bd.d, model, sizeof model);
     fprintf(stderr,
             "cuvae bench: %s on %s; model %s; %s data (%lld training examples); %d x %d "
             "steps after %d warm-up\n",
@@ -749,11 +522,11 @@ int cuvae_cmd_bench(int argc, char **argv)
            device == CUVAE_DEV_CPU ? "cpu" : "cuda", machine, model,
            cfg.model.likelihood == CUVAE_LIK_BERNOULLI ? "bernoulli" : "gaussian",
            bd.synthetic ? "synthetic" : "real");
-    print_table(stdout, s, n, eval_K, bd.n_test, device);
+    cuvae_bench_print_table(stdout, s, n, eval_K, bd.n_test, device);
     rc = failed ? CUVAE_EXIT_RUNTIME : CUVAE_EXIT_OK;
-    if (o.json_path &&
-        write_json(o.json_path, &o, argc, argv, machine, cpu,
-                   device == CUVAE_DEV_CPU ? "cpu" : "cuda", &cfg, model, &bd, s, n, eval_K, &st)) {
+    if (o.json_path && cuvae_bench_write_json(o.json_path, &o, argc, argv, machine, cpu,
+                                              device == CUVAE_DEV_CPU ? "cpu" : "cuda", &cfg, model,
+                                              &bd, s, n, eval_K, &st)) {
         fprintf(stderr, "cuvae: bench: %s\n", st.msg);
         rc = CUVAE_EXIT_RUNTIME;
     }
