@@ -12,17 +12,8 @@ set -euo pipefail
 NAME=cli_checkpoint_torch
 src=${CUVAE_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 
-py=""
-for cand in /usr/bin/python3 python3; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import torch, numpy' >/dev/null 2>&1; then
-        py=$cand
-        break
-    fi
-done
-if [ -z "$py" ]; then
-    echo "$NAME: skipped: no python3 that imports torch and numpy (install python3-torch)"
-    exit 77
-fi
+source "$(dirname "$0")/lib_python.sh"
+need_python "torch, numpy"
 
 # shellcheck source=tests/lib_cli.sh
 . "$src/tests/lib_cli.sh"

@@ -5,19 +5,11 @@
 # skipped (77) otherwise. $1 (the cuvae binary) is not used: the reference values come from the C
 # test, which checks them against the C implementation.
 set -euo pipefail
+NAME=cli_philox_python
 src=${CUVAE_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 
-py=""
-for cand in /usr/bin/python3 python3; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import numpy' >/dev/null 2>&1; then
-        py=$cand
-        break
-    fi
-done
-if [ -z "$py" ]; then
-    echo "cli_philox_python: skipped: no python3 with numpy"
-    exit 77
-fi
+source "$(dirname "$0")/lib_python.sh"
+need_python "numpy"
 
 PYTHONPATH="$src/bench/peers" "$py" - <<'EOF'
 import numpy as np
