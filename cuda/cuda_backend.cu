@@ -14,7 +14,14 @@
  * With train.cuda_graph, the second full-batch step captures the step's device work (everything
  * after the two copies) as a CUDA graph, and every later one replays it: one launch instead of
  * some forty. The copies stay outside the graph, so a replay reads this step's counter, learning
- * rate, beta and indices. */
+ * rate, beta and indices.
+ *
+ * Under train.precision = bf16 the MLP halves of the step run on bf16 operands (step_bf16.h): a
+ * bf16 shadow of the parameters, kept equal to bf16(params) wherever the parameters change (the
+ * optimizer refreshes it in the update's pass, creation and set_state convert it afresh), and
+ * bf16 copies of the batch, the latents, the hidden activations and the activation gradients. The
+ * halves' last outputs, the losses, every gradient and Adam stay fp32, and evaluation and decoding
+ * run in fp32 on the fp32 parameters. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +33,7 @@
 #include "linear.h"
 #include "optimizer.h"
 #include "reparam_kl.h"
+#include "step_bf16.h"
 
 #define STAGING_SLOTS 4
 
@@ -64,6 +72,7 @@ typedef struct {
     float *eps, *z;                /* [max_batch, latent] */
     float *grad_a, *grad_b;        /* [max_batch, max_width] gradient ping-pong */
     double *nll, *kl, *kl_floored; /* [max_batch] */
+    cuvae_bf16_step bf16_step; /* bf16 only: the bf16 operands, which replace the hidden enc, dec */
     size_t act_bytes;
     staging_slot slots[STAGING_SLOTS];
     int next_slot;
@@ -94,24 +103,42 @@ static int sync_stream(cuda_backend *cb, const char *what, cuvae_status *st)
 
 /* ---- the training step ----------------------------------------------------------------------- */
 
-/* The halves' forward and backward passes of a training step of B rows; the forward also settles
- * whether each ReLU mask comes from cuBLASLt. With ctx.plan_only set they only choose the GEMM
- * plans (prepare_plans). */
+/* The halves' forward and backward passes of a training step of B rows, in fp32 (or tf32) or on
+ * the bf16 operands; the forward also settles whether each ReLU mask comes from cuBLASLt. With
+ * ctx.plan_only set they only choose the GEMM plans (prepare_plans), the same ones in either
+ * precision as the step then uses. */
+static int is_bf16(const cuda_backend *cb)
+{
+    return cb->ctx.precision == CUVAE_PREC_BF16;
+}
+
+/* The bf16 forward's scratch for fp32 accumulators is grad_b: no gradient lives there until the
+ * backward. */
 static int encoder_forward(cuda_backend *cb, const float *x, int B, cuvae_status *st)
 {
     const cuvae_model *m = &cb->m;
-    if (cuvae_mlp_forward(&cb->ctx, m->enc, m->n_enc, cb->params, x, B, cb->enc, cb->enc_mask,
-                          cb->ctx.stream, st))
-        return cuvae_fail_prefix(st, "encoder");
+    cuvae_bf16_step *h = &cb->bf16_step;
+    int rc = is_bf16(cb)
+                 ? cuvae_bf16_half_forward(&cb->ctx, m->enc, m->n_enc, cb->params, h->params16, x,
+                                           h->x16, B, h->enc16, cb->enc[m->n_enc - 1], cb->grad_b,
+                                           cb->enc_mask, cb->ctx.stream, st)
+                 : cuvae_mlp_forward(&cb->ctx, m->enc, m->n_enc, cb->params, x, B, cb->enc,
+                                     cb->enc_mask, cb->ctx.stream, st);
+    if (rc) return cuvae_fail_prefix(st, "encoder");
     return 0;
 }
 
 static int decoder_forward(cuda_backend *cb, int B, cuvae_status *st)
 {
     const cuvae_model *m = &cb->m;
-    if (cuvae_mlp_forward(&cb->ctx, m->dec, m->n_dec, cb->params, cb->z, B, cb->dec, cb->dec_mask,
-                          cb->ctx.stream, st))
-        return cuvae_fail_prefix(st, "decoder");
+    cuvae_bf16_step *h = &cb->bf16_step;
+    int rc = is_bf16(cb)
+                 ? cuvae_bf16_half_forward(&cb->ctx, m->dec, m->n_dec, cb->params, h->params16,
+                                           cb->z, h->z16, B, h->dec16, cb->dec[m->n_dec - 1],
+                                           cb->grad_b, cb->dec_mask, cb->ctx.stream, st)
+                 : cuvae_mlp_forward(&cb->ctx, m->dec, m->n_dec, cb->params, cb->z, B, cb->dec,
+                                     cb->dec_mask, cb->ctx.stream, st);
+    if (rc) return cuvae_fail_prefix(st, "decoder");
     return 0;
 }
 
@@ -119,19 +146,38 @@ static int decoder_forward(cuda_backend *cb, int B, cuvae_status *st)
 static int network_backward(cuda_backend *cb, int B, int with_reparam, cuvae_status *st)
 {
     const cuvae_model *m = &cb->m;
+    cuvae_bf16_step *h = &cb->bf16_step;
     float *dz = NULL, *discard = NULL;
-    if (cuvae_mlp_backward(&cb->ctx, m->dec, m->n_dec, cb->params, cb->grads, cb->z, B, cb->dec,
-                           cb->dec_mask, cb->grad_a, cb->grad_b, 1, &dz, cb->ctx.stream, st))
-        return cuvae_fail_prefix(st, "decoder");
+    /* The decoder's dz comes back in fp32 either way: the reparameterization's backward is fp32. */
+    int rc = is_bf16(cb)
+                 ? cuvae_bf16_half_backward(&cb->ctx, m->dec, m->n_dec, h->params16, cb->grads,
+                                            h->z16, B, h->dec16, cb->dec_mask, cb->grad_a, h->dy16,
+                                            cb->grad_b, 1, &dz, cb->ctx.stream, st)
+                 : cuvae_mlp_backward(&cb->ctx, m->dec, m->n_dec, cb->params, cb->grads, cb->z, B,
+                                      cb->dec, cb->dec_mask, cb->grad_a, cb->grad_b, 1, &dz,
+                                      cb->ctx.stream, st);
+    if (rc) return cuvae_fail_prefix(st, "decoder");
     float *denc = dz == cb->grad_a ? cb->grad_b : cb->grad_a;
     if (with_reparam && cuvae_reparam_kl_backward(&cb->ctx, cb->enc[m->n_enc - 1], cb->eps, dz, B,
                                                   m->latent, &cb->ctx.d_step->beta,
                                                   cb->c.train.free_bits, denc, cb->ctx.stream, st))
         return -1;
-    if (cuvae_mlp_backward(&cb->ctx, m->enc, m->n_enc, cb->params, cb->grads, cb->x, B, cb->enc,
-                           cb->enc_mask, denc, dz, 0, &discard, cb->ctx.stream, st))
-        return cuvae_fail_prefix(st, "encoder");
+    rc = is_bf16(cb)
+             ? cuvae_bf16_half_backward(&cb->ctx, m->enc, m->n_enc, h->params16, cb->grads, h->x16,
+                                        B, h->enc16, cb->enc_mask, denc, h->dy16, dz, 0, &discard,
+                                        cb->ctx.stream, st)
+             : cuvae_mlp_backward(&cb->ctx, m->enc, m->n_enc, cb->params, cb->grads, cb->x, B,
+                                  cb->enc, cb->enc_mask, denc, dz, 0, &discard, cb->ctx.stream, st);
+    if (rc) return cuvae_fail_prefix(st, "encoder");
     return 0;
+}
+
+/* params16 = bf16(params) under bf16, after anything but the optimizer wrote the parameters. */
+static int refresh_params16(cuda_backend *cb, cuvae_status *st)
+{
+    if (!is_bf16(cb)) return 0;
+    return cuvae_bf16_from_f32(cb->params, cb->bf16_step.params16, cb->m.n_params, cb->ctx.stream,
+                               st);
 }
 
 /* Chooses and caches the GEMM plans of a training step of B rows. */
@@ -192,9 +238,11 @@ static int enqueue_step(cuda_backend *cb, int B, cuvae_status *st)
     /* Backward: every gradient is written, none accumulated, so nothing needs zeroing. */
     if (network_backward(cb, B, 1, st)) return -1;
 
-    /* Norm, clipping, the non-finite decision and Adam, all on the device. */
-    return cuvae_optimizer_step(ctx, &cb->hp, cb->params, cb->grads, cb->adam_m, cb->adam_v,
-                                m->n_params, B, ctx->d_step, ctx->d_state, stream, st);
+    /* Norm, clipping, the non-finite decision and Adam, all on the device; under bf16 the update's
+     * pass also refreshes the parameters' bf16 shadow (params16 is NULL otherwise). */
+    return cuvae_optimizer_step_bf16(ctx, &cb->hp, cb->params, cb->bf16_step.params16, cb->grads,
+                                     cb->adam_m, cb->adam_v, m->n_params, B, ctx->d_step,
+                                     ctx->d_state, stream, st);
 }
 
 /* Captures enqueue_step for B rows into cb->step_graph (nothing runs during the capture). A
@@ -329,6 +377,7 @@ static int cuda_set_state(cuvae_backend *be, const cuvae_train_state *in, cuvae_
     size_t bytes = cb->m.n_params * sizeof(float);
     cudaStream_t stream = cb->ctx.stream;
     CUDA_CHECK(st, cudaMemcpyAsync(cb->params, in->params, bytes, cudaMemcpyHostToDevice, stream));
+    if (refresh_params16(cb, st)) return -1;
     /* Without optimizer state (eval, sample), Adam starts afresh. */
     if (in->m)
         CUDA_CHECK(st, cudaMemcpyAsync(cb->adam_m, in->m, bytes, cudaMemcpyHostToDevice, stream));
@@ -520,6 +569,7 @@ static void cuda_destroy(cuvae_backend *be)
         cudaFree(cb->enc_mask[i].bits);
         cudaFree(cb->dec_mask[i].bits);
     }
+    cuvae_bf16_step_free(&cb->bf16_step);
     cudaFree(cb->idx);
     cudaFree(cb->nll);
     cudaFree(cb->kl);
@@ -564,7 +614,10 @@ static int alloc_training(cuda_backend *cb, cuvae_status *st)
         float **acts = dec_half ? cb->dec : cb->enc;
         cuvae_relu_mask *masks = dec_half ? cb->dec_mask : cb->enc_mask;
         for (int i = 0; i < count; i++) {
-            if (alloc_act(cb, (void **)&acts[i], B * (size_t)layers[i].out * sizeof(float),
+            /* Under bf16 only the last layer's output is fp32 (the hidden ones are in bf16_step).
+             */
+            if ((i + 1 == count || !is_bf16(cb)) &&
+                alloc_act(cb, (void **)&acts[i], B * (size_t)layers[i].out * sizeof(float),
                           dec_half ? "decoder activations" : "encoder activations", st))
                 return -1;
             if (i + 1 < count &&
@@ -572,6 +625,10 @@ static int alloc_training(cuda_backend *cb, cuvae_status *st)
                           "ReLU masks", st))
                 return -1;
         }
+    }
+    if (is_bf16(cb)) {
+        if (cuvae_bf16_step_alloc(&cb->ctx, m, cb->max_batch, &cb->bf16_step, st)) return -1;
+        cb->act_bytes += cb->bf16_step.bytes;
     }
     for (int i = 0; i < STAGING_SLOTS; i++) {
         staging_slot *slot = &cb->slots[i];
@@ -632,7 +689,7 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     if (CUDA_OK(st, cudaMemcpyAsync(cb->params, host, bytes, cudaMemcpyHostToDevice, stream)) ||
         CUDA_OK(st, cudaMemsetAsync(cb->grads, 0, bytes, stream)) ||
         CUDA_OK(st, cudaMemsetAsync(cb->adam_m, 0, bytes, stream)) ||
-        CUDA_OK(st, cudaMemsetAsync(cb->adam_v, 0, bytes, stream)))
+        CUDA_OK(st, cudaMemsetAsync(cb->adam_v, 0, bytes, stream)) || refresh_params16(cb, st))
         goto fail;
     if (sync_stream(cb, "initializing the parameters", st)) goto fail;
     free(host);

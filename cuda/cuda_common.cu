@@ -118,20 +118,16 @@ int cuvae_cuda_ctx_init(cuvae_cuda_ctx *ctx, cuvae_precision precision, uint64_t
                         cuvae_status *st)
 {
     memset(ctx, 0, sizeof *ctx);
-    /* The bf16 layers (linear_bf16.h) and the optimizer's bf16 shadow exist, but the training
-     * step does not route through them yet: refuse rather than silently compute in fp32. */
-    if (precision == CUVAE_PREC_BF16)
-        return cuvae_fail(st, "train.precision = bf16: not supported by the CUDA backend yet "
-                              "(expected fp32 or tf32)");
-    if (precision != CUVAE_PREC_FP32 && precision != CUVAE_PREC_TF32)
-        return cuvae_fail(st, "train.precision: unknown value %d (expected fp32 or tf32)",
+    if (precision != CUVAE_PREC_FP32 && precision != CUVAE_PREC_TF32 &&
+        precision != CUVAE_PREC_BF16)
+        return cuvae_fail(st, "train.precision: unknown value %d (expected fp32, tf32 or bf16)",
                           (int)precision);
     ctx->precision = precision;
     /* tf32 rounds the GEMM inputs to 10-bit mantissas on the tensor cores; fp32 keeps IEEE fp32
      * products so the CUDA backend can be compared with the CPU reference at fp32 tolerances.
-     * Under bf16 the training GEMMs take bf16 operands (fp32 accumulation, CUBLAS_COMPUTE_32F,
-     * set per GEMM in gemm.cu); the GEMMs that keep fp32 operands (evaluation, decoding) compute
-     * in full fp32. */
+     * Under bf16 the training step's GEMMs take bf16 operands (fp32 accumulation,
+     * CUBLAS_COMPUTE_32F, set per GEMM in gemm.cu; the step's bf16 halves are step_bf16.h); the
+     * GEMMs that keep fp32 operands (evaluation, decoding) compute in full fp32. */
     ctx->compute = precision == CUVAE_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     ctx->seed = seed;
     ctx->use_epilogues = 1;

@@ -50,7 +50,7 @@ typedef struct {
     long long first_nonfinite_step; /* -1 when none */
 } cuvae_device_state;
 
-typedef struct cuvae_matmul_plan cuvae_matmul_plan; /* cached cuBLASLt GEMM (linear.cu) */
+typedef struct cuvae_matmul_plan cuvae_matmul_plan; /* cached cuBLASLt GEMM (gemm.cu) */
 
 typedef struct {
     int device;
@@ -65,12 +65,12 @@ typedef struct {
                           0: plain GEMMs and separate kernels (the parity tests compare both) */
     int plan_only;     /* 1: the linear launchers choose and cache their GEMM plans and set the
                           ReLU masks' validity, but enqueue nothing (backend creation) */
-    int capturing;     /* 1: inside a CUDA graph capture of the training step (graph.cu): a GEMM
+    int capturing;     /* 1: inside a CUDA graph capture of the training step (capture_step): a GEMM
                           whose plan is not cached fails instead of choosing an algorithm */
     cuvae_step_scalars *d_step;  /* device: the current step's inputs */
     cuvae_device_state *d_state; /* device: training state and metrics */
     double *d_partials;          /* device: [CUVAE_REDUCE_BLOCKS] partial sums of reductions */
-    cuvae_matmul_plan *plans;    /* host: GEMM plan cache (linear.cu) */
+    cuvae_matmul_plan *plans;    /* host: GEMM plan cache (gemm.cu) */
     int n_plans, cap_plans, next_evict;
     size_t device_bytes; /* allocated through cuvae_cuda_alloc with this context */
 } cuvae_cuda_ctx;
@@ -115,12 +115,13 @@ int cuvae_cuda_alloc(cuvae_cuda_ctx *ctx, void **p, size_t bytes, const char *wh
 /* cudaFree of a pointer from cuvae_cuda_alloc (NULL is fine); the size is the one allocated. */
 void cuvae_cuda_free(cuvae_cuda_ctx *ctx, void *p, size_t bytes);
 
-/* Sets up the context on the current device: stream, cuBLASLt handle, workspace, the device-side
- * scalars (zeroed; first_nonfinite_step = -1). ctx->compute is the compute type of fp32-input
- * GEMMs: CUBLAS_COMPUTE_32F_FAST_TF32 under tf32, CUBLAS_COMPUTE_32F under fp32 and bf16 (where
- * the training GEMMs take bf16 inputs, linear_bf16.h, and evaluation keeps fp32 inputs). The
- * workspace is fixed here, once, so that captured graphs can keep pointing at it. On failure
- * everything created so far is released. */
+/* Sets up the context on the current device for precision fp32, tf32 or bf16: stream, cuBLASLt
+ * handle, workspace, the device-side scalars (zeroed; first_nonfinite_step = -1). ctx->compute is
+ * the compute type of fp32-input GEMMs: CUBLAS_COMPUTE_32F_FAST_TF32 under tf32,
+ * CUBLAS_COMPUTE_32F under fp32 and bf16 (where the training step's GEMMs take bf16 inputs,
+ * step_bf16.h, and evaluation and decoding keep fp32 inputs). The workspace is fixed here, once,
+ * so that captured graphs can keep pointing at it. On failure everything created so far is
+ * released. */
 int cuvae_cuda_ctx_init(cuvae_cuda_ctx *ctx, cuvae_precision precision, uint64_t seed,
                         cuvae_status *st);
 /* Releases what cuvae_cuda_ctx_init created (and the GEMM plans); safe on a zeroed context. */

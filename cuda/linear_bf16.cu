@@ -4,7 +4,9 @@
  * The GEMMs are linear.cu's, with bf16 A and B: hidden forward outputs are bf16 (they only feed
  * GEMMs, and the ReLU test of the fallback below), the halves' last outputs and every gradient
  * GEMM's output are fp32. Where cuBLASLt offers no fused epilogue for these types, a plain GEMM
- * and the kernels below do the same arithmetic, in fp32, rounding to bf16 once at the end. */
+ * and the kernels below do the same arithmetic, in fp32, rounding to bf16 once at the end: a hidden
+ * layer's plain GEMM writes its fp32 accumulators to a scratch buffer, not to the bf16 output, so
+ * that the bias is added before the one rounding (as the epilogue adds it). */
 #include "linear_bf16.h"
 
 #include "gemm.h"
@@ -13,13 +15,13 @@
 
 /* ---- kernels --------------------------------------------------------------------------------- */
 
-__device__ __forceinline__ static float load_f32(const float *p, size_t i)
+__device__ __forceinline__ static float to_f32(float v)
 {
-    return p[i];
+    return v;
 }
-__device__ __forceinline__ static float load_f32(const cuvae_bf16 *p, size_t i)
+__device__ __forceinline__ static float to_f32(cuvae_bf16 v)
 {
-    return __bfloat162float(p[i]);
+    return __bfloat162float(v);
 }
 __device__ __forceinline__ static void store_f32(float *p, size_t i, float v)
 {
@@ -37,14 +39,17 @@ static __global__ void bf16_from_f32_kernel(const float *x, cuvae_bf16 *y, size_
         y[i] = __float2bfloat16_rn(x[i]);
 }
 
-/* y [B, out] = y + b (fp32 bias), then ReLU: the epilogue of a plain GEMM, for a bf16 or an fp32
- * output (the addition in fp32 either way). NaN passes through, as in linear.cu. */
+/* y [B, out] = acc + b, then ReLU: the epilogue of a plain GEMM, for a bf16 output with a bf16
+ * bias or an fp32 output with an fp32 bias (the bias the epilogue would add), the addition in fp32
+ * from the fp32 accumulators acc (which may be y when y is fp32). NaN passes through, as in
+ * linear.cu. */
 template <typename T>
-static __global__ void bias_act_kernel(T *y, const float *b, size_t total, int out, int relu)
+static __global__ void bias_act_kernel(const float *acc, const T *b, T *y, size_t total, int out,
+                                       int relu)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
-        float v = load_f32(y, i) + b[i % (size_t)out];
+        float v = acc[i] + to_f32(b[i % (size_t)out]);
         store_f32(y, i, relu && v < 0.0f ? 0.0f : v);
     }
 }
@@ -102,11 +107,12 @@ static int try_gemm(cuvae_cuda_ctx *ctx, int epilogue, cublasOperation_t ta, cub
 }
 
 /* One layer: y [B, out] = x16 . w16^T + bias, then ReLU when relu; y is bf16 (y_type CUDA_R_16BF,
- * epilogue bias b16) or fp32 (CUDA_R_32F, epilogue bias b32). The fallback adds b32. */
+ * bias b16) or fp32 (CUDA_R_32F, bias b32). The fallback adds the same bias to fp32 accumulators:
+ * in y itself when it is fp32, in scratch [B, out] when y is bf16. */
 static int layer_forward(cuvae_cuda_ctx *ctx, const cuvae_bf16 *x16, const cuvae_bf16 *w16,
                          const cuvae_bf16 *b16, const float *b32, int B, int in, int out, int relu,
-                         void *y, cudaDataType_t y_type, cuvae_relu_mask *mask, cudaStream_t stream,
-                         cuvae_status *st)
+                         void *y, cudaDataType_t y_type, float *scratch, cuvae_relu_mask *mask,
+                         cudaStream_t stream, cuvae_status *st)
 {
     const void *bias = y_type == CUDA_R_16BF ? (const void *)b16 : (const void *)b32;
     if (mask) {
@@ -132,30 +138,32 @@ static int layer_forward(cuvae_cuda_ctx *ctx, const cuvae_bf16 *x16, const cuvae
             return -1;
         if (done) return 0;
     }
+    float *acc = y_type == CUDA_R_16BF ? scratch : (float *)y;
+    if (!acc) return cuvae_fail(st, "bf16 linear forward: a bf16 output needs an fp32 scratch");
     if (try_gemm(ctx, CUBLASLT_EPILOGUE_DEFAULT, CUBLAS_OP_T, CUBLAS_OP_N, out, B, in, w16, in, x16,
-                 in, y, y_type, out, NULL, NULL, 0, &done, stream, st))
+                 in, acc, CUDA_R_32F, out, NULL, NULL, 0, &done, stream, st))
         return -1;
     if (ctx->plan_only) return 0;
     size_t total = (size_t)B * (size_t)out;
     int grid = cuvae_grid_for(total, BF16_THREADS);
     if (y_type == CUDA_R_16BF)
         bias_act_kernel<cuvae_bf16>
-            <<<grid, BF16_THREADS, 0, stream>>>((cuvae_bf16 *)y, b32, total, out, relu);
+            <<<grid, BF16_THREADS, 0, stream>>>(acc, b16, (cuvae_bf16 *)y, total, out, relu);
     else
         bias_act_kernel<float>
-            <<<grid, BF16_THREADS, 0, stream>>>((float *)y, b32, total, out, relu);
+            <<<grid, BF16_THREADS, 0, stream>>>(acc, b32, (float *)y, total, out, relu);
     CUDA_CHECK_LAUNCH(st);
     return 0;
 }
 
 int cuvae_mlp_forward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
                            const float *params, const cuvae_bf16 *params16, const cuvae_bf16 *x16,
-                           int B, cuvae_bf16 *const *act16, float *out, cuvae_relu_mask *masks,
-                           cudaStream_t stream, cuvae_status *st)
+                           int B, cuvae_bf16 *const *act16, float *out, float *scratch,
+                           cuvae_relu_mask *masks, cudaStream_t stream, cuvae_status *st)
 {
     if (n_layers < 1) return cuvae_fail(st, "bf16 mlp forward: no layers");
     if (B < 1) return cuvae_fail(st, "bf16 mlp forward: batch %d: expected positive", B);
-    if (!params || !params16 || !x16 || !out || (n_layers > 1 && !act16))
+    if (!layers || !params || !params16 || !x16 || !out || (n_layers > 1 && (!act16 || !scratch)))
         return cuvae_fail(st, "bf16 mlp forward: a NULL buffer");
     const cuvae_bf16 *in = x16;
     for (int i = 0; i < n_layers; i++) {
@@ -164,8 +172,8 @@ int cuvae_mlp_forward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int 
         if (hidden && !act16[i]) return cuvae_fail(st, "bf16 mlp forward: layer %d: no output", i);
         if (layer_forward(ctx, in, params16 + l->w, params16 + l->b, params + l->b, B, l->in,
                           l->out, hidden, hidden ? (void *)act16[i] : (void *)out,
-                          hidden ? CUDA_R_16BF : CUDA_R_32F, hidden && masks ? &masks[i] : NULL,
-                          stream, st))
+                          hidden ? CUDA_R_16BF : CUDA_R_32F, scratch,
+                          hidden && masks ? &masks[i] : NULL, stream, st))
             return cuvae_fail_prefix(st, "layer %d (bf16)", i);
         if (hidden) in = act16[i];
     }
@@ -237,10 +245,12 @@ int cuvae_mlp_backward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int
 {
     float *dx = scratch;
     int db_done = 0; /* this layer's bias gradient came with the next layer's backward */
+    if (!result) return cuvae_fail(st, "bf16 mlp backward: no result pointer");
     *result = NULL;
     if (n_layers < 1) return cuvae_fail(st, "bf16 mlp backward: no layers");
     if (B < 1) return cuvae_fail(st, "bf16 mlp backward: batch %d: expected positive", B);
-    if (!params16 || !grads || !x16 || !dy || !dy16 || !scratch || (n_layers > 1 && !act16))
+    if (!layers || !params16 || !grads || !x16 || !dy || !dy16 || !scratch ||
+        (n_layers > 1 && !act16))
         return cuvae_fail(st, "bf16 mlp backward: a NULL buffer");
     for (int i = n_layers - 1; i >= 0; i--) {
         const cuvae_linear *l = &layers[i];

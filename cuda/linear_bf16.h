@@ -32,12 +32,14 @@ int cuvae_bf16_from_f32(const float *x, cuvae_bf16 *y, size_t n, cudaStream_t st
 /* An MLP's forward in bf16 over layers[0..n_layers): x16 [B, layers[0].in]; act16[i]
  * [B, layers[i].out] receives hidden layer i's output (i < n_layers - 1; consecutive layers must
  * not share a buffer); out [B, layers[n-1].out] the last layer's, in fp32. params is the fp32
- * flat buffer (the last layer's bias is read from it), params16 its bf16 shadow. masks (NULL, or
- * one per layer, the last unused) receive the ReLU masks. */
+ * flat buffer (the last layer's bias is read from it), params16 its bf16 shadow. scratch (fp32,
+ * [B, widest hidden layer]; may be NULL for a single layer) holds a hidden layer's accumulators
+ * where no fused epilogue runs, and is overwritten. masks (NULL, or one per layer, the last
+ * unused) receive the ReLU masks. */
 int cuvae_mlp_forward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
                            const float *params, const cuvae_bf16 *params16, const cuvae_bf16 *x16,
-                           int B, cuvae_bf16 *const *act16, float *out, cuvae_relu_mask *masks,
-                           cudaStream_t stream, cuvae_status *st);
+                           int B, cuvae_bf16 *const *act16, float *out, float *scratch,
+                           cuvae_relu_mask *masks, cudaStream_t stream, cuvae_status *st);
 
 /* The backward of cuvae_mlp_forward_bf16. dy [B, layers[n-1].out] (fp32) and dy16 (its bf16
  * copy, room for [B, widest layer]) hold the gradient with respect to the last layer's output;

@@ -94,7 +94,9 @@ static const cuvae_key_spec key_table[] = {
     ENUM_KEY("train", "device", train.device, device_names, "auto",
              "where to train; auto = CUDA when a GPU is usable", FREE),
     ENUM_KEY("train", "precision", train.precision, precision_names, "tf32",
-             "GEMM precision on the GPU (the CPU always computes fp32)", FREE),
+             "GEMM precision on the GPU (the CPU always computes fp32); bf16: the training "
+             "step's GEMMs take bf16 operands, evaluation stays fp32",
+             FREE),
     INT_KEY("train", "log_every", train.log_every, 1, INT_MAX, NOMAX, "100",
             "steps between metric reads and log lines", FREE),
     ENUM_KEY("train", "on_nonfinite", train.on_nonfinite, nonfinite_names, "stop",

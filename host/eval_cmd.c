@@ -227,7 +227,8 @@ static const char EVAL_HELP[] =
     "  --batch B                examples per backend call (default: eval.batch_size; fewer when\n"
     "                           B x K exceeds %d rows, to bound memory)\n"
     "  --precision P            GEMM precision on the GPU: fp32 (default, whatever the run\n"
-    "                           trained with), tf32 or bf16; the CPU always computes fp32\n"
+    "                           trained with) or tf32 (evaluation has no bf16 path); the CPU\n"
+    "                           always computes fp32\n"
     "%s%s"
     "  --json FILE              also write the results as a JSON object to FILE (atomically)\n"
     "  -h, --help               this text\n"
@@ -261,8 +262,10 @@ int cuvae_cmd_eval(int argc, char **argv)
                                          &err))) {
             if (r < 0) return err;
         } else if ((r = cuvae_opt_value(argc, argv, &i, "--precision", &v))) {
-            if (r < 0 || cuvae_parse_precision(v, &precision))
-                return cuvae_usage_error(cmd, "--precision: expected fp32, tf32 or bf16, got '%s'",
+            if (r < 0 || cuvae_parse_precision(v, &precision) || precision == CUVAE_PREC_BF16)
+                return cuvae_usage_error(cmd,
+                                         "--precision: expected fp32 or tf32 (evaluation has no "
+                                         "bf16 path), got '%s'",
                                          r < 0 ? "" : v);
         } else if ((r = cuvae_opt_value(argc, argv, &i, "--json", &v))) {
             if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--json: expected a file name");

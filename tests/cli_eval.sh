@@ -115,6 +115,8 @@ expect_rc 2 "$BIN" eval "$MODEL" --samples=-3
 expect_rc 2 "$BIN" eval "$MODEL" --samples
 expect_rc 2 "$BIN" eval "$MODEL" --frobnicate
 expect_one_line_error "--frobnicate"
+expect_rc 2 "$BIN" eval "$MODEL" --precision bf16
+expect_one_line_error "evaluation has no bf16 path"
 expect_rc 2 "$BIN" eval
 expect_rc 2 "$BIN" eval "$MODEL" --device tpu
 expect_rc 2 "$BIN" eval "$MODEL" --precision fp64

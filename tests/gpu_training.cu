@@ -9,7 +9,10 @@
  *      evaluates the same;
  *   6. a step with a non-finite loss is withheld on both, counted and recorded the same way;
  *   7. the step captured as a CUDA graph and replayed (train.cuda_graph) gives the same bits as
- *      direct steps, and withholds a non-finite step too.
+ *      direct steps, and withholds a non-finite step too;
+ *   8. train.precision = bf16: 100 steps track the fp32 run's per-step losses within
+ *      BF16_LOSS_RTOL; two bf16 runs, and a bf16 run with the step graph, give the same bits; a
+ *      fresh bf16 backend given the run's state (set_state) takes the same next step.
  * Skipped (77) without a usable CUDA device. */
 #include <math.h>
 #include <stdint.h>
@@ -36,6 +39,11 @@ extern "C" {
  * (GEMM summation order, a few ulp in exp/log) grow slowly through training; 0.1% is far above
  * them and far below what a wrong gradient or update does in 100 steps. */
 #define LOSS_RTOL 1e-3
+/* The same for a bf16 run against the fp32 one: the GEMM operands are rounded to 8 significant
+ * bits (relative 2^-9 per operand), which moves the losses of this model by a few parts in 1e4 at
+ * a step and the trajectories apart slowly as the updates differ; 2% leaves room for that over
+ * 100 steps and still fails a wrong bf16 gradient, a stale weight shadow or a missed bias. */
+#define BF16_LOSS_RTOL 2e-2
 
 #define REQUIRE(cond, st)                                                                          \
     do {                                                                                           \
@@ -212,6 +220,7 @@ int main(void)
     compare_eval(&f, gpu, cpu, "initial");
 
     /* 1: one step. */
+    double loss0 = 0; /* the fp32 run's step 0, for 8 */
     {
         cuvae_step s;
         step_of(&f, 0, &s);
@@ -225,6 +234,7 @@ int main(void)
         double g4[4] = {mg.loss, mg.rec, mg.kl, mg.grad_norm_sum};
         double c4[4] = {mc.loss, mc.rec, mc.kl, mc.grad_norm_sum};
         check_doubles("one step: loss, rec, kl, grad norm", g4, c4, 4);
+        loss0 = mg.loss / (double)BATCH;
         state_copy sg, sc;
         get_state(&f, gpu, &sg);
         get_state(&f, cpu, &sc);
@@ -345,6 +355,75 @@ int main(void)
         }
         cpu2->ops->destroy(cpu2);
         free_state(&s);
+    }
+
+    /* 8: bf16, against the fp32 CUDA run of 2 and 3 (steps 0..99). */
+    {
+        static double lf[STEPS], lb[3][STEPS];
+        lf[0] = loss0;
+        memcpy(lf + 1, lg, sizeof(double) * (STEPS - 1));
+        f.c.train.precision = CUVAE_PREC_BF16;
+        cuvae_backend *bb[3];
+        for (int k = 0; k < 3; k++) {
+            f.c.train.cuda_graph = k == 2; /* runs 0 and 1 direct, run 2 replays a graph */
+            bb[k] = make(&f, 1);
+            run_steps(&f, bb[k], 0, STEPS, lb[k]);
+        }
+        f.c.train.cuda_graph = 0;
+        bb[2]->ops->describe(bb[2], desc, sizeof desc);
+        printf("%s\n", desc);
+        CHECK_MSG(desc, "bf16");
+        CHECK_MSG(desc, "step graph captured");
+        int off = 0;
+        double worst = 0;
+        for (int i = 0; i < STEPS; i++) {
+            double rel = fabs(lb[0][i] - lf[i]) / fabs(lf[i]);
+            if (!(rel <= BF16_LOSS_RTOL)) off++;
+            if (rel > worst || rel != rel) worst = rel;
+        }
+        printf("bf16 loss curve: step 0 %.4f (fp32 %.4f), step %d %.4f (fp32 %.4f), worst "
+               "relative difference %.3g\n",
+               lb[0][0], lf[0], STEPS - 1, lb[0][STEPS - 1], lf[STEPS - 1], worst);
+        if (off)
+            fprintf(stderr, "bf16 loss curve: %d of %d steps differ from fp32 by more than %g\n",
+                    off, STEPS, BF16_LOSS_RTOL);
+        CHECK(off == 0);
+        CHECK(lb[0][STEPS - 1] < lb[0][0]);
+        state_copy s[3];
+        for (int k = 0; k < 3; k++) get_state(&f, bb[k], &s[k]);
+        for (int k = 1; k < 3; k++) {
+            int same = memcmp(lb[0], lb[k], sizeof(double) * STEPS) == 0 &&
+                       memcmp(s[0].params, s[k].params, n * sizeof(float)) == 0 &&
+                       memcmp(s[0].m, s[k].m, n * sizeof(float)) == 0 &&
+                       memcmp(s[0].v, s[k].v, n * sizeof(float)) == 0 && s[k].adam_t == STEPS;
+            if (!same)
+                fprintf(stderr, "bf16: %s gave other losses or state than the first run\n",
+                        k == 1 ? "a second run" : "the run with the step graph");
+            CHECK(same);
+        }
+        /* set_state must refresh the bf16 shadow: a fresh backend given run 0's state takes the
+         * same step 100 as run 0 (whose shadow the optimizer kept). */
+        cuvae_backend *fresh = make(&f, 1);
+        cuvae_train_state ts = {s[0].params, s[0].m, s[0].v, s[0].adam_t};
+        REQUIRE(fresh->ops->set_state(fresh, &ts, &st) == 0, st);
+        double next[2];
+        run_steps(&f, bb[0], STEPS, 1, &next[0]);
+        run_steps(&f, fresh, STEPS, 1, &next[1]);
+        state_copy a, b;
+        get_state(&f, bb[0], &a);
+        get_state(&f, fresh, &b);
+        int same = memcmp(&next[0], &next[1], sizeof next[0]) == 0 &&
+                   memcmp(a.params, b.params, n * sizeof(float)) == 0;
+        if (!same) fprintf(stderr, "bf16: the step after set_state differs from the run's own\n");
+        CHECK(same);
+        free_state(&a);
+        free_state(&b);
+        fresh->ops->destroy(fresh);
+        for (int k = 0; k < 3; k++) {
+            free_state(&s[k]);
+            bb[k]->ops->destroy(bb[k]);
+        }
+        f.c.train.precision = CUVAE_PREC_FP32;
     }
 
     gpu->ops->destroy(gpu);
