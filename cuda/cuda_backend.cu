@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cuda_backend_impl.h"
 #include "cuda_common.h"
 #include "eval.h"
 #include "gather.h"
@@ -33,60 +34,6 @@
 #include "linear.h"
 #include "optimizer.h"
 #include "reparam_kl.h"
-#include "step_bf16.h"
-
-#define STAGING_SLOTS 4
-
-typedef struct {
-    uint8_t *pixels; /* device [n, d] bytes as uploaded; NULL until uploaded */
-    int64_t n;
-    int d;
-    int dynamic; /* binarize afresh at every training step */
-    size_t bytes;
-} cuda_set;
-
-/* One step's host-side inputs in pinned memory: the scalars, then the indices. */
-typedef struct {
-    cuvae_step_scalars *scalars;
-    int32_t *idx;     /* [max_batch] */
-    cudaEvent_t read; /* recorded after the copies that read this slot */
-    int pending;
-} staging_slot;
-
-typedef struct {
-    cuvae_backend base;
-    cuvae_model m;
-    cuvae_config c;
-    cuvae_cuda_ctx ctx;
-    cuvae_adam_hparams hp;
-    char device_name[256];
-    int max_batch; /* train.batch_size: rows of the training buffers */
-    /* Flat buffers, [n_params] each, cuvae_model layout. */
-    float *params, *grads, *adam_m, *adam_v;
-    /* Training activations for max_batch rows. */
-    int32_t *idx;                 /* [max_batch] */
-    float *x;                     /* [max_batch, x_dim] */
-    float *enc[CUVAE_MAX_LAYERS]; /* [max_batch, enc[i].out]; last = [mu | logvar] */
-    float *dec[CUVAE_MAX_LAYERS]; /* [max_batch, dec[i].out]; last = logits or means */
-    cuvae_relu_mask enc_mask[CUVAE_MAX_LAYERS], dec_mask[CUVAE_MAX_LAYERS]; /* hidden layers */
-    float *eps, *z;                /* [max_batch, latent] */
-    float *grad_a, *grad_b;        /* [max_batch, max_width] gradient ping-pong */
-    double *nll, *kl, *kl_floored; /* [max_batch] */
-    cuvae_bf16_step bf16_step; /* bf16 only: the bf16 operands, which replace the hidden enc, dec */
-    size_t act_bytes;
-    staging_slot slots[STAGING_SLOTS];
-    int next_slot;
-    cuda_set sets[CUVAE_SET_COUNT];
-    cuvae_eval_buffers ev;
-    /* train.cuda_graph: the step's device work captured once for max_batch rows and replayed. */
-    cudaGraphExec_t step_graph; /* NULL until the second full-batch step captures it */
-    int graph_warm;             /* a full-batch step ran directly: its plans are cached */
-} cuda_backend;
-
-static cuda_backend *cuda_of(cuvae_backend *be)
-{
-    return (cuda_backend *)be;
-}
 
 static const char *set_name(cuvae_set set)
 {
@@ -94,7 +41,7 @@ static const char *set_name(cuvae_set set)
 }
 
 /* Waits for the stream; a failure of anything enqueued before surfaces here. */
-static int sync_stream(cuda_backend *cb, const char *what, cuvae_status *st)
+int cuvae_cuda_backend_sync(cuda_backend *cb, const char *what, cuvae_status *st)
 {
     if (CUDA_OK(st, cudaStreamSynchronize(cb->ctx.stream)))
         return cuvae_fail_prefix(st, "cuda backend: %s", what);
@@ -106,14 +53,8 @@ static int sync_stream(cuda_backend *cb, const char *what, cuvae_status *st)
 /* The halves' forward and backward passes of a training step of B rows, in fp32 (or tf32) or on
  * the bf16 operands; the forward also settles whether each ReLU mask comes from cuBLASLt. With
  * ctx.plan_only set they only choose the GEMM plans (prepare_plans), the same ones in either
- * precision as the step then uses. */
-static int is_bf16(const cuda_backend *cb)
-{
-    return cb->ctx.precision == CUVAE_PREC_BF16;
-}
-
-/* The bf16 forward's scratch for fp32 accumulators is grad_b: no gradient lives there until the
- * backward. */
+ * precision as the step then uses. The bf16 forward's scratch for fp32 accumulators is grad_b:
+ * no gradient lives there until the backward. */
 static int encoder_forward(cuda_backend *cb, const float *x, int B, cuvae_status *st)
 {
     const cuvae_model *m = &cb->m;
@@ -173,7 +114,7 @@ static int network_backward(cuda_backend *cb, int B, int with_reparam, cuvae_sta
 }
 
 /* params16 = bf16(params) under bf16, after anything but the optimizer wrote the parameters. */
-static int refresh_params16(cuda_backend *cb, cuvae_status *st)
+int cuvae_cuda_backend_refresh_params16(cuda_backend *cb, cuvae_status *st)
 {
     if (!is_bf16(cb)) return 0;
     return cuvae_bf16_from_f32(cb->params, cb->bf16_step.params16, cb->m.n_params, cb->ctx.stream,
@@ -181,7 +122,7 @@ static int refresh_params16(cuda_backend *cb, cuvae_status *st)
 }
 
 /* Chooses and caches the GEMM plans of a training step of B rows. */
-static int prepare_plans(cuda_backend *cb, int B, cuvae_status *st)
+int cuvae_cuda_backend_prepare_plans(cuda_backend *cb, int B, cuvae_status *st)
 {
     cb->ctx.plan_only = 1;
     int rc = encoder_forward(cb, cb->x, B, st);
@@ -320,7 +261,7 @@ static int read_device_state(cuda_backend *cb, cuvae_device_state *out, const ch
 {
     CUDA_CHECK(st, cudaMemcpyAsync(out, cb->ctx.d_state, sizeof *out, cudaMemcpyDeviceToHost,
                                    cb->ctx.stream));
-    return sync_stream(cb, what, st);
+    return cuvae_cuda_backend_sync(cb, what, st);
 }
 
 static int write_device_state(cuda_backend *cb, const cuvae_device_state *in, cuvae_status *st)
@@ -328,7 +269,7 @@ static int write_device_state(cuda_backend *cb, const cuvae_device_state *in, cu
     CUDA_CHECK(st, cudaMemcpyAsync(cb->ctx.d_state, in, sizeof *in, cudaMemcpyHostToDevice,
                                    cb->ctx.stream));
     /* `in` is the caller's stack: the copy must have read it before we return. */
-    return sync_stream(cb, "writing the training state", st);
+    return cuvae_cuda_backend_sync(cb, "writing the training state", st);
 }
 
 static int cuda_read_metrics(cuvae_backend *be, cuvae_metrics *out, int reset, cuvae_status *st)
@@ -377,7 +318,7 @@ static int cuda_set_state(cuvae_backend *be, const cuvae_train_state *in, cuvae_
     size_t bytes = cb->m.n_params * sizeof(float);
     cudaStream_t stream = cb->ctx.stream;
     CUDA_CHECK(st, cudaMemcpyAsync(cb->params, in->params, bytes, cudaMemcpyHostToDevice, stream));
-    if (refresh_params16(cb, st)) return -1;
+    if (cuvae_cuda_backend_refresh_params16(cb, st)) return -1;
     /* Without optimizer state (eval, sample), Adam starts afresh. */
     if (in->m)
         CUDA_CHECK(st, cudaMemcpyAsync(cb->adam_m, in->m, bytes, cudaMemcpyHostToDevice, stream));
@@ -413,7 +354,7 @@ static int cuda_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, 
                           set_name(set), (long long)n, INT32_MAX);
     cuda_set *s = &cb->sets[set];
     /* The old copy goes first, so a replacement does not need room for both. */
-    if (sync_stream(cb, "before an upload", st)) return -1;
+    if (cuvae_cuda_backend_sync(cb, "before an upload", st)) return -1;
     /* A captured step holds the training set's address, size and binarization: capture anew. */
     if (set == CUVAE_SET_TRAIN && cb->step_graph) {
         cudaGraphExecDestroy(cb->step_graph);
@@ -435,14 +376,14 @@ static int cuda_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, 
     s->n = n;
     s->d = d;
     s->dynamic = dynamic != 0;
-    return sync_stream(cb, "uploading a set", st);
+    return cuvae_cuda_backend_sync(cb, "uploading a set", st);
 }
 
 /* Makes sure the evaluation buffers hold at least min_rows rows. */
 static int eval_reserve(cuda_backend *cb, int min_rows, cuvae_status *st)
 {
     if (cb->ev.cap_rows >= min_rows) return 0;
-    if (sync_stream(cb, "before allocating evaluation buffers", st)) return -1;
+    if (cuvae_cuda_backend_sync(cb, "before allocating evaluation buffers", st)) return -1;
     return cuvae_eval_buffers_alloc(&cb->ctx, &cb->m, cuvae_eval_rows_for(&cb->m, min_rows),
                                     &cb->ev, st);
 }
@@ -496,7 +437,7 @@ static int cuda_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, i
                        cudaMemcpy2DAsync(out->logvar + (size_t)first * (size_t)L, row, ev->enc + L,
                                          2 * row, row, (size_t)nb, cudaMemcpyDeviceToHost, stream));
         /* The next pass overwrites the device buffers these copies read. */
-        if (sync_stream(cb, "evaluation failed on the device", st)) return -1;
+        if (cuvae_cuda_backend_sync(cb, "evaluation failed on the device", st)) return -1;
     }
     return 0;
 }
@@ -519,188 +460,20 @@ static int cuda_decode(cuvae_backend *be, const float *z, int n, float *x_mean, 
         CUDA_CHECK(st, cudaMemcpyAsync(x_mean + (size_t)first * (size_t)m->x_dim, ev->out,
                                        sizeof(float) * (size_t)rows * (size_t)m->x_dim,
                                        cudaMemcpyDeviceToHost, stream));
-        if (sync_stream(cb, "decoding failed on the device", st)) return -1;
+        if (cuvae_cuda_backend_sync(cb, "decoding failed on the device", st)) return -1;
     }
     return 0;
 }
 
-/* ---- lifetime -------------------------------------------------------------------------------- */
-
-static void cuda_describe(cuvae_backend *be, char *buf, size_t len)
-{
-    cuda_backend *cb = cuda_of(be);
-    size_t p = cb->m.n_params * sizeof(float), data = 0;
-    for (int s = 0; s < CUVAE_SET_COUNT; s++) data += cb->sets[s].bytes;
-    int plans = 0, fused = 0;
-    cuvae_linear_plan_stats(&cb->ctx, &plans, &fused);
-    snprintf(buf, len,
-             "cuda (%s, %s, %d of %d GEMM plans with fused epilogues, step graph %s): params "
-             "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "
-             "evaluation %.1f MiB (%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB "
-             "in all",
-             cb->device_name, cuvae_precision_name(cb->ctx.precision), fused, plans,
-             !cb->c.train.cuda_graph ? "off"
-             : cb->step_graph        ? "captured"
-                                     : "on, not yet captured",
-             cuvae_mib(p), cuvae_mib(p), cuvae_mib(2 * p), cuvae_mib(cb->act_bytes), cb->max_batch,
-             cuvae_mib(cb->ev.bytes), cb->ev.cap_rows, cuvae_mib(data),
-             cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
-}
-
-static void cuda_destroy(cuvae_backend *be)
-{
-    if (!be) return;
-    cuda_backend *cb = cuda_of(be);
-    cuvae_cuda_ctx *ctx = &cb->ctx;
-    if (ctx->stream) cudaStreamSynchronize(ctx->stream);
-    for (int i = 0; i < STAGING_SLOTS; i++) {
-        if (cb->slots[i].read) cudaEventDestroy(cb->slots[i].read);
-        if (cb->slots[i].scalars) cudaFreeHost(cb->slots[i].scalars);
-    }
-    if (cb->step_graph) cudaGraphExecDestroy(cb->step_graph);
-    cuvae_eval_buffers_free(ctx, &cb->ev);
-    for (int s = 0; s < CUVAE_SET_COUNT; s++) cudaFree(cb->sets[s].pixels);
-    float *bufs[] = {cb->params, cb->grads, cb->adam_m, cb->adam_v, cb->x,
-                     cb->eps,    cb->z,     cb->grad_a, cb->grad_b};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
-    for (int i = 0; i < CUVAE_MAX_LAYERS; i++) {
-        cudaFree(cb->enc[i]);
-        cudaFree(cb->dec[i]);
-        cudaFree(cb->enc_mask[i].bits);
-        cudaFree(cb->dec_mask[i].bits);
-    }
-    cuvae_bf16_step_free(&cb->bf16_step);
-    cudaFree(cb->idx);
-    cudaFree(cb->nll);
-    cudaFree(cb->kl);
-    cudaFree(cb->kl_floored);
-    cuvae_cuda_ctx_release(ctx);
-    free(cb);
-}
-
-/* Allocates a device buffer counted in the activations' share. */
-static int alloc_act(cuda_backend *cb, void **p, size_t bytes, const char *what, cuvae_status *st)
-{
-    if (cuvae_cuda_alloc(&cb->ctx, p, bytes, what, st)) return -1;
-    cb->act_bytes += bytes;
-    return 0;
-}
-
-static int alloc_training(cuda_backend *cb, cuvae_status *st)
-{
-    const cuvae_model *m = &cb->m;
-    size_t B = (size_t)cb->max_batch, n = m->n_params, L = (size_t)m->latent;
-    size_t W = (size_t)m->max_width;
-    if (cuvae_cuda_alloc(&cb->ctx, (void **)&cb->params, n * sizeof(float), "parameters", st) ||
-        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->grads, n * sizeof(float), "gradients", st) ||
-        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->adam_m, n * sizeof(float), "Adam first moments",
-                         st) ||
-        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->adam_v, n * sizeof(float), "Adam second moments",
-                         st))
-        return -1;
-    if (alloc_act(cb, (void **)&cb->idx, B * sizeof(int32_t), "batch indices", st) ||
-        alloc_act(cb, (void **)&cb->x, B * (size_t)m->x_dim * sizeof(float), "batch inputs", st) ||
-        alloc_act(cb, (void **)&cb->eps, B * L * sizeof(float), "reparameterization noise", st) ||
-        alloc_act(cb, (void **)&cb->z, B * L * sizeof(float), "latents", st) ||
-        alloc_act(cb, (void **)&cb->grad_a, B * W * sizeof(float), "activation gradients", st) ||
-        alloc_act(cb, (void **)&cb->grad_b, B * W * sizeof(float), "activation gradients", st) ||
-        alloc_act(cb, (void **)&cb->nll, B * sizeof(double), "per-example likelihoods", st) ||
-        alloc_act(cb, (void **)&cb->kl, B * sizeof(double), "per-example KL", st) ||
-        alloc_act(cb, (void **)&cb->kl_floored, B * sizeof(double), "per-example KL", st))
-        return -1;
-    for (int dec_half = 0; dec_half < 2; dec_half++) {
-        const cuvae_linear *layers = dec_half ? m->dec : m->enc;
-        int count = dec_half ? m->n_dec : m->n_enc;
-        float **acts = dec_half ? cb->dec : cb->enc;
-        cuvae_relu_mask *masks = dec_half ? cb->dec_mask : cb->enc_mask;
-        for (int i = 0; i < count; i++) {
-            /* Under bf16 only the last layer's output is fp32 (the hidden ones are in bf16_step).
-             */
-            if ((i + 1 == count || !is_bf16(cb)) &&
-                alloc_act(cb, (void **)&acts[i], B * (size_t)layers[i].out * sizeof(float),
-                          dec_half ? "decoder activations" : "encoder activations", st))
-                return -1;
-            if (i + 1 < count &&
-                alloc_act(cb, &masks[i].bits, cuvae_relu_mask_bytes(cb->max_batch, layers[i].out),
-                          "ReLU masks", st))
-                return -1;
-        }
-    }
-    if (is_bf16(cb)) {
-        if (cuvae_bf16_step_alloc(&cb->ctx, m, cb->max_batch, &cb->bf16_step, st)) return -1;
-        cb->act_bytes += cb->bf16_step.bytes;
-    }
-    for (int i = 0; i < STAGING_SLOTS; i++) {
-        staging_slot *slot = &cb->slots[i];
-        size_t bytes = sizeof *slot->scalars + B * sizeof(int32_t);
-        if (CUDA_OK(st, cudaHostAlloc((void **)&slot->scalars, bytes, cudaHostAllocDefault))) {
-            slot->scalars = NULL;
-            return cuvae_fail_prefix(st, "cuda backend: pinned staging memory (%zu bytes)", bytes);
-        }
-        /* The indices follow the scalars (whose size is a multiple of 8). */
-        slot->idx = (int32_t *)(slot->scalars + 1);
-        CUDA_CHECK(st, cudaEventCreateWithFlags(&slot->read, cudaEventDisableTiming));
-    }
-    return 0;
-}
-
-static const cuvae_backend_ops cuda_ops = {
-    "cuda",        cuda_destroy, cuda_upload,    cuda_train_step, cuda_read_metrics,
-    cuda_evaluate, cuda_decode,  cuda_get_state, cuda_set_state,  cuda_describe,
+const cuvae_backend_ops cuvae_cuda_backend_ops = {
+    "cuda",
+    cuvae_cuda_backend_destroy,
+    cuda_upload,
+    cuda_train_step,
+    cuda_read_metrics,
+    cuda_evaluate,
+    cuda_decode,
+    cuda_get_state,
+    cuda_set_state,
+    cuvae_cuda_backend_describe,
 };
-
-extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *spec,
-                                                    cuvae_status *st)
-{
-    if (!spec || !spec->model || !spec->config) {
-        cuvae_fail(st, "cuda backend: no model or config given");
-        return NULL;
-    }
-    char name[256];
-    if (!cuvae_cuda_available(name, sizeof name)) {
-        cuvae_fail(st, "cuda backend: no usable CUDA device (%s)", name);
-        return NULL;
-    }
-    cuda_backend *cb = (cuda_backend *)cuvae_calloc(1, sizeof *cb, "cuda backend", st);
-    if (!cb) return NULL;
-    cb->base.ops = &cuda_ops;
-    cb->m = *spec->model;
-    cb->c = *spec->config;
-    snprintf(cb->device_name, sizeof cb->device_name, "%s", name);
-    cb->max_batch = cb->c.train.batch_size > 0 ? cb->c.train.batch_size : 1;
-    cb->hp.beta1 = cb->c.optim.beta1;
-    cb->hp.beta2 = cb->c.optim.beta2;
-    cb->hp.eps = cb->c.optim.eps;
-    cb->hp.weight_decay = cb->c.optim.weight_decay;
-    cb->hp.decoupled = cb->c.optim.type == CUVAE_OPT_ADAMW;
-    cb->hp.grad_clip = cb->c.optim.grad_clip;
-    if (cuvae_cuda_ctx_init(&cb->ctx, cb->c.train.precision, cb->c.train.seed, st)) {
-        free(cb);
-        return NULL;
-    }
-    float *host = NULL;
-    size_t bytes = cb->m.n_params * sizeof(float);
-    cudaStream_t stream = cb->ctx.stream;
-    if (alloc_training(cb, st)) goto fail;
-    /* Parameters start where the CPU backend's do: generated on the host, uploaded. */
-    host = (float *)cuvae_malloc(bytes, "initial parameters", st);
-    if (!host) goto fail;
-    cuvae_model_init(&cb->m, cb->c.train.seed, host);
-    if (CUDA_OK(st, cudaMemcpyAsync(cb->params, host, bytes, cudaMemcpyHostToDevice, stream)) ||
-        CUDA_OK(st, cudaMemsetAsync(cb->grads, 0, bytes, stream)) ||
-        CUDA_OK(st, cudaMemsetAsync(cb->adam_m, 0, bytes, stream)) ||
-        CUDA_OK(st, cudaMemsetAsync(cb->adam_v, 0, bytes, stream)) || refresh_params16(cb, st))
-        goto fail;
-    if (sync_stream(cb, "initializing the parameters", st)) goto fail;
-    free(host);
-    host = NULL;
-    if (prepare_plans(cb, cb->max_batch, st)) {
-        cuvae_fail_prefix(st, "cuda backend: choosing the GEMM algorithms");
-        goto fail;
-    }
-    return &cb->base;
-fail:
-    free(host);
-    cuda_destroy(&cb->base);
-    return NULL;
-}

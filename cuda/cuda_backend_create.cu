@@ -1,0 +1,182 @@
+/* The CUDA backend's lifetime (see cuda_backend_impl.h): creation (the context, the training
+ * buffers for train.batch_size rows, the initial parameters as the CPU backend draws them, the
+ * GEMM plans of the step), the description of what it holds, and its release. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_backend_impl.h"
+
+void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len)
+{
+    cuda_backend *cb = cuda_of(be);
+    size_t p = cb->m.n_params * sizeof(float), data = 0;
+    for (int s = 0; s < CUVAE_SET_COUNT; s++) data += cb->sets[s].bytes;
+    int plans = 0, fused = 0;
+    cuvae_linear_plan_stats(&cb->ctx, &plans, &fused);
+    snprintf(buf, len,
+             "cuda (%s, %s, %d of %d GEMM plans with fused epilogues, step graph %s): params "
+             "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "
+             "evaluation %.1f MiB (%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB "
+             "in all",
+             cb->device_name, cuvae_precision_name(cb->ctx.precision), fused, plans,
+             !cb->c.train.cuda_graph ? "off"
+             : cb->step_graph        ? "captured"
+                                     : "on, not yet captured",
+             cuvae_mib(p), cuvae_mib(p), cuvae_mib(2 * p), cuvae_mib(cb->act_bytes), cb->max_batch,
+             cuvae_mib(cb->ev.bytes), cb->ev.cap_rows, cuvae_mib(data),
+             cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
+}
+
+void cuvae_cuda_backend_destroy(cuvae_backend *be)
+{
+    if (!be) return;
+    cuda_backend *cb = cuda_of(be);
+    cuvae_cuda_ctx *ctx = &cb->ctx;
+    if (ctx->stream) cudaStreamSynchronize(ctx->stream);
+    for (int i = 0; i < STAGING_SLOTS; i++) {
+        if (cb->slots[i].read) cudaEventDestroy(cb->slots[i].read);
+        if (cb->slots[i].scalars) cudaFreeHost(cb->slots[i].scalars);
+    }
+    if (cb->step_graph) cudaGraphExecDestroy(cb->step_graph);
+    cuvae_eval_buffers_free(ctx, &cb->ev);
+    for (int s = 0; s < CUVAE_SET_COUNT; s++) cudaFree(cb->sets[s].pixels);
+    float *bufs[] = {cb->params, cb->grads, cb->adam_m, cb->adam_v, cb->x,
+                     cb->eps,    cb->z,     cb->grad_a, cb->grad_b};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+    for (int i = 0; i < CUVAE_MAX_LAYERS; i++) {
+        cudaFree(cb->enc[i]);
+        cudaFree(cb->dec[i]);
+        cudaFree(cb->enc_mask[i].bits);
+        cudaFree(cb->dec_mask[i].bits);
+    }
+    cuvae_bf16_step_free(&cb->bf16_step);
+    cudaFree(cb->idx);
+    cudaFree(cb->nll);
+    cudaFree(cb->kl);
+    cudaFree(cb->kl_floored);
+    cuvae_cuda_ctx_release(ctx);
+    free(cb);
+}
+
+/* Allocates a device buffer counted in the activations' share. */
+static int alloc_act(cuda_backend *cb, void **p, size_t bytes, const char *what, cuvae_status *st)
+{
+    if (cuvae_cuda_alloc(&cb->ctx, p, bytes, what, st)) return -1;
+    cb->act_bytes += bytes;
+    return 0;
+}
+
+static int alloc_training(cuda_backend *cb, cuvae_status *st)
+{
+    const cuvae_model *m = &cb->m;
+    size_t B = (size_t)cb->max_batch, n = m->n_params, L = (size_t)m->latent;
+    size_t W = (size_t)m->max_width;
+    if (cuvae_cuda_alloc(&cb->ctx, (void **)&cb->params, n * sizeof(float), "parameters", st) ||
+        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->grads, n * sizeof(float), "gradients", st) ||
+        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->adam_m, n * sizeof(float), "Adam first moments",
+                         st) ||
+        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->adam_v, n * sizeof(float), "Adam second moments",
+                         st))
+        return -1;
+    if (alloc_act(cb, (void **)&cb->idx, B * sizeof(int32_t), "batch indices", st) ||
+        alloc_act(cb, (void **)&cb->x, B * (size_t)m->x_dim * sizeof(float), "batch inputs", st) ||
+        alloc_act(cb, (void **)&cb->eps, B * L * sizeof(float), "reparameterization noise", st) ||
+        alloc_act(cb, (void **)&cb->z, B * L * sizeof(float), "latents", st) ||
+        alloc_act(cb, (void **)&cb->grad_a, B * W * sizeof(float), "activation gradients", st) ||
+        alloc_act(cb, (void **)&cb->grad_b, B * W * sizeof(float), "activation gradients", st) ||
+        alloc_act(cb, (void **)&cb->nll, B * sizeof(double), "per-example likelihoods", st) ||
+        alloc_act(cb, (void **)&cb->kl, B * sizeof(double), "per-example KL", st) ||
+        alloc_act(cb, (void **)&cb->kl_floored, B * sizeof(double), "per-example KL", st))
+        return -1;
+    for (int dec_half = 0; dec_half < 2; dec_half++) {
+        const cuvae_linear *layers = dec_half ? m->dec : m->enc;
+        int count = dec_half ? m->n_dec : m->n_enc;
+        float **acts = dec_half ? cb->dec : cb->enc;
+        cuvae_relu_mask *masks = dec_half ? cb->dec_mask : cb->enc_mask;
+        for (int i = 0; i < count; i++) {
+            /* Under bf16 only the last layer's output is fp32 (the hidden ones are in bf16_step).
+             */
+            if ((i + 1 == count || !is_bf16(cb)) &&
+                alloc_act(cb, (void **)&acts[i], B * (size_t)layers[i].out * sizeof(float),
+                          dec_half ? "decoder activations" : "encoder activations", st))
+                return -1;
+            if (i + 1 < count &&
+                alloc_act(cb, &masks[i].bits, cuvae_relu_mask_bytes(cb->max_batch, layers[i].out),
+                          "ReLU masks", st))
+                return -1;
+        }
+    }
+    if (is_bf16(cb)) {
+        if (cuvae_bf16_step_alloc(&cb->ctx, m, cb->max_batch, &cb->bf16_step, st)) return -1;
+        cb->act_bytes += cb->bf16_step.bytes;
+    }
+    for (int i = 0; i < STAGING_SLOTS; i++) {
+        staging_slot *slot = &cb->slots[i];
+        size_t bytes = sizeof *slot->scalars + B * sizeof(int32_t);
+        if (CUDA_OK(st, cudaHostAlloc((void **)&slot->scalars, bytes, cudaHostAllocDefault))) {
+            slot->scalars = NULL;
+            return cuvae_fail_prefix(st, "cuda backend: pinned staging memory (%zu bytes)", bytes);
+        }
+        /* The indices follow the scalars (whose size is a multiple of 8). */
+        slot->idx = (int32_t *)(slot->scalars + 1);
+        CUDA_CHECK(st, cudaEventCreateWithFlags(&slot->read, cudaEventDisableTiming));
+    }
+    return 0;
+}
+
+extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *spec,
+                                                    cuvae_status *st)
+{
+    if (!spec || !spec->model || !spec->config) {
+        cuvae_fail(st, "cuda backend: no model or config given");
+        return NULL;
+    }
+    char name[256];
+    if (!cuvae_cuda_available(name, sizeof name)) {
+        cuvae_fail(st, "cuda backend: no usable CUDA device (%s)", name);
+        return NULL;
+    }
+    cuda_backend *cb = (cuda_backend *)cuvae_calloc(1, sizeof *cb, "cuda backend", st);
+    if (!cb) return NULL;
+    cb->base.ops = &cuvae_cuda_backend_ops;
+    cb->m = *spec->model;
+    cb->c = *spec->config;
+    snprintf(cb->device_name, sizeof cb->device_name, "%s", name);
+    cb->max_batch = cb->c.train.batch_size > 0 ? cb->c.train.batch_size : 1;
+    cb->hp.beta1 = cb->c.optim.beta1;
+    cb->hp.beta2 = cb->c.optim.beta2;
+    cb->hp.eps = cb->c.optim.eps;
+    cb->hp.weight_decay = cb->c.optim.weight_decay;
+    cb->hp.decoupled = cb->c.optim.type == CUVAE_OPT_ADAMW;
+    cb->hp.grad_clip = cb->c.optim.grad_clip;
+    if (cuvae_cuda_ctx_init(&cb->ctx, cb->c.train.precision, cb->c.train.seed, st)) {
+        free(cb);
+        return NULL;
+    }
+    float *host = NULL;
+    size_t bytes = cb->m.n_params * sizeof(float);
+    cudaStream_t stream = cb->ctx.stream;
+    if (alloc_training(cb, st)) goto fail;
+    /* Parameters start where the CPU backend's do: generated on the host, uploaded. */
+    host = (float *)cuvae_malloc(bytes, "initial parameters", st);
+    if (!host) goto fail;
+    cuvae_model_init(&cb->m, cb->c.train.seed, host);
+    if (CUDA_OK(st, cudaMemcpyAsync(cb->params, host, bytes, cudaMemcpyHostToDevice, stream)) ||
+        CUDA_OK(st, cudaMemsetAsync(cb->grads, 0, bytes, stream)) ||
+        CUDA_OK(st, cudaMemsetAsync(cb->adam_m, 0, bytes, stream)) ||
+        CUDA_OK(st, cudaMemsetAsync(cb->adam_v, 0, bytes, stream)) ||
+        cuvae_cuda_backend_refresh_params16(cb, st))
+        goto fail;
+    if (cuvae_cuda_backend_sync(cb, "initializing the parameters", st)) goto fail;
+    free(host);
+    host = NULL;
+    if (cuvae_cuda_backend_prepare_plans(cb, cb->max_batch, st)) {
+        cuvae_fail_prefix(st, "cuda backend: choosing the GEMM algorithms");
+        goto fail;
+    }
+    return &cb->base;
+fail:
+    free(host);
+    cuvae_cuda_backend_destroy(&cb->base);
+    return NULL;
+}

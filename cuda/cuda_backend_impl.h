@@ -1,0 +1,86 @@
+/* Internals of the CUDA backend shared by its two files: cuda_backend.cu (the training step,
+ * metrics, state, data, evaluation and the ops table) and cuda_backend_create.cu (creation,
+ * description, release). Not an interface: the rest of cuvae sees cuvae_cuda_backend_create and
+ * the ops table of backend.h. */
+#ifndef CUVAE_CUDA_BACKEND_IMPL_H
+#define CUVAE_CUDA_BACKEND_IMPL_H
+
+#include "backend.h"
+#include "cuda_common.h"
+#include "eval.h"
+#include "linear.h"
+#include "optimizer.h"
+#include "step_bf16.h"
+
+#define STAGING_SLOTS 4
+
+typedef struct {
+    uint8_t *pixels; /* device [n, d] bytes as uploaded; NULL until uploaded */
+    int64_t n;
+    int d;
+    int dynamic; /* binarize afresh at every training step */
+    size_t bytes;
+} cuda_set;
+
+/* One step's host-side inputs in pinned memory: the scalars, then the indices. */
+typedef struct {
+    cuvae_step_scalars *scalars;
+    int32_t *idx;     /* [max_batch] */
+    cudaEvent_t read; /* recorded after the copies that read this slot */
+    int pending;
+} staging_slot;
+
+typedef struct {
+    cuvae_backend base;
+    cuvae_model m;
+    cuvae_config c;
+    cuvae_cuda_ctx ctx;
+    cuvae_adam_hparams hp;
+    char device_name[256];
+    int max_batch; /* train.batch_size: rows of the training buffers */
+    /* Flat buffers, [n_params] each, cuvae_model layout. */
+    float *params, *grads, *adam_m, *adam_v;
+    /* Training activations for max_batch rows. */
+    int32_t *idx;                 /* [max_batch] */
+    float *x;                     /* [max_batch, x_dim] */
+    float *enc[CUVAE_MAX_LAYERS]; /* [max_batch, enc[i].out]; last = [mu | logvar] */
+    float *dec[CUVAE_MAX_LAYERS]; /* [max_batch, dec[i].out]; last = logits or means */
+    cuvae_relu_mask enc_mask[CUVAE_MAX_LAYERS], dec_mask[CUVAE_MAX_LAYERS]; /* hidden layers */
+    float *eps, *z;                /* [max_batch, latent] */
+    float *grad_a, *grad_b;        /* [max_batch, max_width] gradient ping-pong */
+    double *nll, *kl, *kl_floored; /* [max_batch] */
+    cuvae_bf16_step bf16_step; /* bf16 only: the bf16 operands, which replace the hidden enc, dec */
+    size_t act_bytes;
+    staging_slot slots[STAGING_SLOTS];
+    int next_slot;
+    cuda_set sets[CUVAE_SET_COUNT];
+    cuvae_eval_buffers ev;
+    /* train.cuda_graph: the step's device work captured once for max_batch rows and replayed. */
+    cudaGraphExec_t step_graph; /* NULL until the second full-batch step captures it */
+    int graph_warm;             /* a full-batch step ran directly: its plans are cached */
+} cuda_backend;
+
+static inline cuda_backend *cuda_of(cuvae_backend *be)
+{
+    return (cuda_backend *)be;
+}
+
+static inline int is_bf16(const cuda_backend *cb)
+{
+    return cb->ctx.precision == CUVAE_PREC_BF16;
+}
+
+/* cuda_backend.cu */
+extern const cuvae_backend_ops cuvae_cuda_backend_ops;
+/* Waits for the stream; a failure of anything enqueued before surfaces here. */
+int cuvae_cuda_backend_sync(cuda_backend *cb, const char *what, cuvae_status *st);
+/* Chooses and caches the GEMM plans of a training step of B rows. */
+int cuvae_cuda_backend_prepare_plans(cuda_backend *cb, int B, cuvae_status *st);
+/* params16 = bf16(params) under bf16, after anything but the optimizer wrote the parameters. */
+int cuvae_cuda_backend_refresh_params16(cuda_backend *cb, cuvae_status *st);
+
+/* cuda_backend_create.cu */
+void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len);
+void cuvae_cuda_backend_destroy(cuvae_backend *be);
+
+#endif
