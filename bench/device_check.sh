@@ -2,22 +2,25 @@
 # Everything the CUDA backend needs checked on a GPU, in one call of at most ~9 minutes, in order
 # of importance (a later step that runs out of time costs nothing earlier):
 #   1. build (Release, sm_90) with the dependencies carried in .device/ where the image lacks them;
-#   2. the gpu-labelled parity tests, then the whole ctest suite (the CLI tests take
-#      --device auto, so there they train, resume and evaluate on the GPU);
+#   2. the gpu-labelled tests (kernel parity, the whole step against the CPU, bf16, the step
+#      graph, exact resume on the GPU), then the rest of the suite (host and CLI tests, on the CPU);
 #   3. compute-sanitizer memcheck and racecheck on a short training run and a short eval;
 #   4. ten epochs of the default config on the GPU (test negative ELBO, against the CPU's) and
 #      the K = 5000 bound of the full test set, timed;
 #   5. cuvae bench with and without the step graph, then bench/run_peers.py at batch 128 and 4096:
-#      cuvae (step graph on) against PyTorch eager, its CUDA graph and JAX.
-# Prepare here first with bench/device_prepare.sh and carry `.device`. Logs go to $OUT (or
-# .device/out); the summary is the last lines printed.
+#      cuvae (step graph on) against PyTorch eager, its CUDA graph and JAX; the large config in
+#      bf16 and tf32 against the TFLOP/s of its GEMMs alone (bench/peers/gemm_ceiling.py).
+# Prepare here first with bench/device_prepare.sh and carry `.device`. Logs go to .device/out,
+# and to $OUT as summary.txt and logs.tgz when it is set; the summary is the last lines printed.
 #   CUVAE_DEVICE_STEPS="build gpu all sanitize train bench"   the steps to run (default: all)
 #   CUVAE_DEVICE_PREFIX=1   use the carried prefix even where the image has the dependencies
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-out=${OUT:-$root/.device/out}
-mkdir -p "$out"
+# Logs gather in one folder; at the end they go to $OUT as one archive beside the summary (the
+# device tool brings back only a few files).
+out=$root/.device/out
+rm -rf "$out" && mkdir -p "$out"
 steps=${CUVAE_DEVICE_STEPS:-build gpu all sanitize train bench}
 data=$root/.device/data/fashion-mnist
 summary=()
@@ -95,7 +98,7 @@ if want gpu; then
 fi
 if want all; then
     (cd build-gpu && timeout 240 ctest -LE gpu -j8 --output-on-failure) >"$out/ctest-all.log" 2>&1
-    note "ctest (host + cli, --device auto on the GPU): \
+    note "ctest -LE gpu (host + cli): \
 $(grep -E 'tests passed|tests failed' "$out/ctest-all.log" | tail -1)"
     grep -E 'FAIL|Failed' "$out/ctest-all.log" | head -10
 fi
@@ -154,7 +157,22 @@ $(grep -E '^ +128 ' "$out/bench-graph$g.log" | tr -s ' ')"
         >"$out/peers.log" 2>&1
     note "run_peers rc=$?"
     tail -8 "$out/peers.log"
+    # The GEMM-bound regime: the large config's step against its GEMMs alone through cuBLAS.
+    timeout 90 "$bin" bench configs/large.ini "${data_args[@]}" train.cuda_graph=1 --device cuda \
+        --batch 4096 --precision bf16,tf32 --steps 20 --warmup 5 --repeats 3 --eval-samples 0 \
+        >"$out/bench-large.log" 2>&1
+    note "cuvae bench large, batch 4096: rc=$? \
+$(grep -E '^ +4096 ' "$out/bench-large.log" | tr -s ' ' | tr '\n' ';')"
+    for p in bf16 tf32; do
+        timeout 60 python3 bench/peers/gemm_ceiling.py configs/large.ini --x-dim 784 --batch 4096 \
+            --precision $p --json "$out/gemm-ceiling-$p.json" >/dev/null 2>"$out/gemm-ceiling-$p.log"
+        note "GEMM ceiling $p (cuBLAS via torch, same products): rc=$? \
+$(grep -o '"tflops": [0-9.]*' "$out/gemm-ceiling-$p.json" 2>/dev/null) TFLOP/s"
+    done
 fi
 
 echo "=== summary ($(($(date +%s) - t0)) s)"
-printf '%s\n' "${summary[@]}"
+printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
+if [ -n "${OUT:-}" ]; then
+    cp "$out/summary.txt" "$OUT/" && tar czf "$OUT/logs.tgz" -C "$out" .
+fi
