@@ -13,7 +13,6 @@ training images' header, or --x-dim). JSON on stdout (or --json FILE).
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -21,6 +20,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import emit_json  # noqa: E402
 from vae_common import Config, idx_x_dim  # noqa: E402
 
 
@@ -88,12 +88,7 @@ def main(argv=None):
               "torch": torch.__version__, "config": args.config, "batch": args.batch,
               "precision": args.precision, "products": len(prods), "gflop_per_step": flops / 1e9,
               "gemm_s_per_step": t, "tflops": flops / t / 1e12}
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    else:
-        print(text)
+    emit_json(result, args.json)
     return 0
 
 

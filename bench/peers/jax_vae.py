@@ -13,7 +13,6 @@ precision), tf32 (TensorFloat-32 matmuls), bf16 (bfloat16 matmul inputs, fp32 ac
 losses). Prints/writes the same JSON as torch_vae.py --bench."""
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -23,6 +22,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import emit_json  # noqa: E402
 import philox  # noqa: E402
 from vae_common import EPOCH_EXAMPLES, Config, cpu_model, idx_x_dim, load_average  # noqa: E402
 from vae_common import run_data  # noqa: E402
@@ -270,12 +270,7 @@ def main(argv=None):
         "train_examples": int(len(pixels)), "steps": args.steps, "warmup": args.warmup,
         "repeats": args.repeats, "epoch_examples": EPOCH_EXAMPLES, "settings": results,
     }
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    else:
-        print(text)
+    emit_json(result, args.json)
     return 0
 
 

@@ -50,6 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import emit_json  # noqa: E402
 import philox  # noqa: E402
 from vae_common import EPOCH_EXAMPLES, Config, cpu_model, idx_x_dim, load_average  # noqa: E402
 from vae_common import run_data  # noqa: E402
@@ -618,12 +619,7 @@ def main(argv=None):
         else:
             args.batch = args.batch or [128, 1024, 4096]
             result = bench(cfg, args)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    else:
-        print(text)
+    emit_json(result, args.json)
     return 0
 
 

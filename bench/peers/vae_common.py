@@ -7,7 +7,6 @@ import configparser
 import gzip
 import math
 import os
-import platform
 import struct
 import sys
 
@@ -15,6 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import philox  # noqa: E402
+from report import cpu_model, load_average  # noqa: E402,F401 (re-exported to the peers)
 
 EPOCH_EXAMPLES = 55000
 DEBIAN_FMNIST = "/usr/share/datasets/fashion-mnist/"
@@ -198,24 +198,3 @@ def idx_x_dim(path):
     print("note: %s not readable; synthetic data uses 28x28 images" % path,
           file=sys.stderr)
     return 784
-
-
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def load_average():
-    """The 1-minute load average when the benchmark ran (a busy machine times slower)."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
