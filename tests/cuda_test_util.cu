@@ -137,3 +137,38 @@ int check_close_d(const char *what, const double *got, const double *ref, size_t
     free(r);
     return bad;
 }
+
+size_t mlp3_layout(const int sizes[4], cuvae_linear layers[3], int *widest)
+{
+    size_t n_params = 0;
+    for (int i = 0; i < 3; i++) {
+        layers[i].in = sizes[i];
+        layers[i].out = sizes[i + 1];
+        layers[i].w = n_params;
+        layers[i].b = n_params + (size_t)sizes[i] * (size_t)sizes[i + 1];
+        n_params = layers[i].b + (size_t)sizes[i + 1];
+    }
+    *widest = 0;
+    for (int i = 0; i < 4; i++) *widest = sizes[i] > *widest ? sizes[i] : *widest;
+    return n_params;
+}
+
+void check_mlp3_gradients(cuvae_cuda_ctx *ctx, const char *tag, const cuvae_linear layers[3],
+                          size_t n_params, const float *d_grads, const float *grads,
+                          const float *d_dx, const float *dx, size_t nx, float *got, double rtol,
+                          double atol)
+{
+    char what[160];
+    to_host(ctx, got, d_grads, n_params * 4);
+    for (int i = 0; i < 3; i++) {
+        const cuvae_linear *l = &layers[i];
+        snprintf(what, sizeof what, "%s: layer %d weight gradient", tag, i);
+        cuvae_check_close(what, got + l->w, grads + l->w, (size_t)l->in * (size_t)l->out, rtol,
+                          atol);
+        snprintf(what, sizeof what, "%s: layer %d bias gradient", tag, i);
+        cuvae_check_close(what, got + l->b, grads + l->b, (size_t)l->out, rtol, atol);
+    }
+    to_host(ctx, got, d_dx, nx * 4);
+    snprintf(what, sizeof what, "%s: input gradient", tag);
+    cuvae_check_close(what, got, dx, nx, rtol, atol);
+}

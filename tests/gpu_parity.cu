@@ -123,16 +123,8 @@ static void test_mlp(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int use_epi
     char what[128];
     ctx->use_epilogues = use_epilogues;
     cuvae_linear layers[3];
-    size_t n_params = 0;
     int widest = 0;
-    for (int i = 0; i < 3; i++) {
-        layers[i].in = sizes[i];
-        layers[i].out = sizes[i + 1];
-        layers[i].w = n_params;
-        layers[i].b = n_params + (size_t)sizes[i] * (size_t)sizes[i + 1];
-        n_params = layers[i].b + (size_t)sizes[i + 1];
-    }
-    for (int i = 0; i < 4; i++) widest = sizes[i] > widest ? sizes[i] : widest;
+    size_t n_params = mlp3_layout(sizes, layers, &widest);
     float *params = host_floats(n_params), *grads = host_floats(n_params);
     for (int i = 0; i < 3; i++) {
         float bound = 1.0f / sqrtf((float)layers[i].in);
@@ -203,21 +195,9 @@ static void test_mlp(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int use_epi
         snprintf(what, sizeof what, "mlp B=%d epilogues %d: layer %d output", B, use_epilogues, i);
         cuvae_check_close(what, got, act[i], n, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
     }
-    to_host(ctx, got, d_grads, n_params * 4);
-    for (int i = 0; i < 3; i++) {
-        const cuvae_linear *l = &layers[i];
-        snprintf(what, sizeof what, "mlp B=%d epilogues %d: layer %d weight gradient", B,
-                 use_epilogues, i);
-        cuvae_check_close(what, got + l->w, grads + l->w, (size_t)l->in * (size_t)l->out,
-                          CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
-        snprintf(what, sizeof what, "mlp B=%d epilogues %d: layer %d bias gradient", B,
-                 use_epilogues, i);
-        cuvae_check_close(what, got + l->b, grads + l->b, (size_t)l->out, CUVAE_FP32_RTOL,
-                          CUVAE_FP32_ATOL);
-    }
-    to_host(ctx, got, d_dx, nx * 4);
-    snprintf(what, sizeof what, "mlp B=%d epilogues %d: input gradient", B, use_epilogues);
-    cuvae_check_close(what, got, cur, nx, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
+    snprintf(what, sizeof what, "mlp B=%d epilogues %d", B, use_epilogues);
+    check_mlp3_gradients(ctx, what, layers, n_params, d_grads, grads, d_dx, cur, nx, got,
+                         CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
 
     for (int i = 0; i < 3; i++) {
         cudaFree(d_act[i]);
