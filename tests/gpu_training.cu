@@ -150,6 +150,32 @@ static void free_state(state_copy *s)
     free(s->v);
 }
 
+/* Parameters, Adam's moments and count equal to the bit. */
+static int same_state(const state_copy *a, const state_copy *b, size_t n)
+{
+    return memcmp(a->params, b->params, n * sizeof(float)) == 0 &&
+           memcmp(a->m, b->m, n * sizeof(float)) == 0 &&
+           memcmp(a->v, b->v, n * sizeof(float)) == 0 && a->adam_t == b->adam_t;
+}
+
+/* How many of n per-step losses differ from ref by more than rtol (relative; NaN counts), with
+ * the first, the last and the worst printed under `what`. */
+static int curve_off(const char *what, const double *got, const double *ref, int n, double rtol)
+{
+    int off = 0;
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double rel = fabs(got[i] - ref[i]) / fabs(ref[i]);
+        if (!(rel <= rtol)) off++;
+        if (rel > worst || rel != rel) worst = rel;
+    }
+    printf("%s: first %.4f (reference %.4f), last %.4f (reference %.4f), worst relative "
+           "difference %.3g\n",
+           what, got[0], ref[0], got[n - 1], ref[n - 1], worst);
+    if (off) fprintf(stderr, "%s: %d of %d steps differ by more than %g\n", what, off, n, rtol);
+    return off;
+}
+
 static void check_doubles(const char *what, const double *got, const double *ref, int n)
 {
     float *g = (float *)malloc(sizeof(float) * (size_t)n),
@@ -251,20 +277,8 @@ int main(void)
     static double lg[STEPS], lc[STEPS], lg2[STEPS];
     run_steps(&f, gpu, 1, STEPS - 1, lg);
     run_steps(&f, cpu, 1, STEPS - 1, lc);
-    int off = 0;
-    double worst = 0;
-    for (int i = 0; i < STEPS - 1; i++) {
-        double rel = fabs(lg[i] - lc[i]) / fabs(lc[i]);
-        if (!(rel <= LOSS_RTOL)) off++;
-        if (rel > worst || rel != rel) worst = rel;
-    }
-    printf("loss curves: step 1 %.4f (cpu %.4f), step %d %.4f (cpu %.4f), worst relative "
-           "difference %.3g\n",
-           lg[0], lc[0], STEPS - 1, lg[STEPS - 2], lc[STEPS - 2], worst);
-    if (off)
-        fprintf(stderr, "loss curves: %d of %d steps differ by more than %g\n", off, STEPS - 1,
-                LOSS_RTOL);
-    CHECK(off == 0);
+    CHECK(curve_off("loss curve, CUDA against the CPU, steps 1..99", lg, lc, STEPS - 1,
+                    LOSS_RTOL) == 0);
     CHECK(lg[STEPS - 2] < lg[0]); /* it learns */
 
     /* 3: a second CUDA run repeats the first bit for bit. */
@@ -279,9 +293,7 @@ int main(void)
         state_copy a, b;
         get_state(&f, gpu, &a);
         get_state(&f, gpu2, &b);
-        CHECK(memcmp(a.params, b.params, n * sizeof(float)) == 0);
-        CHECK(memcmp(a.v, b.v, n * sizeof(float)) == 0);
-        CHECK(a.adam_t == STEPS && b.adam_t == STEPS);
+        CHECK(same_state(&a, &b, n) && a.adam_t == STEPS);
         free_state(&a);
         free_state(&b);
         gpu2->ops->destroy(gpu2);
@@ -306,9 +318,7 @@ int main(void)
         state_copy a, b;
         get_state(&f, gpu, &a);
         get_state(&f, gg, &b);
-        CHECK(memcmp(a.params, b.params, n * sizeof(float)) == 0);
-        CHECK(memcmp(a.m, b.m, n * sizeof(float)) == 0);
-        CHECK(a.adam_t == STEPS && b.adam_t == STEPS);
+        CHECK(same_state(&a, &b, n) && a.adam_t == STEPS);
         /* A NaN set through set_state reaches the replayed step, which withholds its update. */
         b.params[f.m.dec[f.m.n_dec - 1].b] = NAN;
         cuvae_train_state ts = {b.params, b.m, b.v, b.adam_t};
@@ -374,28 +384,14 @@ int main(void)
         printf("%s\n", desc);
         CHECK_MSG(desc, "bf16");
         CHECK_MSG(desc, "step graph captured");
-        int off = 0;
-        double worst = 0;
-        for (int i = 0; i < STEPS; i++) {
-            double rel = fabs(lb[0][i] - lf[i]) / fabs(lf[i]);
-            if (!(rel <= BF16_LOSS_RTOL)) off++;
-            if (rel > worst || rel != rel) worst = rel;
-        }
-        printf("bf16 loss curve: step 0 %.4f (fp32 %.4f), step %d %.4f (fp32 %.4f), worst "
-               "relative difference %.3g\n",
-               lb[0][0], lf[0], STEPS - 1, lb[0][STEPS - 1], lf[STEPS - 1], worst);
-        if (off)
-            fprintf(stderr, "bf16 loss curve: %d of %d steps differ from fp32 by more than %g\n",
-                    off, STEPS, BF16_LOSS_RTOL);
-        CHECK(off == 0);
+        CHECK(curve_off("loss curve, bf16 against fp32, steps 0..99", lb[0], lf, STEPS,
+                        BF16_LOSS_RTOL) == 0);
         CHECK(lb[0][STEPS - 1] < lb[0][0]);
         state_copy s[3];
         for (int k = 0; k < 3; k++) get_state(&f, bb[k], &s[k]);
         for (int k = 1; k < 3; k++) {
             int same = memcmp(lb[0], lb[k], sizeof(double) * STEPS) == 0 &&
-                       memcmp(s[0].params, s[k].params, n * sizeof(float)) == 0 &&
-                       memcmp(s[0].m, s[k].m, n * sizeof(float)) == 0 &&
-                       memcmp(s[0].v, s[k].v, n * sizeof(float)) == 0 && s[k].adam_t == STEPS;
+                       same_state(&s[0], &s[k], n) && s[k].adam_t == STEPS;
             if (!same)
                 fprintf(stderr, "bf16: %s gave other losses or state than the first run\n",
                         k == 1 ? "a second run" : "the run with the step graph");
