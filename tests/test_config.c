@@ -391,6 +391,7 @@ static void test_files(void)
     snprintf(path, sizeof path, "%s/missing.ini", dir);
     CHECK(cuvae_config_load_file(&c, path, &st) != 0);
     CHECK_MSG(st.msg, "missing.ini: cannot open");
+    cuvae_test_remove_dir(dir);
 }
 
 /* Every shipped config loads and validates. */

@@ -4,7 +4,6 @@
  * message names the problem, and absurd headers fail at once. cuvae_run_data_load's split is
  * checked as a partition in file order, deterministic per seed, and its binarizations against
  * cuvae_binarize_fixed. The MNIST test set is loaded when /work/shared holds it. */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -561,21 +560,6 @@ static void test_mnist(void)
     cuvae_dataset_free(&ds);
 }
 
-static void remove_tree(const char *dir)
-{
-    /* Every file this test made lies directly in dir. */
-    DIR *d = opendir(dir);
-    if (!d) return;
-    char path[1024];
-    for (struct dirent *e; (e = readdir(d));) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        remove(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 int main(void)
 {
     if (cuvae_test_tmpdir(g_dir, sizeof g_dir, "idx") != 0) {
@@ -588,6 +572,6 @@ int main(void)
     test_corrupt_gzip();
     test_run_data();
     test_mnist();
-    remove_tree(g_dir);
+    cuvae_test_remove_dir(g_dir);
     return cuvae_test_finish("idx");
 }

@@ -1,6 +1,7 @@
 /* Shared test helpers (see tests_util.h). */
 #include "tests_util.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,20 @@ int cuvae_test_tmpdir(char *buf, size_t len, const char *tag)
     if (!base || !*base) base = "/tmp";
     snprintf(buf, len, "%s/cuvae-%s-XXXXXX", base, tag);
     return mkdtemp(buf) ? 0 : -1;
+}
+
+void cuvae_test_remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    char path[1024];
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        remove(path);
+    }
+    closedir(d);
+    rmdir(dir);
 }
 
 int cuvae_test_write_file(const char *path, const void *content, size_t len)

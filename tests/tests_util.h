@@ -43,6 +43,9 @@ int cuvae_test_finish(const char *name);
 /* A fresh directory under $TMPDIR (or /tmp); path is written to buf. */
 int cuvae_test_tmpdir(char *buf, size_t len, const char *tag);
 
+/* Removes dir and the files directly in it (what a test made in its cuvae_test_tmpdir). */
+void cuvae_test_remove_dir(const char *dir);
+
 /* Writes `content` to path; returns 0 on success. */
 int cuvae_test_write_file(const char *path, const void *content, size_t len);
 
