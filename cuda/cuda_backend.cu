@@ -356,9 +356,10 @@ static int cuda_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, 
     /* The old copy goes first, so a replacement does not need room for both. */
     if (cuvae_cuda_backend_sync(cb, "before an upload", st)) return -1;
     /* A captured step holds the training set's address, size and binarization: capture anew. */
-    if (set == CUVAE_SET_TRAIN && cb->step_graph) {
-        cudaGraphExecDestroy(cb->step_graph);
+    if (set == CUVAE_SET_TRAIN) {
+        if (cb->step_graph) cudaGraphExecDestroy(cb->step_graph);
         cb->step_graph = NULL;
+        cb->graph_warm = 0; /* a direct step first again: evaluation may have evicted its plans */
     }
     cuvae_cuda_free(&cb->ctx, s->pixels, s->bytes);
     memset(s, 0, sizeof *s);

@@ -5,20 +5,27 @@
 #include <string.h>
 
 #include "cuda_backend_impl.h"
+#include "gemm.h"
 
 void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len)
 {
     cuda_backend *cb = cuda_of(be);
     size_t p = cb->m.n_params * sizeof(float), data = 0;
     for (int s = 0; s < CUVAE_SET_COUNT; s++) data += cb->sets[s].bytes;
-    int plans = 0, fused = 0;
-    cuvae_linear_plan_stats(&cb->ctx, &plans, &fused);
+    cuvae_plan_stats ps;
+    cuvae_linear_plan_stats(&cb->ctx, &ps);
+    char refused[160] = "";
+    if (ps.errors)
+        snprintf(refused, sizeof refused, ", %d epilogues not offered, %d of them with %s",
+                 ps.unfused, ps.errors, cublasGetStatusName((cublasStatus_t)ps.first_error));
+    else if (ps.unfused)
+        snprintf(refused, sizeof refused, ", %d epilogues not offered", ps.unfused);
     snprintf(buf, len,
-             "cuda (%s, %s, %d of %d GEMM plans with fused epilogues, step graph %s): params "
+             "cuda (%s, %s, %d of %d GEMM plans with fused epilogues%s, step graph %s): params "
              "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "
              "evaluation %.1f MiB (%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB "
              "in all",
-             cb->device_name, cuvae_precision_name(cb->ctx.precision), fused, plans,
+             cb->device_name, cuvae_precision_name(cb->ctx.precision), ps.fused, ps.plans, refused,
              !cb->c.train.cuda_graph ? "off"
              : cb->step_graph        ? "captured"
                                      : "on, not yet captured",

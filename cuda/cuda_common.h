@@ -17,9 +17,10 @@
 #include "common.h"
 #include "config.h"
 
-/* Inputs of one training step, sent by the host with a single asynchronous copy and read by the
- * kernels from device memory, so that the host never waits on the device inside a step. The batch
- * indices follow the struct in the same copy (see cuda_backend.cu). */
+/* Inputs of one training step, sent by the host with an asynchronous copy from a pinned staging
+ * slot and read by the kernels from device memory, so that the host never waits on the device
+ * inside a step and a captured step graph reads each replay's values. The batch indices go in a
+ * second copy from the same slot to their own device buffer (see cuda_train_step). */
 typedef struct {
     uint64_t step; /* keys the binarization and reparameterization noise */
     float lr;      /* this step's learning rate */

@@ -23,6 +23,7 @@ typedef struct {
 struct cuvae_matmul_plan {
     plan_key key;
     int supported; /* 0: cuBLASLt has no algorithm for it; the caller falls back */
+    int refusal;   /* when not supported: the heuristic's status (or of the matmul that refused) */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
     cublasLtMatmulAlgo_t algo;
@@ -80,16 +81,22 @@ void cuvae_linear_plans_release(cuvae_cuda_ctx *ctx)
     ctx->n_plans = ctx->cap_plans = ctx->next_evict = 0;
 }
 
-void cuvae_linear_plan_stats(const cuvae_cuda_ctx *ctx, int *plans, int *fused)
+void cuvae_linear_plan_stats(const cuvae_cuda_ctx *ctx, cuvae_plan_stats *s)
 {
-    int n = 0, f = 0;
+    memset(s, 0, sizeof *s);
     for (int i = 0; i < ctx->n_plans; i++) {
-        if (!ctx->plans[i].supported) continue;
-        n++;
-        if (ctx->plans[i].key.epilogue != CUBLASLT_EPILOGUE_DEFAULT) f++;
+        const cuvae_matmul_plan *p = &ctx->plans[i];
+        if (p->key.epilogue < 0) continue; /* a failed build, retried on next use */
+        if (p->supported) {
+            s->plans++;
+            if (p->key.epilogue != CUBLASLT_EPILOGUE_DEFAULT) s->fused++;
+        } else {
+            s->unfused++;
+            if (p->refusal != CUBLAS_STATUS_SUCCESS && p->refusal != CUBLAS_STATUS_NOT_SUPPORTED &&
+                s->errors++ == 0)
+                s->first_error = p->refusal;
+        }
     }
-    *plans = n;
-    *fused = f;
 }
 
 /* Builds the cuBLASLt objects of a plan and asks the heuristic for its algorithm. The bias and
@@ -175,6 +182,10 @@ static int plan_build(cuvae_cuda_ctx *ctx, cuvae_matmul_plan *p, const plan_key 
      * falls back); a plain GEMM without one is. */
     if (epi != CUBLASLT_EPILOGUE_DEFAULT) {
         p->supported = 0;
+        /* Anything but NOT_SUPPORTED (say INVALID_VALUE from a bad aux ld) is shown by describe. */
+        p->refusal = hs != CUBLAS_STATUS_SUCCESS ? (int)hs
+                     : found > 0                 ? (int)result.state
+                                                 : (int)CUBLAS_STATUS_NOT_SUPPORTED;
         return 0;
     }
     if (hs != CUBLAS_STATUS_SUCCESS && hs != CUBLAS_STATUS_NOT_SUPPORTED)
@@ -280,6 +291,7 @@ int cuvae_gemm_try(cuvae_cuda_ctx *ctx, const cuvae_gemm *g, int *done, cudaStre
     if (s == CUBLAS_STATUS_NOT_SUPPORTED && g->epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
         /* The heuristic offered it but the library refuses to run it: remember, fall back. */
         p->supported = 0;
+        p->refusal = (int)s;
         return 0;
     }
     if (cuvae_cublas_result(s, st, "cublasLtMatmul", __FILE__, __LINE__))

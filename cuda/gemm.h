@@ -43,4 +43,13 @@ int cuvae_gemm_try(cuvae_cuda_ctx *ctx, const cuvae_gemm *g, int *done, cudaStre
 /* Name of an epilogue for messages ("RELU_AUX_BIAS"). */
 const char *cuvae_epilogue_name(int epilogue);
 
+/* The cached GEMM plans, for describe(): how many run, how many of those fuse an epilogue, how
+ * many epilogues cuBLASLt did not offer (their layers fall back to plain GEMMs and kernels), and
+ * how many of those refusals came with an error status rather than "not supported" (a sign of a
+ * bad argument, not of a missing kernel), with the first such status. */
+typedef struct {
+    int plans, fused, unfused, errors, first_error;
+} cuvae_plan_stats;
+void cuvae_linear_plan_stats(const cuvae_cuda_ctx *ctx, cuvae_plan_stats *s);
+
 #endif

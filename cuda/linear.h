@@ -65,7 +65,4 @@ int cuvae_mlp_backward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_la
 /* Releases the cached GEMM plans (descriptors, layouts, algorithms) of the context. */
 void cuvae_linear_plans_release(cuvae_cuda_ctx *ctx);
 
-/* Number of GEMM plans cached and how many of them use a fused epilogue (for describe()). */
-void cuvae_linear_plan_stats(const cuvae_cuda_ctx *ctx, int *plans, int *fused);
-
 #endif

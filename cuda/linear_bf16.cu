@@ -191,7 +191,8 @@ static int layer_backward(cuvae_cuda_ctx *ctx, const cuvae_bf16 *x16, const cuva
                           cuvae_status *st)
 {
     int done = 0;
-    /* dW^T [in,out] = X^T [in,B] . dY [B,out]; db from op(B) by BGRADB. */
+    /* dW^T [in,out] = X^T [in,B] . dY [B,out]; db from op(B) by BGRADB, so it sums the bf16 copy
+     * of dY (the unfused path below sums the fp32 dY: the two differ by bf16 rounding). */
     if (db && ctx->use_epilogues) {
         if (try_gemm(ctx, CUBLASLT_EPILOGUE_BGRADB, CUBLAS_OP_N, CUBLAS_OP_T, in, out, B, x16, in,
                      dy16, out, dw, CUDA_R_32F, in, db, NULL, 0, &done, stream, st))
@@ -202,7 +203,7 @@ static int layer_backward(cuvae_cuda_ctx *ctx, const cuvae_bf16 *x16, const cuva
                      dy16, out, dw, CUDA_R_32F, in, NULL, NULL, 0, &done, stream, st))
             return -1;
         if (db && !ctx->plan_only) {
-            /* From the fp32 gradient: the bias gradient loses nothing to the bf16 copy. */
+            /* From the fp32 gradient, in order. */
             column_sum_kernel<<<cuvae_grid_for((size_t)out, BF16_THREADS), BF16_THREADS, 0,
                                 stream>>>(dy, B, out, db);
             CUDA_CHECK_LAUNCH(st);
