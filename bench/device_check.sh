@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything the CUDA backend needs checked on a GPU, in one call of at most ~9 minutes, in order
-# of importance (a later step that runs out of time costs nothing earlier):
+# Everything the CUDA backend needs checked on a GPU, in one call (no step starts after
+# CUVAE_DEVICE_BUDGET seconds), in order of importance (a later step that runs out of time costs
+# nothing earlier):
 #   1. build (Release, sm_90) with the dependencies carried in .device/ where the image lacks them;
 #   2. the gpu-labelled tests (kernel parity, the whole step against the CPU, bf16, the step
 #      graph, exact resume on the GPU), then the rest of the suite (host and CLI tests, on the CPU);
@@ -9,10 +10,15 @@
 #      the K = 5000 bound of the full test set, timed;
 #   5. cuvae bench with and without the step graph, then bench/run_peers.py at batch 128 and 4096:
 #      cuvae (step graph on) against PyTorch eager, its CUDA graph and JAX; the large config in
-#      bf16 and tf32 against the TFLOP/s of its GEMMs alone (bench/peers/gemm_ceiling.py).
+#      bf16 and tf32 against the TFLOP/s of its GEMMs alone (bench/peers/gemm_ceiling.py);
+#   6. time to quality: configs/fashion_mnist_long.ini (the default architecture, longer, with KL
+#      warm-up and a cosine schedule) trained on the GPU with the step graph, then the K = 5000
+#      bound of the full test set, with the wall times (the speed issue's 230-nat target).
 # Prepare here first with bench/device_prepare.sh and carry `.device`. Logs go to .device/out,
-# and to $OUT as summary.txt and logs.tgz when it is set; the summary is the last lines printed.
-#   CUVAE_DEVICE_STEPS="build gpu all sanitize train bench"   the steps to run (default: all)
+# and to $OUT as summary.txt (written line by line, so a call cut short still returns what was
+# done) and logs.tgz when it is set; the summary is also the last lines printed.
+#   CUVAE_DEVICE_STEPS="build gpu all sanitize train bench quality"   the steps (default: all)
+#   CUVAE_DEVICE_BUDGET=540   seconds after which no further step starts (each has its timeouts)
 #   CUVAE_DEVICE_PREFIX=1   use the carried prefix even where the image has the dependencies
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,14 +27,29 @@ cd "$root"
 # device tool brings back only a few files).
 out=$root/.device/out
 rm -rf "$out" && mkdir -p "$out"
-steps=${CUVAE_DEVICE_STEPS:-build gpu all sanitize train bench}
+steps=${CUVAE_DEVICE_STEPS:-build gpu all sanitize train bench quality}
+budget=${CUVAE_DEVICE_BUDGET:-540}
 data=$root/.device/data/fashion-mnist
 summary=()
 t0=$(date +%s)
 say() { echo "[$(($(date +%s) - t0))s] $*"; }
-note() { summary+=("$*"); say "$*"; }
+note() {
+    summary+=("$*")
+    say "$*"
+    echo "$*" >>"$out/summary.txt"
+    if [ -n "${OUT:-}" ]; then
+        echo "$*" >>"$OUT/summary.txt"
+        tar czf "$OUT/logs.tgz" -C "$out" . 2>/dev/null
+    fi
+}
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
-want() { case " $steps " in *" $1 "*) return 0 ;; esac; return 1; }
+want() {
+    case " $steps " in *" $1 "*) ;; *) return 1 ;; esac
+    if [ $(($(date +%s) - t0)) -ge "$budget" ]; then
+        note "$1: not started, past the ${budget} s budget"
+        return 1
+    fi
+}
 
 nvidia-smi -L 2>&1 | head -2
 nvcc --version | tail -1
@@ -123,23 +144,30 @@ $(grep -E 'ERROR SUMMARY' "$out/sanitize-$tool.log" | tr '\n' ' ')"
 fi
 
 # --- 4. ten epochs and the K = 5000 bound -------------------------------------------------------
+# train_and_bound LABEL CONFIG RUN_DIR TRAIN_TIMEOUT [key=value ...]: trains CONFIG on the GPU,
+# then evaluates the K = 5000 bound of the full test set; both timed, both in the summary.
+train_and_bound() {
+    local label=$1 config=$2 dir=$3 limit=$4 t rc
+    shift 4
+    rm -rf "$dir"
+    t=$(date +%s.%N)
+    timeout "$limit" "$bin" train "$config" "${data_args[@]}" train.device=cuda output.images=0 \
+        output.dir="$dir" "$@" >"$out/train-$label.log" 2>&1
+    rc=$?
+    note "train $label ($config${*:+ $*}): rc=$rc in $(elapsed "$t") s; \
+$(grep -o '"test_neg_elbo":[0-9.]*' "$dir/metrics.jsonl" | tail -1); \
+$(grep '"type":"epoch"' "$dir/metrics.jsonl" | tail -1 | grep -o '"valid_neg_elbo":[0-9.]*'); \
+epoch_s $(grep -o '"epoch_s":[0-9.]*' "$dir/metrics.jsonl" | cut -d: -f2 | sort -n |
+        awk '{ v[NR] = $1 } END { if (NR) printf "median %s min %s", v[int((NR + 1) / 2)], v[1] }')"
+    t=$(date +%s.%N)
+    timeout 120 "$bin" eval "$dir/model.safetensors" --data-dir "$data" --device cuda \
+        --samples 5000 --json "$out/eval-$label.json" >"$out/eval-$label.log" 2>&1
+    rc=$?
+    note "eval $label, K=5000, 10000 test images: rc=$rc in $(elapsed "$t") s; \
+$(tr -d '\n ' <"$out/eval-$label.json" 2>/dev/null | head -c 400)"
+}
 if want train && [ ${#data_args[@]} -gt 0 ]; then
-    rm -rf /tmp/cuvae_fm10
-    t=$(date +%s.%N)
-    timeout 150 "$bin" train configs/fashion_mnist.ini \
-        "${data_args[@]}" train.device=cuda output.images=0 output.dir=/tmp/cuvae_fm10 \
-        >"$out/train10.log" 2>&1
-    rc=$?
-    note "train 10 epochs (tf32): rc=$rc in $(elapsed "$t") s; \
-$(grep -o '"test_neg_elbo":[0-9.]*' /tmp/cuvae_fm10/metrics.jsonl | tail -1); \
-epoch_s $(grep -o '"epoch_s":[0-9.]*' /tmp/cuvae_fm10/metrics.jsonl | cut -d: -f2 | tr '\n' ' ')"
-    t=$(date +%s.%N)
-    timeout 120 "$bin" eval /tmp/cuvae_fm10/model.safetensors \
-        --data-dir "$data" --device cuda --samples 5000 --json "$out/eval5000.json" \
-        >"$out/eval5000.log" 2>&1
-    rc=$?
-    note "eval K=5000, 10000 test images: rc=$rc in $(elapsed "$t") s; \
-$(tr -d '\n ' <"$out/eval5000.json" 2>/dev/null | head -c 400)"
+    train_and_bound 10-epochs configs/fashion_mnist.ini /tmp/cuvae_fm10 150
 fi
 
 # --- 5. peers -------------------------------------------------------------------------------------
@@ -171,8 +199,11 @@ $(grep -o '"tflops": [0-9.]*' "$out/gemm-ceiling-$p.json" 2>/dev/null) TFLOP/s"
     done
 fi
 
-echo "=== summary ($(($(date +%s) - t0)) s)"
-printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
-if [ -n "${OUT:-}" ]; then
-    cp "$out/summary.txt" "$OUT/" && tar czf "$OUT/logs.tgz" -C "$out" .
+# --- 6. time to quality --------------------------------------------------------------------------
+if want quality && [ ${#data_args[@]} -gt 0 ]; then
+    train_and_bound long configs/fashion_mnist_long.ini /tmp/cuvae_long 300 train.cuda_graph=1
 fi
+
+echo "=== summary ($(($(date +%s) - t0)) s)"
+printf '%s\n' "${summary[@]}"
+if [ -n "${OUT:-}" ]; then tar czf "$OUT/logs.tgz" -C "$out" . 2>/dev/null; fi
