@@ -7,7 +7,8 @@
 #      graph, exact resume on the GPU), then the rest of the suite (host and CLI tests, on the CPU);
 #   3. compute-sanitizer memcheck and racecheck on a short training run and a short eval;
 #   4. ten epochs of the default config on the GPU (test negative ELBO, against the CPU's) and
-#      the K = 5000 bound of the full test set, timed;
+#      the K = 5000 bound of the full test set, timed; then ten epochs of cuvae against ten of
+#      PyTorch eager (bench/run_peers.py --epoch 10: epoch times and test ELBOs);
 #   5. cuvae bench with and without the step graph, then bench/run_peers.py at batch 128 and 4096:
 #      cuvae (step graph on) against PyTorch eager, its CUDA graph and JAX; the large config in
 #      bf16 and tf32 against the TFLOP/s of its GEMMs alone (bench/peers/gemm_ceiling.py);
@@ -168,6 +169,13 @@ $(tr -d '\n ' <"$out/eval-$label.json" 2>/dev/null | head -c 400)"
 }
 if want train && [ ${#data_args[@]} -gt 0 ]; then
     train_and_bound 10-epochs configs/fashion_mnist.ini /tmp/cuvae_fm10 150
+    # The CUDA issue's epoch-time criterion: whole epochs (training + validation) of cuvae and of
+    # PyTorch eager on the same GPU, data resident, TF32 on both; and their 10-epoch test ELBOs.
+    timeout 150 python3 bench/run_peers.py configs/fashion_mnist.ini "${data_args[@]}" \
+        --cuvae "$bin" --device cuda --precision tf32 --epoch 10 --json "$out/epochs-peers.json" \
+        >"$out/epochs-peers.log" 2>&1
+    note "run_peers --epoch 10 (cuvae vs PyTorch eager, tf32): rc=$? \
+$(grep -E '^ +(1|10) |test negative ELBO' "$out/epochs-peers.log" | tr -s ' ' | tr '\n' ';')"
 fi
 
 # --- 5. peers -------------------------------------------------------------------------------------
