@@ -4,11 +4,13 @@
 # nothing earlier):
 #   1. build (Release, sm_90) with the dependencies carried in .device/ where the image lacks them;
 #   2. the gpu-labelled tests (kernel parity, the whole step against the CPU, bf16, the step
-#      graph, exact resume on the GPU), then the rest of the suite (host and CLI tests, on the CPU);
+#      graph, exact resume on the GPU);
 #   3. compute-sanitizer memcheck and racecheck on a short training run and a short eval;
 #   4. ten epochs of the default config on the GPU (test negative ELBO, against the CPU's) and
-#      the K = 5000 bound of the full test set, timed; then ten epochs of cuvae against ten of
-#      PyTorch eager (bench/run_peers.py --epoch 10: epoch times and test ELBOs);
+#      the K = 5000 bound of the full test set, timed, against the PyTorch peer's evaluation of
+#      the same checkpoint; then ten epochs of cuvae against ten of PyTorch eager
+#      (bench/run_peers.py --epoch 10: epoch times and test ELBOs); then the rest of the suite
+#      (host and CLI tests: the CLI tests train, resume and evaluate on the GPU);
 #   5. cuvae bench with and without the step graph, then bench/run_peers.py at batch 128 and 4096:
 #      cuvae (step graph on) against PyTorch eager, its CUDA graph and JAX; the large config in
 #      bf16 and tf32 against the TFLOP/s of its GEMMs alone (bench/peers/gemm_ceiling.py);
@@ -18,7 +20,7 @@
 # Prepare here first with bench/device_prepare.sh and carry `.device`. Logs go to .device/out,
 # and to $OUT as summary.txt (written line by line, so a call cut short still returns what was
 # done) and logs.tgz when it is set; the summary is also the last lines printed.
-#   CUVAE_DEVICE_STEPS="build gpu all sanitize train bench quality"   the steps (default: all)
+#   CUVAE_DEVICE_STEPS="build gpu sanitize train all bench quality"   the steps (default: all)
 #   CUVAE_DEVICE_BUDGET=540   seconds after which no further step starts (each has its timeouts)
 #   CUVAE_DEVICE_PREFIX=1   use the carried prefix even where the image has the dependencies
 set -uo pipefail
@@ -28,7 +30,7 @@ cd "$root"
 # device tool brings back only a few files).
 out=$root/.device/out
 rm -rf "$out" && mkdir -p "$out"
-steps=${CUVAE_DEVICE_STEPS:-build gpu all sanitize train bench quality}
+steps=${CUVAE_DEVICE_STEPS:-build gpu sanitize train all bench quality}
 budget=${CUVAE_DEVICE_BUDGET:-540}
 data=$root/.device/data/fashion-mnist
 summary=()
@@ -51,6 +53,15 @@ want() {
         return 1
     fi
 }
+
+# The peers' Python: the first that imports torch and numpy (the device image's python3 does).
+py=python3
+for cand in python3 /usr/bin/python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import numpy, torch' 2>/dev/null; then
+        py=$cand
+        break
+    fi
+done
 
 nvidia-smi -L 2>&1 | head -2
 nvcc --version | tail -1
@@ -118,12 +129,6 @@ if want gpu; then
     note "ctest -L gpu: $(grep -E 'tests passed|tests failed' "$out/ctest-gpu.log" | tail -1)"
     grep -E '^[A-Za-z_].*(FAIL|fail|out of tolerance)' "$out/ctest-gpu.log" | head -15
 fi
-if want all; then
-    (cd build-gpu && timeout 240 ctest -LE gpu -j8 --output-on-failure) >"$out/ctest-all.log" 2>&1
-    note "ctest -LE gpu (host + cli): \
-$(grep -E 'tests passed|tests failed' "$out/ctest-all.log" | tail -1)"
-    grep -E 'FAIL|Failed' "$out/ctest-all.log" | head -10
-fi
 
 # --- 3. compute-sanitizer -------------------------------------------------------------------------
 if want sanitize && [ ${#data_args[@]} -gt 0 ]; then
@@ -169,13 +174,38 @@ $(tr -d '\n ' <"$out/eval-$label.json" 2>/dev/null | head -c 400)"
 }
 if want train && [ ${#data_args[@]} -gt 0 ]; then
     train_and_bound 10-epochs configs/fashion_mnist.ini /tmp/cuvae_fm10 150
+    # The speed issue's evaluation target: the same checkpoint's K = 5000 bound of the full test
+    # set by cuvae in tf32 and by the PyTorch peer (torch.randn noise on the device, 65536 rows
+    # at once as cuvae) in fp32 and tf32.
+    t=$(date +%s.%N)
+    timeout 120 "$bin" eval /tmp/cuvae_fm10/model.safetensors --data-dir "$data" --device cuda \
+        --samples 5000 --precision tf32 --json "$out/eval-10-epochs-tf32.json" \
+        >"$out/eval-10-epochs-tf32.log" 2>&1
+    note "eval 10-epochs tf32, K=5000: rc=$? in $(elapsed "$t") s; \
+$(grep -oE '"(neg_iw_bound|seconds)":[0-9.]*' "$out/eval-10-epochs-tf32.json" | tr '\n' ' ')"
+    for p in fp32 tf32; do
+        timeout 200 "$py" bench/peers/torch_vae.py --checkpoint /tmp/cuvae_fm10/model.safetensors \
+            --test-images "$data/t10k-images-idx3-ubyte.gz" --eval-samples 5000 --noise torch \
+            --eval-rows 65536 --device cuda --precision $p --json "$out/torch-eval-$p.json" \
+            >"$out/torch-eval-$p.log" 2>&1
+        note "PyTorch eval of the same checkpoint, $p, K=5000: rc=$? \
+$(grep -oE '"(neg_iw_bound|seconds|batch)": [0-9.]*' "$out/torch-eval-$p.json" | tr '\n' ' ')"
+    done
     # The CUDA issue's epoch-time criterion: whole epochs (training + validation) of cuvae and of
     # PyTorch eager on the same GPU, data resident, TF32 on both; and their 10-epoch test ELBOs.
-    timeout 150 python3 bench/run_peers.py configs/fashion_mnist.ini "${data_args[@]}" \
+    timeout 150 "$py" bench/run_peers.py configs/fashion_mnist.ini "${data_args[@]}" \
         --cuvae "$bin" --device cuda --precision tf32 --epoch 10 --json "$out/epochs-peers.json" \
         >"$out/epochs-peers.log" 2>&1
     note "run_peers --epoch 10 (cuvae vs PyTorch eager, tf32): rc=$? \
 $(grep -E '^ +(1|10) |test negative ELBO' "$out/epochs-peers.log" | tr -s ' ' | tr '\n' ';')"
+fi
+
+# --- the rest of the suite (host and CLI tests; the CLI tests pick the GPU with --device auto) --
+if want all; then
+    (cd build-gpu && timeout 240 ctest -LE gpu -j8 --output-on-failure) >"$out/ctest-all.log" 2>&1
+    note "ctest -LE gpu (host + cli): \
+$(grep -E 'tests passed|tests failed' "$out/ctest-all.log" | tail -1)"
+    grep -E 'FAIL|Failed' "$out/ctest-all.log" | head -10
 fi
 
 # --- 5. peers -------------------------------------------------------------------------------------
@@ -187,7 +217,7 @@ if want bench; then
         note "cuvae bench batch 128 tf32, train.cuda_graph=$g: rc=$? \
 $(grep -E '^ +128 ' "$out/bench-graph$g.log" | tr -s ' ')"
     done
-    timeout 200 python3 bench/run_peers.py configs/fashion_mnist.ini "${data_args[@]}" train.cuda_graph=1 \
+    timeout 200 "$py" bench/run_peers.py configs/fashion_mnist.ini "${data_args[@]}" train.cuda_graph=1 \
         --cuvae "$bin" --device cuda --batch 128,4096 --precision tf32 \
         --peers torch-eager,torch-graph,jax --steps 100 --repeats 5 --json "$out/peers.json" \
         >"$out/peers.log" 2>&1
@@ -200,7 +230,7 @@ $(grep -E '^ +128 ' "$out/bench-graph$g.log" | tr -s ' ')"
     note "cuvae bench large, batch 4096: rc=$? \
 $(grep -E '^ +4096 ' "$out/bench-large.log" | tr -s ' ' | tr '\n' ';')"
     for p in bf16 tf32; do
-        timeout 60 python3 bench/peers/gemm_ceiling.py configs/large.ini --x-dim 784 --batch 4096 \
+        timeout 60 "$py" bench/peers/gemm_ceiling.py configs/large.ini --x-dim 784 --batch 4096 \
             --precision $p --json "$out/gemm-ceiling-$p.json" >/dev/null 2>"$out/gemm-ceiling-$p.log"
         note "GEMM ceiling $p (cuBLAS via torch, same products): rc=$? \
 $(grep -o '"tflops": [0-9.]*' "$out/gemm-ceiling-$p.json" 2>/dev/null) TFLOP/s"

@@ -20,7 +20,10 @@ Three uses:
                       "ten epochs within 1% of PyTorch" check of the CPU trainer.
   --checkpoint FILE   load a cuvae checkpoint (safetensors) and evaluate the test set with cuvae's
                       own evaluation noise (bench/peers/philox.py), so the figure can be compared
-                      with `cuvae eval` number for number.
+                      with `cuvae eval` number for number; with --noise torch the noise is drawn
+                      by torch.randn on the device instead, and the timed figure (seconds,
+                      examples/s) is the peer's of the K-sample evaluation (--eval-rows: rows of
+                      B x K decoded at once, as cuvae's 65536).
 
 What --train-epochs shares with `cuvae train`, and what it does not:
   - the same validation split (philox.py reproduces cuvae_permutation(seed, SPLIT, 0): the first
@@ -387,10 +390,10 @@ def cuvae_eval_noise(seed, counter=0):
         philox.normals(seed, philox.STREAM_EVAL, counter, first, count))
 
 
-def torch_eval_noise(seed):
-    gen = torch.Generator(device="cpu")
+def torch_eval_noise(seed, device=torch.device("cpu")):
+    gen = torch.Generator(device=device)
     gen.manual_seed(seed + 1)
-    return lambda first, count: torch.randn(count, generator=gen)
+    return lambda first, count: torch.randn(count, generator=gen, device=device)
 
 
 # ---- training on the real data ----------------------------------------------------------------
@@ -543,6 +546,10 @@ def load_checkpoint(path, device="cpu", dtype=torch.float32):
 
 def eval_checkpoint(args):
     device = pick_device(args.device)
+    precision = (getattr(args, "precision", None) or ["fp32"])[0]
+    if precision == "bf16":
+        raise SystemExit("torch_vae: --checkpoint evaluates in fp32 or tf32 (as cuvae eval)")
+    set_precision(precision, device)
     dtype = torch.float64 if args.float64 else torch.float32
     model, cfg, metadata, tensors, reader = load_checkpoint(args.checkpoint, device, dtype)
     if args.test_images:
@@ -552,11 +559,20 @@ def eval_checkpoint(args):
     _, _, test = run_data(cfg, need_train=False)
     K = args.eval_samples or 1
     seed = int(metadata.get("seed", cfg.seed))
-    r = evaluate(model, test, K, cuvae_eval_noise(seed), max(1, min(cfg.eval_batch_size,
-                                                                     16384 // K)), dtype)
+    noise_kind = getattr(args, "noise", None) or "cuvae"
+    noise = cuvae_eval_noise(seed) if noise_kind == "cuvae" else torch_eval_noise(seed, device)
+    batch = max(1, min(cfg.eval_batch_size, getattr(args, "eval_rows", 16384) // K))
+    sync(device)
+    t0 = time.perf_counter()
+    r = evaluate(model, test, K, noise, batch, dtype)
+    sync(device)
+    seconds = time.perf_counter() - t0
     r.update({"checkpoint": args.checkpoint, "reader": reader, "examples": int(len(test)),
-              "samples": K, "step": int(metadata.get("step", -1)), "noise": "cuvae",
-              "dtype": str(dtype).replace("torch.", "")})
+              "samples": K, "step": int(metadata.get("step", -1)), "noise": noise_kind,
+              "dtype": str(dtype).replace("torch.", ""), "precision": precision,
+              "device": device.type,
+              "machine": machine(device), "batch": batch, "seconds": seconds,
+              "examples_per_s": len(test) / seconds if seconds > 0 else None})
     return r
 
 
@@ -582,7 +598,11 @@ def main(argv=None):
                     help="torch.set_flush_denormal(True), as cuvae's CPU backend does (CPU)")
     ap.add_argument("--train-epochs", type=int, default=0, metavar="E")
     ap.add_argument("--init", default="torch", choices=["torch", "cuvae"])
-    ap.add_argument("--noise", default="torch", choices=["torch", "cuvae"])
+    ap.add_argument("--noise", default=None, choices=["torch", "cuvae"],
+                    help="noise of training and evaluation: torch's own generator (the default "
+                    "for --train-epochs) or cuvae's Philox streams (the default for --checkpoint)")
+    ap.add_argument("--eval-rows", type=int, default=16384, metavar="R",
+                    help="--checkpoint: examples x K rows evaluated at once (default 16384)")
     ap.add_argument("--eval-samples", type=int, default=0, metavar="K",
                     help="also report the K-sample bound (--train-epochs, --checkpoint)")
     ap.add_argument("--checkpoint", help="evaluate a cuvae checkpoint on its test set")
@@ -606,6 +626,8 @@ def main(argv=None):
     if args.flush_denormal and not torch.set_flush_denormal(True):
         ap.error("--flush-denormal: this CPU does not support flushing denormals")
 
+    if args.eval_rows < 1:
+        ap.error("--eval-rows: expected a positive number of rows")
     if args.checkpoint:
         result = eval_checkpoint(args)
     else:
@@ -613,6 +635,7 @@ def main(argv=None):
         if args.batch:
             args.batch = [int(b) for b in args.batch.split(",") if b]
         if args.train_epochs > 0:
+            args.noise = args.noise or "torch"
             if args.batch:
                 cfg.batch_size = args.batch[0]
             result = train_epochs(cfg, args)
