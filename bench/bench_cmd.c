@@ -21,6 +21,7 @@
 
 #include "backend.h"
 #include "bench.h"
+#include "blas_info.h"
 #include "cli_args.h"
 #include "config.h"
 #include "dataset.h"
@@ -522,6 +523,9 @@ int cuvae_cmd_bench(int argc, char **argv)
            device == CUVAE_DEV_CPU ? "cpu" : "cuda", machine, model,
            cfg.model.likelihood == CUVAE_LIK_BERNOULLI ? "bernoulli" : "gaussian",
            bd.synthetic ? "synthetic" : "real");
+    char blas[512];
+    cuvae_blas_describe(blas, sizeof blas);
+    printf("BLAS: %s\n", blas);
     cuvae_bench_print_table(stdout, s, n, eval_K, bd.n_test, device);
     rc = failed ? CUVAE_EXIT_RUNTIME : CUVAE_EXIT_OK;
     if (o.json_path && cuvae_bench_write_json(o.json_path, &o, argc, argv, machine, cpu,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "blas_info.h"
 
 /* ---- machine --------------------------------------------------------------------------------- */
 
@@ -123,6 +124,17 @@ int cuvae_bench_write_json(const char *path, const bench_opts *o, int argc, char
     const char *threads = getenv("OPENBLAS_NUM_THREADS");
     json_object_set_new(mach, "openblas_num_threads", threads ? json_string(threads) : json_null());
     json_object_set_new(mach, "device", json_string(device_name));
+    cuvae_blas_info bi;
+    cuvae_blas_get_info(&bi);
+    json_t *blas = json_object();
+    json_object_set_new(blas, "library", json_string(bi.library));
+    json_object_set_new(blas, "version", json_string(bi.version));
+    json_object_set_new(blas, "config", json_string(bi.config));
+    json_object_set_new(blas, "kernels", json_string(bi.kernels));
+    json_object_set_new(blas, "kernels_source", json_string(bi.source));
+    json_object_set_new(blas, "cpu_level", json_string(bi.cpu_level));
+    json_object_set_new(blas, "threads", json_integer(bi.threads));
+    json_object_set_new(mach, "blas", blas);
     double load = load_average();
     json_object_set_new(mach, "load_average", isfinite(load) ? json_real(load) : json_null());
     json_object_set_new(root, "tool", json_string("cuvae bench"));

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_info.h"
 #include "cpu_backend_impl.h"
 #include "cpu_ops.h"
 #include "philox.h"
@@ -293,11 +294,13 @@ static void cpu_describe(cuvae_backend *be, char *buf, size_t len)
     size_t data = 0;
     for (int s = 0; s < CUVAE_SET_COUNT; s++)
         if (cb->sets[s].pixels) data += (size_t)cb->sets[s].n * (size_t)cb->sets[s].d;
+    char blas[384];
+    cuvae_blas_describe(blas, sizeof blas);
     snprintf(buf, len,
-             "cpu (OpenBLAS, %d threads): params %.1f MiB, grads %.1f MiB, adam %.1f MiB, "
+             "cpu (%s): params %.1f MiB, grads %.1f MiB, adam %.1f MiB, "
              "activations %.1f MiB (batch of %d, evaluation blocks), data %.1f MiB",
-             openblas_get_num_threads(), p, p, 2 * p, (double)(cb->a.bytes + cb->e.bytes) * mib,
-             cb->a.rows, (double)data * mib);
+             blas, p, p, 2 * p, (double)(cb->a.bytes + cb->e.bytes) * mib, cb->a.rows,
+             (double)data * mib);
 }
 
 static const cuvae_backend_ops cpu_ops = {

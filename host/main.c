@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "blas_info.h"
 #include "commands.h"
 #include "signals.h"
 
@@ -63,6 +64,9 @@ static void print_version(void)
     const char *cuda = "CPU backend only (built without CUDA)";
 #endif
     printf("cuvae %s, %s\n", CUVAE_VERSION, cuda);
+    char blas[512];
+    cuvae_blas_describe(blas, sizeof blas);
+    printf("BLAS: %s\n", blas);
 }
 
 static const subcommand *find(const char *name)
@@ -74,6 +78,7 @@ static const subcommand *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    cuvae_blas_ensure_kernels(argv); /* first: it may run the program again with other kernels */
     cuvae_status st;
     if (cuvae_signals_ignore_sigpipe(&st)) {
         fprintf(stderr, "cuvae: %s\n", st.msg);
