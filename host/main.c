@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "cuda_arch.h"
 #include "signals.h"
 
 #ifndef CUVAE_VERSION
@@ -58,11 +59,13 @@ static void print_help(FILE *out)
 static void print_version(void)
 {
 #ifdef CUVAE_HAVE_CUDA
-    const char *cuda = "CPU and CUDA backends";
+    char archs[256];
+    cuvae_cuda_arch_describe(CUVAE_CUDA_ARCHS, archs, sizeof archs);
+    printf("cuvae %s, CPU and CUDA backends (CUDA %s; %s)\n", CUVAE_VERSION, CUVAE_CUDA_TOOLKIT,
+           archs);
 #else
-    const char *cuda = "CPU backend only (built without CUDA)";
+    printf("cuvae %s, CPU backend only (built without CUDA)\n", CUVAE_VERSION);
 #endif
-    printf("cuvae %s, %s\n", CUVAE_VERSION, cuda);
 }
 
 static const subcommand *find(const char *name)
