@@ -10,13 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+extern "C" {
+#include "tests_util.h"
+}
 #include "backend.h"
 #include "config.h"
 #include "cuda_backend_impl.h"
 #include "gemm.h"
 #include "model.h"
 #include "philox.h"
-#include "tests_util.h"
 
 #define ROWS 28
 #define COLS 28
