@@ -23,6 +23,8 @@
 #                          timeout on a simulated clock, run nothing (checks the budget here)
 #   CUVAE_DEVICE_ARCHS=90-real   the architectures built (default: the device's, from nvidia-smi)
 #   CUVAE_DEVICE_PREFIX=1  use the carried packages even where the image has the dependencies
+#   CUVAE_DEVICE_ASSUME_GPU=1   run the GPU steps where nvidia-smi lists no GPU (to test this
+#                          script on a CPU machine: every GPU step must then report a failure)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -84,6 +86,8 @@ on_gpu=0
 if nvidia-smi -L >"$out/nvidia-smi.txt" 2>&1 && grep -q '^GPU ' "$out/nvidia-smi.txt"; then
     on_gpu=1
 fi
+# Testing this script where there is no GPU: run the GPU steps anyway (they fail, and say so).
+[ -n "${CUVAE_DEVICE_ASSUME_GPU:-}" ] && on_gpu=1
 note "command $cmd, limit ${limit} s: $([ $on_gpu = 1 ] && head -1 "$out/nvidia-smi.txt" || echo 'no GPU (nvidia-smi lists none)'); \
 driver $(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1); \
 $(nvcc --version 2>/dev/null | tail -1 || echo 'nvcc not on PATH')"
@@ -252,10 +256,16 @@ epoch_s $(grep -o '"epoch_s":[0-9.]*' "$dir/metrics.jsonl" 2>/dev/null | cut -d:
 $(tr -d '\n ' 2>/dev/null <"$out/eval-$label.json" | head -c 400)"
 }
 
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
+    /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
 sanitize() { # sanitize TOOL WHAT LIMIT CMD...
     local tool=$1 what=$2 limit_s=$3 rc
     shift 3
-    run "$limit_s" "$out/sanitize-$tool-$what.log" compute-sanitizer --tool "$tool" \
+    if [ -z "$sanitizer" ] && [ -z "$dry" ]; then
+        fail_note "compute-sanitizer $tool, $what: FAILED: compute-sanitizer not found"
+        return 0
+    fi
+    run "$limit_s" "$out/sanitize-$tool-$what.log" "${sanitizer:-compute-sanitizer}" --tool "$tool" \
         --error-exitcode 99 --print-limit 20 "$@"
     rc=$?
     [ -n "$dry" ] && return 0
