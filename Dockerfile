@@ -1,5 +1,6 @@
 # cuvae in a container: the CUDA devel image builds, the CUDA runtime image runs.
-#   docker build -t cuvae .
+#   docker build -t cuvae .    (--build-arg CUDA_VERSION=12.8.1 for another toolkit,
+#                               --build-arg CUDA_ARCHITECTURES=86-real for other GPUs)
 #   docker run --gpus all -v $PWD/runs:/runs cuvae train /opt/cuvae/configs/fashion_mnist.ini
 # Data and runs are volumes: /data (your IDX files; Fashion-MNIST is baked in from the distribution
 # package at /usr/share/datasets/fashion-mnist) and /runs (run directories: checkpoints, metrics).
@@ -9,8 +10,12 @@
 
 ARG CUDA_VERSION=13.0.0
 ARG UBUNTU=ubuntu24.04
+# The GPUs the binary holds machine code for (CMake's list; the default: A100, A10G/RTX 30xx,
+# L4/RTX 40xx, H100/H200, plus PTX for newer ones), e.g. --build-arg CUDA_ARCHITECTURES=89-real
+ARG CUDA_ARCHITECTURES="80-real;86-real;89-real;90-real;90-virtual"
 
 FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
+ARG CUDA_ARCHITECTURES
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake pkg-config zlib1g-dev \
@@ -24,6 +29,7 @@ COPY bench bench
 COPY tests tests
 COPY configs configs
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+        -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES}" \
  && cmake --build build -j"$(nproc)" \
  && install -D build/cuvae /opt/cuvae/bin/cuvae \
  && cp -r configs /opt/cuvae/configs

@@ -6,7 +6,7 @@
 # that a call carries). Run it here (Debian, with
 # network to the package archive), then carry `.device` with the call:
 #   bash bench/device_prepare.sh
-#   device run: bash bench/device_check.sh   (carry: .device)
+#   device run: bash bench/device_check.sh 1, then bash bench/device_check.sh 2   (carry: .device)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dst=$root/.device
@@ -22,4 +22,4 @@ fm=/usr/share/datasets/fashion-mnist
 [ -d "$fm" ] || { echo "device_prepare: $fm missing: apt-get install dataset-fashion-mnist"; exit 1; }
 cp "$fm"/*-ubyte.gz "$dst/data/fashion-mnist/"
 du -sh "$dst"
-echo "device_prepare: ready; carry .device and run bench/device_check.sh there"
+echo "device_prepare: ready; carry .device and run bench/device_check.sh 1, then 2, there"

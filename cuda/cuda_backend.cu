@@ -385,8 +385,15 @@ static int eval_reserve(cuda_backend *cb, int min_rows, cuvae_status *st)
 {
     if (cb->ev.cap_rows >= min_rows) return 0;
     if (cuvae_cuda_backend_sync(cb, "before allocating evaluation buffers", st)) return -1;
-    return cuvae_eval_buffers_alloc(&cb->ctx, &cb->m, cuvae_eval_rows_for(&cb->m, min_rows),
-                                    &cb->ev, st);
+    size_t free_bytes = 0, total = 0;
+    if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) {
+        (void)cudaGetLastError();
+        free_bytes = (size_t)1536 << 20; /* unknown: the 256 MiB budget of before */
+    }
+    /* What the buffers hold now is freed first, so it counts as free. */
+    free_bytes += cb->ev.bytes;
+    int rows = cuvae_eval_rows_for(&cb->m, min_rows, cuvae_eval_budget_bytes(free_bytes));
+    return cuvae_eval_buffers_alloc(&cb->ctx, &cb->m, rows, &cb->ev, st);
 }
 
 static int cuda_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,
@@ -437,10 +444,10 @@ static int cuda_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, i
             CUDA_CHECK(st,
                        cudaMemcpy2DAsync(out->logvar + (size_t)first * (size_t)L, row, ev->enc + L,
                                          2 * row, row, (size_t)nb, cudaMemcpyDeviceToHost, stream));
-        /* The next pass overwrites the device buffers these copies read. */
-        if (cuvae_cuda_backend_sync(cb, "evaluation failed on the device", st)) return -1;
+        /* No wait here: the next pass's kernels are behind these copies on the same stream, so
+         * they cannot overwrite what the copies read; one synchronization ends the call. */
     }
-    return 0;
+    return cuvae_cuda_backend_sync(cb, "evaluation failed on the device", st);
 }
 
 static int cuda_decode(cuvae_backend *be, const float *z, int n, float *x_mean, cuvae_status *st)

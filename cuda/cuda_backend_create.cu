@@ -14,12 +14,16 @@ void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len)
     for (int s = 0; s < CUVAE_SET_COUNT; s++) data += cb->sets[s].bytes;
     cuvae_plan_stats ps;
     cuvae_linear_plan_stats(&cb->ctx, &ps);
-    char refused[160] = "";
+    char refused[160] = "", at_run[96] = "";
+    if (ps.run_refusals)
+        snprintf(at_run, sizeof at_run, ", %d refused at run time (first: %s)", ps.run_refusals,
+                 cublasGetStatusName((cublasStatus_t)ps.first_run_refusal));
     if (ps.errors)
-        snprintf(refused, sizeof refused, ", %d epilogues not offered, %d of them with %s",
-                 ps.unfused, ps.errors, cublasGetStatusName((cublasStatus_t)ps.first_error));
+        snprintf(refused, sizeof refused, ", %d epilogues refused, %d of them with %s%s",
+                 ps.unfused, ps.errors, cublasGetStatusName((cublasStatus_t)ps.first_error),
+                 at_run);
     else if (ps.unfused)
-        snprintf(refused, sizeof refused, ", %d epilogues not offered", ps.unfused);
+        snprintf(refused, sizeof refused, ", %d epilogues refused%s", ps.unfused, at_run);
     snprintf(buf, len,
              "cuda (%s, %s, %d of %d GEMM plans with fused epilogues%s, step graph %s): params "
              "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "

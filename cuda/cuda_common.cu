@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cuda_arch.h"
 #include "linear.h"
 
 /* The file name from __FILE__ with its directory ("cuda/linear.cu"), so messages stay short. */
@@ -212,6 +213,19 @@ extern "C" int cuvae_cuda_available(char *name, size_t len)
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         if (name && len) snprintf(name, len, "%s", cudaGetErrorString(e));
+        return 0;
+    }
+    /* A device this build holds no code for would fail at the first kernel launch: say so now,
+     * naming both, so that --device auto falls back and --device cuda stops with the reason. */
+    char how[64];
+    if (cuvae_cuda_arch_runs(CUVAE_CUDA_ARCHS, prop.major, prop.minor, how, sizeof how) == 0) {
+        char archs[160];
+        cuvae_cuda_arch_describe(CUVAE_CUDA_ARCHS, archs, sizeof archs);
+        if (name && len)
+            snprintf(name, len,
+                     "%s has compute capability %d.%d, and this cuvae holds %s only (rebuild with "
+                     "-DCMAKE_CUDA_ARCHITECTURES=%d%d-real)",
+                     prop.name, prop.major, prop.minor, archs, prop.major, prop.minor);
         return 0;
     }
     if (name && len) snprintf(name, len, "%s", prop.name);

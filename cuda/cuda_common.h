@@ -73,7 +73,10 @@ typedef struct {
     double *d_partials;          /* device: [CUVAE_REDUCE_BLOCKS] partial sums of reductions */
     cuvae_matmul_plan *plans;    /* host: GEMM plan cache (gemm.cu) */
     int n_plans, cap_plans, next_evict;
-    size_t device_bytes; /* allocated through cuvae_cuda_alloc with this context */
+    int run_refusals;      /* epilogue GEMMs that cublasLtMatmul failed after their plan was chosen
+                              (each fell back to the unfused path; counted for describe()) */
+    int first_run_refusal; /* cublasStatus_t of the first of them */
+    size_t device_bytes;   /* allocated through cuvae_cuda_alloc with this context */
 } cuvae_cuda_ctx;
 
 /* Blocks of the first pass of the deterministic two-pass reductions (gradient norm): fixed, so the

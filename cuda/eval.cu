@@ -20,7 +20,6 @@
 
 #define EXPAND_WARPS 4
 #define EVAL_THREADS 256
-#define EVAL_BUDGET_BYTES ((size_t)256 << 20)
 
 /* One warp per row: z, lw and (for k = 0) the example's KL. */
 static __global__ void expand_kernel(const float *enc, const int32_t *idx, int n, int K, int L,
@@ -104,9 +103,18 @@ static size_t bytes_per_row(const cuvae_model *m)
     return sizeof(int32_t) + sizeof(float) * (2 * D + 2 * W + 3 * L) + sizeof(double) * 7;
 }
 
-int cuvae_eval_rows_for(const cuvae_model *model, int min_rows)
+size_t cuvae_eval_budget_bytes(size_t free_bytes)
 {
-    size_t rows = EVAL_BUDGET_BYTES / bytes_per_row(model);
+    const size_t mib = (size_t)1 << 20, reserve = (size_t)1 << 30;
+    size_t b = free_bytes > reserve ? (free_bytes - reserve) / 2 : free_bytes / 4;
+    if (b < 32 * mib) b = 32 * mib;
+    if (b > 8192 * mib) b = 8192 * mib;
+    return b;
+}
+
+int cuvae_eval_rows_for(const cuvae_model *model, int min_rows, size_t budget_bytes)
+{
+    size_t rows = budget_bytes / bytes_per_row(model);
     if (rows > CUVAE_EVAL_MAX_ROWS) rows = CUVAE_EVAL_MAX_ROWS;
     if (rows < 1) rows = 1;
     if ((size_t)min_rows > rows) rows = (size_t)min_rows;

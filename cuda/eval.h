@@ -27,9 +27,15 @@ typedef struct {
     double *res;    /* [4, cap_rows]: neg_elbo, neg_iw, rec, kl per example */
 } cuvae_eval_buffers;
 
-/* The largest row count worth allocating for a model: bounded by a memory budget and by
- * CUVAE_EVAL_MAX_ROWS, at least min_rows. */
-int cuvae_eval_rows_for(const cuvae_model *model, int min_rows);
+/* The device memory the evaluation buffers may take, from what is free (cudaMemGetInfo): half of
+ * it beyond a 1 GiB reserve (cuBLASLt, the driver, other processes), a quarter when under 1 GiB
+ * is free, and between 32 MiB and 8 GiB. Results do not depend on it: every example's bound sums
+ * its own samples in order, whatever the pass size. */
+size_t cuvae_eval_budget_bytes(size_t free_bytes);
+
+/* The largest row count worth allocating for a model: bounded by budget_bytes and by
+ * CUVAE_EVAL_MAX_ROWS (the host's rows per evaluate call), at least min_rows. */
+int cuvae_eval_rows_for(const cuvae_model *model, int min_rows, size_t budget_bytes);
 
 /* Allocates the buffers for cap_rows rows (released first when already allocated). */
 int cuvae_eval_buffers_alloc(cuvae_cuda_ctx *ctx, const cuvae_model *model, int cap_rows,

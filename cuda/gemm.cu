@@ -97,6 +97,8 @@ void cuvae_linear_plan_stats(const cuvae_cuda_ctx *ctx, cuvae_plan_stats *s)
                 s->first_error = p->refusal;
         }
     }
+    s->run_refusals = ctx->run_refusals;
+    s->first_run_refusal = ctx->first_run_refusal;
 }
 
 /* Builds the cuBLASLt objects of a plan and asks the heuristic for its algorithm. The bias and
@@ -288,10 +290,12 @@ int cuvae_gemm_try(cuvae_cuda_ctx *ctx, const cuvae_gemm *g, int *done, cudaStre
     cublasStatus_t s =
         cublasLtMatmul(ctx->lt, p->desc, &alpha, g->A, p->la, g->B, p->lb, &beta, g->D, p->ld, g->D,
                        p->ld, &p->algo, ctx->workspace, ctx->workspace_bytes, stream);
-    if (s == CUBLAS_STATUS_NOT_SUPPORTED && g->epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
-        /* The heuristic offered it but the library refuses to run it: remember, fall back. */
+    if (s != CUBLAS_STATUS_SUCCESS && g->epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+        /* The heuristic offered it but the library does not run it (whatever the status: the
+         * plain GEMM and kernels compute the same): remember, count, fall back. */
         p->supported = 0;
         p->refusal = (int)s;
+        if (ctx->run_refusals++ == 0) ctx->first_run_refusal = (int)s;
         return 0;
     }
     if (cuvae_cublas_result(s, st, "cublasLtMatmul", __FILE__, __LINE__))

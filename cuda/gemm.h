@@ -44,11 +44,14 @@ int cuvae_gemm_try(cuvae_cuda_ctx *ctx, const cuvae_gemm *g, int *done, cudaStre
 const char *cuvae_epilogue_name(int epilogue);
 
 /* The cached GEMM plans, for describe(): how many run, how many of those fuse an epilogue, how
- * many epilogues cuBLASLt did not offer (their layers fall back to plain GEMMs and kernels), and
- * how many of those refusals came with an error status rather than "not supported" (a sign of a
- * bad argument, not of a missing kernel), with the first such status. */
+ * many epilogues cuBLASLt did not offer or did not run (their layers fall back to plain GEMMs and
+ * kernels), and how many of those refusals came with an error status rather than "not supported"
+ * (a sign of a bad argument, not of a missing kernel), with the first such status; of the
+ * refusals, how many came from cublasLtMatmul itself after the plan was chosen, with the first
+ * one's status. */
 typedef struct {
     int plans, fused, unfused, errors, first_error;
+    int run_refusals, first_run_refusal;
 } cuvae_plan_stats;
 void cuvae_linear_plan_stats(const cuvae_cuda_ctx *ctx, cuvae_plan_stats *s);
 

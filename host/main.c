@@ -14,6 +14,7 @@
 
 #include "blas_info.h"
 #include "commands.h"
+#include "cuda_arch.h"
 #include "signals.h"
 
 #ifndef CUVAE_VERSION
@@ -59,14 +60,17 @@ static void print_help(FILE *out)
 static void print_version(void)
 {
 #ifdef CUVAE_HAVE_CUDA
-    const char *cuda = "CPU and CUDA backends";
+    char archs[256];
+    cuvae_cuda_arch_describe(CUVAE_CUDA_ARCHS, archs, sizeof archs);
+    printf("cuvae %s, CPU and CUDA backends (CUDA %s; %s)\n", CUVAE_VERSION, CUVAE_CUDA_TOOLKIT,
+           archs);
 #else
-    const char *cuda = "CPU backend only (built without CUDA)";
+    printf("cuvae %s, CPU backend only (built without CUDA)\n", CUVAE_VERSION);
 #endif
-    printf("cuvae %s, %s\n", CUVAE_VERSION, cuda);
     char blas[512];
     cuvae_blas_describe(blas, sizeof blas);
-    printf("BLAS: %s\n", blas);
+    printf("BLAS: %s
+", blas);
 }
 
 static const subcommand *find(const char *name)
