@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Issue 11: hostile and unlucky surroundings. The run directory's lock (a second trainer is
+# refused naming the holder's PID; kill -9 leaves no stale lock); outputs that are devices,
+# symlinks or FIFOs are written in place, never replaced.
+set -euo pipefail
+NAME=cli_hostile
+source "$(dirname "$0")/lib_cli.sh"
+
+make_data
+make_config "$T/tiny.ini" "$T/run"
+R=$T/run
+LONG=(train.epochs=100000 train.log_every=1 output.checkpoint_every_epochs=0 output.images=0)
+
+# --- the run directory's lock ----------------------------------------------------------------
+"$BIN" train "$T/tiny.ini" "${LONG[@]}" >"$T/out1" 2>"$T/err1" &
+pid=$!
+tries=0
+until [ -s "$R/metrics.jsonl" ] && grep -q '"type":"step"' "$R/metrics.jsonl"; do
+    tries=$((tries + 1))
+    [ $tries -lt 600 ] || { kill -KILL $pid; fail "the first run logged no steps within 60 s"; }
+    kill -0 $pid 2>/dev/null || { cat "$T/err1"; fail "the first run ended early"; }
+    sleep 0.1
+done
+[ "$(cat "$R/lock")" = "$pid" ] || fail "the lock file holds '$(cat "$R/lock")', not PID $pid"
+before=$(stat -c '%Y %s' "$R/config.ini" "$R/metrics.jsonl" | tr '\n' ' ')
+expect_rc 1 "$BIN" train "$T/tiny.ini" "${LONG[@]}" --resume auto
+expect_one_line_error "PID $pid"
+expect_err "$R is in use"
+grep -q 'resolved configuration' "$T/out" && fail "the refused run printed its report"
+sleep 0.3
+kill -0 $pid 2>/dev/null || fail "the first run died when the second was refused"
+# The refused run touched nothing: the first run's files only grow, config.ini is the same.
+[ "$(stat -c '%Y %s' "$R/config.ini")" = "$(echo "$before" | cut -d' ' -f1,2)" ] ||
+    fail "the refused run rewrote config.ini"
+kill -KILL $pid
+wait $pid 2>/dev/null || true
+# kill -9 leaves the file but no lock: the next trainer takes it at once.
+[ -f "$R/lock" ] || fail "the lock file is gone"
+expect_rc 0 "$BIN" train "$T/tiny.ini" train.epochs=1 output.images=0 --resume auto
+[ "$(cat "$R/lock")" != "$pid" ] || fail "the new holder did not write its PID"
+
+# --- outputs that must not be replaced ------------------------------------------------------
+MODEL=$R/model.safetensors
+[ -f "$MODEL" ] || fail "no model.safetensors"
+expect_rc 0 "$BIN" sample "$MODEL" --n 4 --device cpu --out /dev/null
+[ -c /dev/null ] || fail "/dev/null is no longer a character device"
+[ "$(stat -c %t:%T /dev/null)" = "1:3" ] || fail "/dev/null was replaced"
+ls /dev/null.tmp.* 2>/dev/null && fail "a temporary was left in /dev"
+
+# eval --json /dev/stdout: the JSON goes down the pipe; /dev/stdout stays a symlink.
+"$BIN" eval "$MODEL" --device cpu --limit 50 --samples 2 --json /dev/stdout 2>"$T/err" | cat >"$T/out"
+[ -L /dev/stdout ] || fail "/dev/stdout is no longer a symlink"
+grep -q '"type":"eval"' "$T/out" || { cat "$T/out"; fail "no JSON on stdout"; }
+
+# A symlink given as --out stays a symlink; its target gets the image.
+touch "$T/target.png"
+ln -s "$T/target.png" "$T/link.png"
+expect_rc 0 "$BIN" sample "$MODEL" --n 4 --device cpu --out "$T/link.png"
+[ -L "$T/link.png" ] || fail "the symlink was replaced by a file"
+[ "$(head -c 4 "$T/target.png" | od -An -tx1 | tr -d ' ')" = "89504e47" ] ||
+    fail "the symlink's target holds no PNG"
+ln -s "$T/target.json" "$T/link.json"
+touch "$T/target.json"
+expect_rc 0 "$BIN" eval "$MODEL" --device cpu --limit 50 --samples 2 --json "$T/link.json"
+[ -L "$T/link.json" ] && grep -q '"type":"eval"' "$T/target.json" || fail "--json through a symlink"
+
+# A FIFO with no reader is refused at once, not waited on.
+mkfifo "$T/fifo.png"
+expect_rc 1 timeout 20 "$BIN" sample "$MODEL" --n 4 --device cpu --out "$T/fifo.png"
+expect_err "a FIFO with no reader"
+# A directory as --out is refused naming it.
+mkdir "$T/adir.png"
+expect_rc 1 "$BIN" sample "$MODEL" --n 4 --device cpu --out "$T/adir.png"
+expect_err "Is a directory"
+
+echo "$NAME: ok"
