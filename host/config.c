@@ -3,6 +3,7 @@
  * reference, resume report) is in config_text.c. */
 #include "config.h"
 #include "config_keys.h"
+#include "file_write.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -441,8 +442,8 @@ int cuvae_config_load_string(cuvae_config *c, const char *text, const char *orig
 int cuvae_config_load_file(cuvae_config *c, const char *path, cuvae_status *st)
 {
     enum { MAX_BYTES = 1 << 20 };
-    FILE *f = fopen(path, "rb");
-    if (!f) return cuvae_fail(st, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = cuvae_open_input(path, st);
+    if (!f) return -1;
     char *buf = malloc(MAX_BYTES + 1);
     if (!buf) {
         fclose(f);

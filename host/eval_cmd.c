@@ -284,6 +284,14 @@ int cuvae_cmd_eval(int argc, char **argv)
     cuvae_eval_result res;
     if (cuvae_evaluate_set(be, &ck.model, CUVAE_SET_TEST, n, K, 0, batch, stderr, &res, &st))
         goto fail;
+    if (!isfinite(res.neg_elbo) || !isfinite(res.neg_iw) || !isfinite(res.rec) ||
+        !isfinite(res.kl)) {
+        cuvae_fail(&st,
+                   "%s: the results are not finite (negative ELBO %g, bound %g, %lld non-finite "
+                   "examples): the model's parameters overflow on this test set",
+                   ckpt_path, res.neg_elbo, res.neg_iw, (long long)res.nonfinite);
+        goto fail;
+    }
     double per_s = res.seconds > 0 ? (double)res.n / res.seconds : 0.0;
 
     printf("%-22s %s (step %llu)\n", "checkpoint", ckpt_path, (unsigned long long)ck.meta.step);

@@ -139,3 +139,36 @@ int cuvae_write_file(const char *path, const void *data, size_t len, cuvae_statu
     if (S_ISDIR(sb.st_mode)) return cuvae_fail(st, "%s: %s; not written", path, strerror(EISDIR));
     return cuvae_fail(st, "%s: not a regular file, character device or FIFO; not written", path);
 }
+
+FILE *cuvae_open_input(const char *path, cuvae_status *st)
+{
+    /* O_NONBLOCK: opening a FIFO returns at once, and fstat then says what it is. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        cuvae_fail(st, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        cuvae_fail(st, "%s: cannot inspect: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        const char *kind = S_ISDIR(sb.st_mode)    ? "a directory"
+                           : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                           : S_ISCHR(sb.st_mode)  ? "a character device"
+                           : S_ISBLK(sb.st_mode)  ? "a block device"
+                                                  : "a socket";
+        cuvae_fail(st, "%s: %s, not a regular file", path, kind);
+        close(fd);
+        return NULL;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    FILE *f = flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        cuvae_fail(st, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}

@@ -1,9 +1,10 @@
 /* The one way cuvae writes a file (checkpoints, config.ini, latest, PNGs, eval's JSON): the
- * durability policy lives here once. */
+ * durability policy lives here once; and the one way it opens an input file (config, data). */
 #ifndef CUVAE_FILE_WRITE_H
 #define CUVAE_FILE_WRITE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "common.h"
 
@@ -22,6 +23,11 @@ extern "C" {
  * - Anything else (a directory, a socket, a block device) is refused.
  * Errors read "<path>: <what failed>: <reason>". */
 int cuvae_write_file(const char *path, const void *data, size_t len, cuvae_status *st);
+
+/* Opens path for reading when it is a regular file. A FIFO (which would block until a writer
+ * comes), a directory or a device is refused with "<path>: <what it is>, not a regular file".
+ * NULL on failure. */
+FILE *cuvae_open_input(const char *path, cuvae_status *st);
 
 #ifdef __cplusplus
 }

@@ -24,8 +24,9 @@ int cuvae_mkdirs(const char *path, cuvae_status *st)
         if (mkdir(buf, 0777) != 0 && errno != EEXIST)
             return cuvae_fail(st, "%s: cannot create directory: %s", buf, strerror(errno));
         struct stat sb;
-        if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            return cuvae_fail(st, "%s: exists and is not a directory", buf);
+        if (stat(buf, &sb) != 0)
+            return cuvae_fail(st, "%s: cannot use as a directory: %s", buf, strerror(errno));
+        if (!S_ISDIR(sb.st_mode)) return cuvae_fail(st, "%s: exists and is not a directory", buf);
         buf[i] = saved;
     }
     return 0;

@@ -40,8 +40,9 @@ static const char TRAIN_HELP[] =
     "                          listed, with those that break exact continuation marked.\n"
     "  -h, --help              this text\n"
     "\n"
-    "SIGINT (Ctrl-C) or SIGTERM: the step in progress finishes, a checkpoint is written, and the\n"
-    "command prints how to resume. A second Ctrl-C exits at once.\n"
+    "SIGINT (Ctrl-C), SIGTERM or SIGHUP: the step in progress finishes, a checkpoint is\n"
+    "written, and the command prints how to resume; also during the final checkpoint and\n"
+    "test evaluation. A second Ctrl-C exits at once.\n"
     "\n"
     "Non-finite losses or gradients: the step's update is always withheld. The trainer sees\n"
     "them when it reads the metrics (every train.log_every steps, before each checkpoint and at\n"
@@ -61,6 +62,7 @@ static const char TRAIN_HELP[] =
     "       is written, the last good one stays\n"
     "  130  interrupted by SIGINT after a checkpoint was written\n"
     "  143  stopped by SIGTERM after a checkpoint was written\n"
+    "  129  stopped by SIGHUP after a checkpoint was written\n"
     "\n"
     "Configuration keys:\n";
 
@@ -188,7 +190,7 @@ int cuvae_cmd_train(int argc, char **argv)
         append_shell_word(again, sizeof again, "auto");
         fprintf(stderr, "cuvae: interrupted at step %llu; checkpoint %s; resume with: %s\n",
                 (unsigned long long)res.step, res.checkpoint, again);
-        return res.signal == SIGINT ? CUVAE_EXIT_SIGINT : CUVAE_EXIT_SIGTERM;
+        return res.signal == SIGINT ? CUVAE_EXIT_SIGINT : 128 + res.signal;
     }
     case CUVAE_TRAIN_FINISHED:
         return CUVAE_EXIT_OK;

@@ -73,4 +73,70 @@ mkdir "$T/adir.png"
 expect_rc 1 "$BIN" sample "$MODEL" --n 4 --device cpu --out "$T/adir.png"
 expect_err "Is a directory"
 
+# --- inputs that are not regular files ------------------------------------------------------
+mkfifo "$T/fifo.ini" "$T/fifo.idx"
+expect_rc 2 timeout 20 "$BIN" train "$T/fifo.ini"
+expect_one_line_error "fifo.ini: a FIFO, not a regular file"
+expect_rc 2 "$BIN" train "$T/data"
+expect_one_line_error "data: a directory, not a regular file"
+expect_rc 1 timeout 20 "$BIN" train "$T/tiny.ini" output.dir="$T/run_fifo" data.train_images="$T/fifo.idx"
+expect_err "fifo.idx: a FIFO, not a regular file"
+
+# --- output.dir in a symlink loop: ELOOP, not "not a directory" -------------------------------
+ln -s "$T/loop" "$T/loop"
+expect_rc 1 "$BIN" train "$T/tiny.ini" output.dir="$T/loop/run"
+expect_err "Too many levels of symbolic links"
+
+# --- overrides: a newline is refused and shown escaped; sigma is bounded -----------------------
+expect_rc 2 "$BIN" train "$T/tiny.ini" "train.epochs=1
+2"
+expect_one_line_error "'train.epochs=1\x0A2': holds a control character"
+expect_rc 2 "$BIN" train "$T/tiny.ini" data.binarize=none model.likelihood=gaussian model.gaussian_sigma=1e-45
+expect_one_line_error "model.gaussian_sigma"
+expect_rc 2 "$BIN" train "$T/tiny.ini" "output.dir=$T/$(printf '\xff')"
+expect_one_line_error "is not valid UTF-8"
+
+# --- stdout that cannot be written: a non-zero exit --------------------------------------------
+if [ -w /dev/full ]; then
+    rc=0
+    "$BIN" train "$T/tiny.ini" output.dir="$T/run_full" train.epochs=1 output.images=0 \
+        >/dev/full 2>"$T/err" || rc=$?
+    [ $rc -ne 0 ] || fail "train >/dev/full exited 0"
+    expect_err "writing to stdout failed"
+fi
+
+# --- SIGHUP stops like SIGTERM: a checkpoint, then 128 + 1 ---------------------------------------
+rm -rf "$T/run_hup"
+"$BIN" train "$T/tiny.ini" "${LONG[@]}" output.dir="$T/run_hup" >"$T/out" 2>"$T/err" &
+pid=$!
+tries=0
+until [ -s "$T/run_hup/metrics.jsonl" ] && grep -q '"type":"step"' "$T/run_hup/metrics.jsonl"; do
+    tries=$((tries + 1))
+    [ $tries -lt 600 ] || { kill -KILL $pid; fail "the SIGHUP run logged no steps within 60 s"; }
+    sleep 0.1
+done
+kill -HUP $pid
+rc=0
+wait $pid || rc=$?
+[ $rc -eq 129 ] || { cat "$T/err"; fail "SIGHUP: exit $rc, expected 129"; }
+expect_err "interrupted at step"
+ls "$T/run_hup/checkpoints/"step-*.safetensors >/dev/null || fail "SIGHUP: no checkpoint"
+
+# --- eval with results that are not finite: an error, not -nan and exit 0 --------------------
+python3 - "$MODEL" "$T/huge.safetensors" <<'PY'
+import json, struct, sys, zlib
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n])
+data = bytearray(raw[8 + n:])
+data[:] = struct.pack("<f", 3e38) * (len(data) // 4)
+head["__metadata__"]["crc32"] = "%08x" % zlib.crc32(bytes(data))
+text = json.dumps(head, separators=(",", ":")).encode()
+text += b" " * (-len(text) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + bytes(data))
+PY
+expect_rc 1 "$BIN" eval "$T/huge.safetensors" --device cpu --limit 50 --samples 2
+expect_err "the results are not finite"
+grep -q nan "$T/out" && fail "eval printed nan"
+
 echo "$NAME: ok"
