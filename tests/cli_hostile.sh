@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 11: hostile and unlucky surroundings. The run directory's lock (a second trainer is
 # refused naming the holder's PID; kill -9 leaves no stale lock); outputs that are devices,
-# symlinks or FIFOs are written in place, never replaced.
+# symlinks or FIFOs are written in place, never replaced; inputs that are not regular files;
+# ELOOP in output.dir; overrides with newlines or bytes that are not UTF-8; SIGHUP; stdout
+# errors; eval results that are not finite.
 set -euo pipefail
 NAME=cli_hostile
 source "$(dirname "$0")/lib_cli.sh"
@@ -80,6 +82,10 @@ expect_one_line_error "fifo.ini: a FIFO, not a regular file"
 expect_rc 2 "$BIN" train "$T/data"
 expect_one_line_error "data: a directory, not a regular file"
 expect_rc 1 timeout 20 "$BIN" train "$T/tiny.ini" output.dir="$T/run_fifo" data.train_images="$T/fifo.idx"
+expect_err "fifo.idx: a FIFO, not a regular file"
+
+# The test set a checkpoint names (or --test-images gives) goes through the same check.
+expect_rc 1 timeout 20 "$BIN" eval "$MODEL" --device cpu --test-images "$T/fifo.idx"
 expect_err "fifo.idx: a FIFO, not a regular file"
 
 # --- output.dir in a symlink loop: ELOOP, not "not a directory" -------------------------------
