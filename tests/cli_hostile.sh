@@ -25,7 +25,8 @@ until [ -s "$R/metrics.jsonl" ] && grep -q '"type":"step"' "$R/metrics.jsonl"; d
 done
 [ "$(cat "$R/lock")" = "$pid" ] || fail "the lock file holds '$(cat "$R/lock")', not PID $pid"
 before=$(stat -c '%Y %s' "$R/config.ini" "$R/metrics.jsonl" | tr '\n' ' ')
-expect_rc 1 "$BIN" train "$T/tiny.ini" "${LONG[@]}" --resume auto
+# timeout: without the lock the second run would join the first and train on.
+expect_rc 1 timeout 30 "$BIN" train "$T/tiny.ini" "${LONG[@]}" --resume auto
 expect_one_line_error "PID $pid"
 expect_err "$R is in use"
 grep -q 'resolved configuration' "$T/out" && fail "the refused run printed its report"
@@ -44,6 +45,15 @@ expect_rc 0 "$BIN" train "$T/tiny.ini" train.epochs=1 output.images=0 --resume a
 # --- outputs that must not be replaced ------------------------------------------------------
 MODEL=$R/model.safetensors
 [ -f "$MODEL" ] || fail "no model.safetensors"
+# First on a private copy of the null device (as root), so that a regression replaces that one,
+# fails here and never reaches the machine's /dev/null.
+if mknod "$T/null" c 1 3 2>/dev/null; then
+    expect_rc 0 "$BIN" sample "$MODEL" --n 4 --device cpu --out "$T/null"
+    [ -c "$T/null" ] || fail "a character device given as --out was replaced"
+    ln -s "$T/null" "$T/stdout_link"
+    expect_rc 0 "$BIN" eval "$MODEL" --device cpu --limit 50 --samples 2 --json "$T/stdout_link"
+    [ -L "$T/stdout_link" ] && [ -c "$T/null" ] || fail "--json through a symlink to a device"
+fi
 expect_rc 0 "$BIN" sample "$MODEL" --n 4 --device cpu --out /dev/null
 [ -c /dev/null ] || fail "/dev/null is no longer a character device"
 [ "$(stat -c %t:%T /dev/null)" = "1:3" ] || fail "/dev/null was replaced"
