@@ -3,6 +3,7 @@
  * reads back, falling back to older ones when the newest is damaged. Stale temporaries
  * (*.tmp.<pid>, left by a killed writer) are never read and are removed by the next save. */
 #include "checkpoint.h"
+#include "file_write.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -138,7 +139,7 @@ int cuvae_ckpt_save_run(const char *run_dir, int keep_last, const cuvae_config *
     char latest[sizeof path], line[NAME_LEN + 2];
     snprintf(latest, sizeof latest, "%s/" LATEST_NAME, dir);
     n = snprintf(line, sizeof line, "%s\n", name);
-    if (cuvae_write_file_atomic(latest, line, (size_t)n, st))
+    if (cuvae_write_file(latest, line, (size_t)n, st))
         return cuvae_fail_prefix(st, "cannot write the checkpoint pointer");
 
     /* Rotation, now that the new file and the pointer are durable: keep the newest keep_last step

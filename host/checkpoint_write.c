@@ -1,7 +1,7 @@
 /* Writing checkpoint files (see checkpoint.h): the whole safetensors file is built in memory,
- * read back through the parser, and only then written to <path>.tmp.<pid>, flushed, synced and
- * renamed over path, with the directory synced after. Whatever fails, a good file at path stays
- * as it was and no temporary is left behind. */
+ * read back through the parser, and only then handed to cuvae_write_file (file_write.h: a
+ * temporary, fsync, rename, directory fsync). Whatever fails, a good file at path stays as it
+ * was and no temporary is left behind. */
 #include "checkpoint.h"
 
 #include <errno.h>
@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "checkpoint_format.h"
+#include "file_write.h"
 
 /* The header entry of one tensor; NULL when out of memory. */
 static json_t *tensor_json(const cuvae_tensor_info *t, uint64_t begin)
@@ -155,70 +156,6 @@ static int build_file(const cuvae_config *config, const cuvae_model *model,
     return 0;
 }
 
-/* The directory part of path, for the fsync that makes the rename durable. */
-static void parent_dir(const char *path, char *dir, size_t len)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, len, ".");
-    else if (slash == path)
-        snprintf(dir, len, "/");
-    else
-        snprintf(dir, len, "%.*s", (int)(slash - path), path);
-}
-
-/* <path>.tmp.<pid>, every step checked, rename, fsync of the directory. A failure before the
- * rename removes the temporary and leaves path as it was. */
-static int write_atomic(const char *path, const uint8_t *data, size_t len, cuvae_status *st)
-{
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        return cuvae_fail(st, "cannot write checkpoint %s: the path is too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return cuvae_fail(st, "cannot write checkpoint %s: creating %s: %s", path, tmp,
-                          strerror(errno));
-    const char *what = NULL;
-    errno = 0;
-    if (fwrite(data, 1, len, f) != len)
-        what = "writing";
-    else if (fflush(f) != 0)
-        what = "flushing";
-    else if (fsync(fileno(f)) != 0)
-        what = "syncing";
-    int err = errno;
-    if (fclose(f) != 0 && !what) {
-        what = "closing";
-        err = errno;
-    }
-    if (what) {
-        unlink(tmp);
-        return cuvae_fail(st, "cannot write checkpoint %s: %s %s: %s", path, what, tmp,
-                          err ? strerror(err) : "short write");
-    }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        unlink(tmp);
-        return cuvae_fail(st, "cannot write checkpoint %s: renaming %s: %s", path, tmp,
-                          strerror(err));
-    }
-    char dir[4096];
-    parent_dir(path, dir, sizeof dir);
-    int dfd = open(dir, O_RDONLY);
-    if (dfd < 0)
-        return cuvae_fail(st, "cannot write checkpoint %s: opening directory %s: %s", path, dir,
-                          strerror(errno));
-    int rc = fsync(dfd);
-    err = errno;
-    close(dfd);
-    /* EINVAL: the file system cannot sync a directory; the rename is as durable as it gets. */
-    if (rc != 0 && err != EINVAL)
-        return cuvae_fail(st, "cannot write checkpoint %s: syncing directory %s: %s", path, dir,
-                          strerror(err));
-    return 0;
-}
-
 int cuvae_ckpt_write(const char *path, const cuvae_config *config, const cuvae_model *model,
                      const cuvae_ckpt_meta *meta, const cuvae_train_state *state, cuvae_status *st)
 {
@@ -234,7 +171,7 @@ int cuvae_ckpt_write(const char *path, const cuvae_config *config, const cuvae_m
         return cuvae_fail_prefix(st, "cannot write checkpoint %s: it would not read back", path);
     }
     cuvae_ckpt_free(&check);
-    int rc = write_atomic(path, file, len, st);
+    int rc = cuvae_write_file(path, file, len, st);
     free(file);
-    return rc;
+    return rc ? cuvae_fail_prefix(st, "cannot write checkpoint") : 0;
 }

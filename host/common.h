@@ -36,6 +36,14 @@ void *cuvae_calloc(size_t count, size_t size, const char *what, cuvae_status *st
 /* Monotonic wall clock in seconds. */
 double cuvae_now(void);
 
+/* 1 when the n bytes at s are valid UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF), else 0. */
+int cuvae_utf8_valid(const char *s, size_t n);
+
+/* Copies s into out (len bytes, always terminated) with control characters and bytes that are
+ * not UTF-8 written as \xNN, so a message that quotes user text stays one printable line. */
+void cuvae_escape(const char *s, char *out, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,6 +3,7 @@
  * reference, resume report) is in config_text.c. */
 #include "config.h"
 #include "config_keys.h"
+#include "file_write.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -50,6 +51,9 @@ static const char *string_problem(const char *v)
         if (*p == ';' && p > v && is_space(p[-1])) return "' ;' (an INI comment)";
     }
     if (is_space(*v) || (*v && is_space(v[strlen(v) - 1]))) return "leading or trailing blanks";
+    /* The config text goes into every checkpoint as a JSON string, which must be UTF-8: a path
+     * that could never be saved is refused now, not after an epoch of training. */
+    if (!cuvae_utf8_valid(v, strlen(v))) return "bytes that are not UTF-8";
     return NULL;
 }
 
@@ -64,7 +68,9 @@ static int set_string(const cuvae_key_spec *k, cuvae_config *c, const char *v, c
     }
     const char *bad = string_problem(v);
     if (bad) {
-        snprintf(why, why_len, "expected a path without %s, got '%s'", bad, v);
+        char shown[4 * CUVAE_PATH_LEN];
+        cuvae_escape(v, shown, sizeof shown);
+        snprintf(why, why_len, "expected a path without %s, got '%.500s'", bad, shown);
         return -1;
     }
     memcpy((char *)c + k->offset, v, n + 1);
@@ -291,12 +297,14 @@ static char *config_read_line(char *str, int num, void *stream)
     ini_ctx *x = stream;
     if (x->err_line || x->pos >= x->len) return NULL;
     const char *s = x->text + x->pos;
-    const char *nl = memchr(s, '\n', x->len - x->pos);
-    size_t n = nl ? (size_t)(nl - s) : x->len - x->pos;
-    x->pos += n + (nl != NULL);
+    /* A line ends at LF, CRLF or a lone CR (old Mac files): a CR-only file is read line by line,
+     * not as one line whose rest inih would drop. */
+    size_t left = x->len - x->pos, n = 0;
+    while (n < left && s[n] != '\n' && s[n] != '\r') n++;
+    size_t eol = n < left ? (s[n] == '\r' && n + 1 < left && s[n + 1] == '\n' ? 2 : 1) : 0;
+    x->pos += n + eol;
     x->line++;
     x->line_text = s;
-    if (n && s[n - 1] == '\r') n--;
     x->line_len = n;
     if (memchr(s, '\0', n)) {
         ctx_fail(x, "NUL byte in the line (not a text file?)", "", "", "");
@@ -320,6 +328,14 @@ static char *config_read_line(char *str, int num, void *stream)
         const char *close = memchr(s + b, ']', n - b);
         x->last_key = -1;
         if (close) {
+            /* inih ignores whatever follows the ']'; only a comment may. */
+            const char *after = close + 1, *end = s + n;
+            while (after < end && is_space(*after)) after++;
+            if (after < end && *after != ';' && *after != '#') {
+                ctx_fail(x, "text after the section header (put each key = value on its own line)",
+                         "", "", "");
+                return NULL;
+            }
             char name[200];
             size_t m = (size_t)(close - (s + b + 1));
             memcpy(name, s + b + 1, m);
@@ -426,8 +442,8 @@ int cuvae_config_load_string(cuvae_config *c, const char *text, const char *orig
 int cuvae_config_load_file(cuvae_config *c, const char *path, cuvae_status *st)
 {
     enum { MAX_BYTES = 1 << 20 };
-    FILE *f = fopen(path, "rb");
-    if (!f) return cuvae_fail(st, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = cuvae_open_input(path, st);
+    if (!f) return -1;
     char *buf = malloc(MAX_BYTES + 1);
     if (!buf) {
         fclose(f);
@@ -474,6 +490,19 @@ int cuvae_config_override(cuvae_config *c, const char *assignment, cuvae_status 
     const char *dot = eq ? memchr(assignment, '.', (size_t)(eq - assignment)) : NULL;
     if (!eq || !dot)
         return cuvae_fail(st, "command line: '%s': expected section.key=value", assignment);
+    /* Refused before anything quotes it: a newline or a byte that is not UTF-8 would be echoed
+     * raw into messages and could never be saved in a checkpoint's config text. */
+    int control = 0;
+    for (const char *p = assignment; *p; p++)
+        control |= ((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f;
+    int utf8 = cuvae_utf8_valid(assignment, strlen(assignment));
+    if (control || !utf8) {
+        char shown[512];
+        cuvae_escape(assignment, shown, sizeof shown);
+        return cuvae_fail(st, "command line: '%s': %s", shown,
+                          utf8 ? "holds a control character (a newline, say)"
+                               : "is not valid UTF-8");
+    }
     char section[64], key[64], value[1024];
     const char *s = assignment, *se = dot, *k = dot + 1, *ke = eq, *v = eq + 1;
     while (is_space(*s)) s++;

@@ -76,8 +76,8 @@ static const cuvae_key_spec key_table[] = {
     {"model", "likelihood", CUVAE_KEY_ENUM, OFF(model.likelihood), 0, 0, 0, 0, likelihood_names,
      "bernoulli", "decoder output distribution", CUVAE_RESUME_REFUSE,
      "the checkpoint's decoder was trained for another output distribution"},
-    FLOAT_KEY("model", "gaussian_sigma", model.gaussian_sigma, 0, 0, CUVAE_KEY_MIN_OPEN | NOMAX,
-              "1.0", "fixed standard deviation of the Gaussian likelihood", EXACT),
+    FLOAT_KEY("model", "gaussian_sigma", model.gaussian_sigma, 1e-3, 0, NOMAX, "1.0",
+              "fixed standard deviation of the Gaussian likelihood", EXACT),
 
     INT_KEY("train", "epochs", train.epochs, 1, 1000000, 0, "10", "passes over the training set",
             FREE),

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "file_write.h"
 #include "philox.h"
 
 /* The largest payload accepted: far above any IDX dataset in use (MNIST's training images are
@@ -80,9 +81,8 @@ static idx_reader *reader_open(const char *path, cuvae_status *st)
     idx_reader *r = cuvae_calloc(1, sizeof *r, "the IDX reader", st);
     if (!r) return NULL;
     r->path = path;
-    r->f = fopen(path, "rb");
+    r->f = cuvae_open_input(path, st);
     if (!r->f) {
-        cuvae_fail(st, "%s: cannot open: %s", path, strerror(errno));
         free(r);
         return NULL;
     }

@@ -17,6 +17,7 @@
 #include "cli_args.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "file_write.h"
 #include "metrics.h"
 #include "train_images.h"
 
@@ -189,32 +190,6 @@ static void image_shape(int x_dim, int *rows, int *cols)
     }
 }
 
-/* Writes text to path through a temporary file and a rename, so a reader never sees half of it. */
-static int write_file_atomic(const char *path, const char *text, cuvae_status *st)
-{
-    char tmp[CUVAE_PATH_LEN + 64];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return cuvae_fail(st, "%s: path too long", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return cuvae_fail(st, "%s: cannot create: %s", tmp, strerror(errno));
-    int bad = fputs(text, f) < 0;
-    bad |= fflush(f) != 0;
-    bad |= fsync(fileno(f)) != 0;
-    int err = errno;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        if (!err) err = errno;
-        unlink(tmp);
-        return cuvae_fail(st, "%s: write failed: %s", path, strerror(err));
-    }
-    if (rename(tmp, path)) {
-        err = errno;
-        unlink(tmp);
-        return cuvae_fail(st, "%s: cannot rename %s into place: %s", path, tmp, strerror(err));
-    }
-    return 0;
-}
-
 /* ---- eval ------------------------------------------------------------------------------------ */
 
 static const char EVAL_HELP[] =
@@ -309,6 +284,14 @@ int cuvae_cmd_eval(int argc, char **argv)
     cuvae_eval_result res;
     if (cuvae_evaluate_set(be, &ck.model, CUVAE_SET_TEST, n, K, 0, batch, stderr, &res, &st))
         goto fail;
+    if (!isfinite(res.neg_elbo) || !isfinite(res.neg_iw) || !isfinite(res.rec) ||
+        !isfinite(res.kl)) {
+        cuvae_fail(&st,
+                   "%s: the results are not finite (negative ELBO %g, bound %g, %lld non-finite "
+                   "examples): the model's parameters overflow on this test set",
+                   ckpt_path, res.neg_elbo, res.neg_iw, (long long)res.nonfinite);
+        goto fail;
+    }
     double per_s = res.seconds > 0 ? (double)res.n / res.seconds : 0.0;
 
     printf("%-22s %s (step %llu)\n", "checkpoint", ckpt_path, (unsigned long long)ck.meta.step);
@@ -360,7 +343,7 @@ int cuvae_cmd_eval(int argc, char **argv)
         char *line = cuvae_malloc(strlen(text) + 2, "JSON text", &st);
         if (!line) goto fail;
         snprintf(line, strlen(text) + 2, "%s\n", text);
-        int w = write_file_atomic(json_path, line, &st);
+        int w = cuvae_write_file(json_path, line, strlen(line), &st);
         free(line);
         if (w) goto fail;
     }

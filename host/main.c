@@ -122,7 +122,9 @@ int main(int argc, char **argv)
         return CUVAE_EXIT_USAGE;
     }
     int rc = sub->run(argc - 1, argv + 1);
-    if (fflush(stdout) != 0 && rc == CUVAE_EXIT_OK) {
+    /* ferror too: an earlier failed flush (a full disk, /dev/full) leaves an empty buffer that
+     * flushes fine now, but what was written is lost. */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == CUVAE_EXIT_OK) {
         fprintf(stderr, "cuvae: writing to stdout failed\n");
         return CUVAE_EXIT_RUNTIME;
     }

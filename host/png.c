@@ -1,9 +1,9 @@
 /* PNG writer for 8-bit grayscale images (signature, IHDR, one IDAT of zlib-compressed scanlines
  * with filter type 0, IEND; every chunk with its CRC-32) and grids of example images.
  *
- * Files are written atomically: into PATH.tmp.<pid>, flushed and fsync'ed, then renamed over
- * PATH, so a reader (or a crash) never sees half an image. On failure the temporary file is
- * removed.
+ * Files are written by cuvae_write_file (file_write.h): a new or regular file is replaced
+ * atomically, so a reader (or a crash) never sees half an image; a device, FIFO or symlink is
+ * written in place.
  *
  * Grids: tiles in row-major order, `per_row` a row, separated by a 1-pixel gap. Gaps and the
  * unused tiles of the last row are mid-grey (128), which stays visible against both the dark
@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include "file_write.h"
 
 #define PNG_GAP_VALUE 128
 /* PNG stores widths and heights as 31-bit values. */
@@ -103,32 +105,29 @@ int cuvae_png_write_gray(const char *path, const uint8_t *pixels, int width, int
     ihdr[11] = 0; /* filter method 0 */
     ihdr[12] = 0; /* no interlace */
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = cuvae_malloc(tlen, "a temporary file name", st);
-    if (!tmp) {
-        free(idat);
-        return -1;
-    }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    /* The image is assembled in memory and written by the one file writer (file_write.h). */
+    char *buf = NULL;
+    size_t buf_len = 0;
     int err = 0;
-    FILE *f = fopen(tmp, "wb");
+    FILE *f = open_memstream(&buf, &buf_len);
     if (!f) {
-        err = errno;
+        err = errno ? errno : ENOMEM;
     } else {
         errno = 0;
         if (fwrite(signature, 1, sizeof signature, f) != sizeof signature ||
             write_chunk(f, "IHDR", ihdr, sizeof ihdr) ||
-            write_chunk(f, "IDAT", idat, (uint32_t)idat_len) || write_chunk(f, "IEND", NULL, 0) ||
-            fflush(f) != 0 || fsync(fileno(f)) != 0)
-            err = errno ? errno : EIO;
-        if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
-        if (!err && rename(tmp, path) != 0) err = errno;
-        if (err) remove(tmp);
+            write_chunk(f, "IDAT", idat, (uint32_t)idat_len) || write_chunk(f, "IEND", NULL, 0))
+            err = errno ? errno : ENOMEM;
+        if (fclose(f) != 0 && !err) err = errno ? errno : ENOMEM;
     }
-    free(tmp);
     free(idat);
-    if (err) return cuvae_fail(st, "cannot write PNG %s: %s", path, strerror(err));
-    return 0;
+    int rc = 0;
+    if (err)
+        rc = cuvae_fail(st, "cannot write PNG %s: %s", path, strerror(err));
+    else if (cuvae_write_file(path, buf, buf_len, st))
+        rc = cuvae_fail_prefix(st, "cannot write PNG");
+    free(buf);
+    return rc;
 }
 
 static uint8_t unit_to_byte(float v)

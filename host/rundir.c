@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,69 +24,55 @@ int cuvae_mkdirs(const char *path, cuvae_status *st)
         if (mkdir(buf, 0777) != 0 && errno != EEXIST)
             return cuvae_fail(st, "%s: cannot create directory: %s", buf, strerror(errno));
         struct stat sb;
-        if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            return cuvae_fail(st, "%s: exists and is not a directory", buf);
+        if (stat(buf, &sb) != 0)
+            return cuvae_fail(st, "%s: cannot use as a directory: %s", buf, strerror(errno));
+        if (!S_ISDIR(sb.st_mode)) return cuvae_fail(st, "%s: exists and is not a directory", buf);
         buf[i] = saved;
     }
     return 0;
 }
 
-/* The directory part of path, for the fsync that makes a rename durable. */
-static void parent_dir(const char *path, char *dir, size_t len)
+int cuvae_run_lock(const char *run_dir, int *fd_out, cuvae_status *st)
 {
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, len, ".");
-    else if (slash == path)
-        snprintf(dir, len, "/");
-    else
-        snprintf(dir, len, "%.*s", (int)(slash - path), path);
-}
-
-int cuvae_write_file_atomic(const char *path, const void *data, size_t len, cuvae_status *st)
-{
-    char tmp[1100];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof tmp) return cuvae_fail(st, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return cuvae_fail(st, "%s: cannot create: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int err = errno;
-            close(fd);
-            unlink(tmp);
-            return cuvae_fail(st, "%s: write failed: %s", path, strerror(err));
-        }
-        p += w;
-        left -= (size_t)w;
+    char path[1100];
+    if (snprintf(path, sizeof path, "%s/lock", run_dir) >= (int)sizeof path)
+        return cuvae_fail(st, "%s: path too long", run_dir);
+    /* O_NONBLOCK: a FIFO planted as the lock file must not block the open. */
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (fd < 0) return cuvae_fail(st, "%s: cannot open the run lock: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return cuvae_fail(st, "%s: the run lock is not a regular file", path);
     }
-    int sync_rc = fsync(fd), sync_err = errno;
-    if (close(fd) != 0 && sync_rc == 0) {
-        sync_rc = -1;
-        sync_err = errno;
-    }
-    if (sync_rc != 0) {
-        int err = sync_err;
-        unlink(tmp);
-        return cuvae_fail(st, "%s: write failed: %s", path, strerror(err));
-    }
-    if (rename(tmp, path) != 0) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
         int err = errno;
-        unlink(tmp);
-        return cuvae_fail(st, "%s: cannot replace: %s", path, strerror(err));
+        if (err != EACCES && err != EAGAIN) {
+            close(fd);
+            return cuvae_fail(st, "%s: cannot lock: %s", path, strerror(err));
+        }
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+        long pid = fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK ? (long)who.l_pid : 0;
+        if (pid <= 0) {
+            char text[32] = {0};
+            ssize_t n = pread(fd, text, sizeof text - 1, 0);
+            pid = n > 0 ? strtol(text, NULL, 10) : 0;
+        }
+        close(fd);
+        return cuvae_fail(st,
+                          "%s is in use: another cuvae train (PID %ld) holds %s; wait for it to "
+                          "end, stop it, or set output.dir to another directory",
+                          run_dir, pid, path);
     }
-    char dir[1100];
-    parent_dir(path, dir, sizeof dir);
-    int dfd = open(dir, O_RDONLY);
-    if (dfd >= 0) {
-        /* Best effort: some file systems refuse fsync on a directory; the data is written. */
-        (void)fsync(dfd);
-        close(dfd);
+    char text[32];
+    int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != n) {
+        int err = errno;
+        close(fd);
+        return cuvae_fail(st, "%s: cannot write the holder's PID: %s", path, strerror(err));
     }
+    *fd_out = fd;
     return 0;
 }
 

@@ -1,5 +1,5 @@
-/* Files of a run directory that are not checkpoints: creating the directory tree, writing small
- * files atomically (config.ini), and telling whether a directory already holds a run. */
+/* Run directories: creating the directory tree and telling whether a directory already holds a
+ * run. Files are written through file_write.h. */
 #ifndef CUVAE_RUNDIR_H
 #define CUVAE_RUNDIR_H
 
@@ -14,9 +14,12 @@ extern "C" {
 /* mkdir -p: creates path and its missing parents (mode 0777 before the umask). */
 int cuvae_mkdirs(const char *path, cuvae_status *st);
 
-/* Writes len bytes to path through <path>.tmp.<pid> in the same directory, fsync and rename: a
- * reader sees the old file or the new one, never half of one. */
-int cuvae_write_file_atomic(const char *path, const void *data, size_t len, cuvae_status *st);
+/* Takes the writer's lock on run_dir: an fcntl write lock on <run_dir>/lock, which holds the
+ * PID of its holder. The lock is the process's: it goes when the process ends however it ends
+ * (kill -9 included), so no stale lock is ever left. When another process holds it, fails at
+ * once with a message naming that PID. *fd_out stays open while the lock is wanted; closing it
+ * releases the lock. */
+int cuvae_run_lock(const char *run_dir, int *fd_out, cuvae_status *st);
 
 /* 1 when <run_dir>/checkpoints holds a checkpoint file (step-*.safetensors, best.safetensors or
  * latest), else 0. */

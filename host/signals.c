@@ -48,6 +48,8 @@ int cuvae_signals_install(cuvae_status *st)
     stop_signal = 0;
     if (set_handler(SIGINT, record_stop, "SIGINT", st)) return -1;
     if (set_handler(SIGTERM, record_stop, "SIGTERM", st)) return -1;
+    /* A closed terminal or an ssh session that drops: stop as for SIGTERM, with a checkpoint. */
+    if (set_handler(SIGHUP, record_stop, "SIGHUP", st)) return -1;
     return 0;
 }
 
@@ -55,6 +57,7 @@ void cuvae_signals_restore(void)
 {
     set_handler(SIGINT, SIG_DFL, "SIGINT", NULL);
     set_handler(SIGTERM, SIG_DFL, "SIGTERM", NULL);
+    set_handler(SIGHUP, SIG_DFL, "SIGHUP", NULL);
 }
 
 int cuvae_signals_pending(void)

@@ -40,8 +40,9 @@ static const char TRAIN_HELP[] =
     "                          listed, with those that break exact continuation marked.\n"
     "  -h, --help              this text\n"
     "\n"
-    "SIGINT (Ctrl-C) or SIGTERM: the step in progress finishes, a checkpoint is written, and the\n"
-    "command prints how to resume. A second Ctrl-C exits at once.\n"
+    "SIGINT (Ctrl-C), SIGTERM or SIGHUP: the step in progress finishes, a checkpoint is\n"
+    "written, and the command prints how to resume; also during the final checkpoint and\n"
+    "test evaluation. A second Ctrl-C exits at once.\n"
     "\n"
     "Non-finite losses or gradients: the step's update is always withheld. The trainer sees\n"
     "them when it reads the metrics (every train.log_every steps, before each checkpoint and at\n"
@@ -54,12 +55,14 @@ static const char TRAIN_HELP[] =
     "\n"
     "Exit status:\n"
     "  0    training finished\n"
-    "  1    runtime error (bad data, I/O failure, bad checkpoint, no usable device)\n"
+    "  1    runtime error (bad data, I/O failure, bad checkpoint, no usable device, the run\n"
+    "       directory locked by another trainer)\n"
     "  2    usage or configuration error (also: a refused resume)\n"
     "  3    stopped at a non-finite loss or gradient (train.on_nonfinite = stop); no checkpoint\n"
     "       is written, the last good one stays\n"
     "  130  interrupted by SIGINT after a checkpoint was written\n"
     "  143  stopped by SIGTERM after a checkpoint was written\n"
+    "  129  stopped by SIGHUP after a checkpoint was written\n"
     "\n"
     "Configuration keys:\n";
 
@@ -187,7 +190,7 @@ int cuvae_cmd_train(int argc, char **argv)
         append_shell_word(again, sizeof again, "auto");
         fprintf(stderr, "cuvae: interrupted at step %llu; checkpoint %s; resume with: %s\n",
                 (unsigned long long)res.step, res.checkpoint, again);
-        return res.signal == SIGINT ? CUVAE_EXIT_SIGINT : CUVAE_EXIT_SIGTERM;
+        return res.signal == SIGINT ? CUVAE_EXIT_SIGINT : 128 + res.signal;
     }
     case CUVAE_TRAIN_FINISHED:
         return CUVAE_EXIT_OK;

@@ -199,7 +199,7 @@ static int interrupt(cuvae_trainer *t, int sig, cuvae_status *st)
         if (r) return r > 0 ? stop_nonfinite(t, st) : -1;
     }
     if (log_interval(t, st)) return -1;
-    if (log_stop(t, sig == SIGINT ? "SIGINT" : "SIGTERM", st)) return -1;
+    if (log_stop(t, sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM", st)) return -1;
     cuvae_progress_clear(&t->prog);
     t->res->outcome = CUVAE_TRAIN_INTERRUPTED;
     t->res->signal = sig;
@@ -362,6 +362,11 @@ static int finish(cuvae_trainer *t, cuvae_status *st)
     };
     if (cuvae_ckpt_write(model_path, t->cfg, &t->model, &meta, &model_only, st)) return -1;
 
+    /* A stop request that came during the final checkpoint or model write is honoured before the
+     * test evaluation, one that comes during it right after: the run ends as interrupted (both
+     * files are written), not as finished. */
+    int sig = cuvae_signals_pending();
+    if (sig) return interrupt(t, sig, st);
     double test = NAN;
     if (t->data.test.n > 0) {
         cuvae_eval_result r;
@@ -369,6 +374,8 @@ static int finish(cuvae_trainer *t, cuvae_status *st)
                                t->cfg->eval.batch_size, t->log, &r, st))
             return cuvae_fail_prefix(st, "test-set evaluation");
         test = r.neg_elbo;
+        sig = cuvae_signals_pending();
+        if (sig) return interrupt(t, sig, st);
     }
     double total = wall(t);
     cuvae_json_line j;

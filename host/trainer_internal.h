@@ -31,6 +31,8 @@ typedef struct {
     cuvae_backend *be;
     cuvae_train_state state; /* host copies for checkpoints */
     int32_t *perm;           /* [n_train] this epoch's order */
+    int lock_fd;             /* the run directory's lock (rundir.h), valid when locked */
+    int locked;
     cuvae_ckpt resume_ck;
     int resuming;
     char resume_path[CUVAE_PATH_LEN + 64];

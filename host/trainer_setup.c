@@ -3,7 +3,9 @@
  * refused resume fails fast. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "file_write.h"
 #include "rundir.h"
 #include "trainer_internal.h"
 
@@ -121,7 +123,7 @@ static int write_config_ini(cuvae_trainer *t, cuvae_status *st)
     if (!ini) return cuvae_fail(st, "out of memory printing the configuration");
     char path[CUVAE_PATH_LEN + 64];
     snprintf(path, sizeof path, "%s/config.ini", t->res->run_dir);
-    int rc = cuvae_write_file_atomic(path, ini, strlen(ini), st);
+    int rc = cuvae_write_file(path, ini, strlen(ini), st);
     free(ini);
     return rc;
 }
@@ -132,6 +134,10 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
     const char *dir = t->res->run_dir;
     char path[CUVAE_PATH_LEN + 64];
     if (cuvae_mkdirs(dir, st)) return -1;
+    /* Before anything in the directory is read or written: a second trainer on it would mix
+     * checkpoints, config.ini and metrics. */
+    if (cuvae_run_lock(dir, &t->lock_fd, st)) return -1;
+    t->locked = 1;
     snprintf(path, sizeof path, "%s/checkpoints", dir);
     if (cuvae_mkdirs(path, st)) return -1;
     if (c->output.images) {
@@ -216,4 +222,5 @@ void cuvae_trainer_cleanup(cuvae_trainer *t)
     free(t->state.params);
     free(t->state.m);
     free(t->state.v);
+    if (t->locked) close(t->lock_fd); /* releases the lock, last */
 }

@@ -626,6 +626,40 @@ static void test_mutations(void)
     free(ini);
 }
 
+/* Issue 11, classes 3 and 4: nothing the parser reads is dropped, and nothing it accepts is text
+ * a checkpoint could not hold. */
+static void test_hostile_text(void)
+{
+    cuvae_config c;
+    cuvae_status st;
+    /* Text after a section header is an error naming the line, not silently dropped. */
+    load_fails("[model] latent = 16\n", "t.ini:1: text after the section header");
+    load_fails("[train]\nepochs = 2\n[model]latent=16\n", "t.ini:3: text after the section");
+    CHECK(load(&c, "[model] ; a comment\nlatent = 16\n[train] # another\nepochs = 2\n", &st) == 0);
+    CHECK(c.model.latent == 16 && c.train.epochs == 2);
+    /* CR-only line endings are lines, and the line numbers count them. */
+    CHECK(load(&c, "[model]\rlatent = 16\r[train]\repochs = 2\r", &st) == 0);
+    CHECK(c.model.latent == 16 && c.train.epochs == 2);
+    load_fails("[model]\rlatent = 16\repoch = 2\r", "t.ini:3: unknown key 'epoch'");
+    load_fails("[model]\r\nlatent = 16\r\nlatnt = 2\r\n", "t.ini:3: unknown key 'latnt'");
+    /* A path that is not UTF-8 is refused where it is read, naming the key and the line. */
+    load_fails("[data]\ntrain_images = /tmp/\xff\xfe.idx\n",
+               "t.ini:2: data.train_images: expected a path without bytes that are not UTF-8, "
+               "got '/tmp/\\xFF\\xFE.idx'");
+    load_fails("[output]\ndir = runs/\xC0\xAF\n", "t.ini:2: output.dir: expected a path without "
+                                                  "bytes that are not UTF-8");
+    CHECK(load(&c, "[output]\ndir = runs/caf\xC3\xA9\n", &st) == 0);
+    override_fails("output.dir=runs/\xff",
+                   "command line: 'output.dir=runs/\\xFF': is not valid UTF-8");
+    /* A newline (or any control character) in an override is refused, and quoted escaped. */
+    override_fails("train.epochs=1\n2", "command line: 'train.epochs=1\\x0A2': holds a control");
+    override_fails("output.dir=a\nb", "holds a control character");
+    /* 1/sigma^2 must stay finite: sigma is bounded below. */
+    load_fails("[model]\ngaussian_sigma = 1e-45\n", "t.ini:2: model.gaussian_sigma: expected");
+    override_fails("model.gaussian_sigma=1e-4", "model.gaussian_sigma");
+    CHECK(load(&c, "[model]\ngaussian_sigma = 0.001\n", &st) == 0);
+}
+
 int main(void)
 {
     test_defaults();
@@ -640,5 +674,6 @@ int main(void)
     test_print_keys();
     test_resume_diff();
     test_mutations();
+    test_hostile_text();
     return cuvae_test_finish("config");
 }
