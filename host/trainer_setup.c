@@ -85,10 +85,9 @@ static int apply_resume(cuvae_trainer *t, cuvae_status *st)
         sc->data.validation == nc->data.validation &&
         strcmp(sc->data.train_images, nc->data.train_images) == 0 &&
         ck->meta.epoch_step > (uint64_t)t->steps_per_epoch) {
-        cuvae_fail(st,
-                   "--resume %s: metadata: epoch_step %llu exceeds the %lld batches of an epoch",
-                   t->resume_path, (unsigned long long)ck->meta.epoch_step,
-                   (long long)t->steps_per_epoch);
+        cuvae_fail(
+            st, "--resume %s: metadata: epoch_step %llu exceeds the %lld batches of an epoch",
+            t->resume_path, (unsigned long long)ck->meta.epoch_step, (long long)t->steps_per_epoch);
         return usage_fail(t);
     }
     t->step = ck->meta.step;
