@@ -45,6 +45,7 @@ typedef struct {
     int nonfinite;                          /* the batch's loss is NaN or infinite */
     double sum_sq;                          /* squared global gradient norm */
     cuvae_adam_factors adam;                /* this step's update (adam.apply = 0: withheld) */
+    int adam_overflow; /* the update of some element was not finite: not stored, step withheld */
     /* Accumulated since the last read_metrics reset ("+="). */
     double loss, rec, kl, grad_norm_sum;
     long long examples, steps, skipped;

@@ -83,10 +83,27 @@ static __global__ void step_finalize_kernel(const double *partials, cuvae_adam_h
     uint64_t t = state->adam_t + 1;
     state->adam_t = t;
     state->adam = adam_factors_for(step->lr, t, clip, &h);
+    state->adam_overflow = 0;
+    (void)batch; /* the metrics are added by step_commit_kernel, once the update is known finite */
+}
+
+/* After the update: a step whose update overflowed somewhere (adam_kernel stored nothing there)
+ * is withheld like a non-finite one (Adam's count back, the skip counted); a finite one adds the
+ * batch to the metrics. One thread. */
+static __global__ void step_commit_kernel(int batch, const cuvae_step_scalars *step,
+                                          cuvae_device_state *state)
+{
+    if (!state->adam.apply) return;
+    if (state->adam_overflow) {
+        state->adam_t -= 1;
+        state->skipped += 1;
+        if (state->first_nonfinite_step < 0) state->first_nonfinite_step = (long long)step->step;
+        return;
+    }
     state->loss += state->batch_loss;
     state->rec += state->batch_rec;
     state->kl += state->batch_kl;
-    state->grad_norm_sum += norm;
+    state->grad_norm_sum += sqrt(state->sum_sq);
     state->examples += batch;
     state->steps += 1;
 }
@@ -101,7 +118,7 @@ static __global__ void adam_prepare_kernel(cuvae_adam_factors *f, float lr, uint
  * the next step's bf16 GEMMs read exactly bf16(p). A withheld update leaves both unchanged. */
 static __global__ void adam_kernel(float *p, const float *g, float *m, float *v, size_t n,
                                    cuvae_adam_hparams h, const cuvae_adam_factors *factors,
-                                   __nv_bfloat16 *p16)
+                                   __nv_bfloat16 *p16, int *overflow)
 {
     const cuvae_adam_factors f = *factors;
     if (!f.apply) return;
@@ -118,6 +135,11 @@ static __global__ void adam_kernel(float *p, const float *g, float *m, float *v,
         float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(__fmul_rn(omb2, gi), gi));
         float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), f.bc2_sqrt), eps);
         float pn = __fadd_rn(pi, __fdiv_rn(__fmul_rn(f.neg_step, mi), denom));
+        /* An element whose update is not finite keeps its values (as cuvae_cpu_adam). */
+        if (!isfinite(mi) || !isfinite(vi) || !isfinite(pn)) {
+            if (overflow) *overflow = 1;
+            continue;
+        }
         p[i] = pn;
         if (p16) p16[i] = __float2bfloat16_rn(pn);
         m[i] = mi;
@@ -155,8 +177,10 @@ int cuvae_optimizer_step_bf16(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, 
     step_finalize_kernel<<<1, CUVAE_REDUCE_THREADS, 0, stream>>>(ctx->d_partials, *h, batch, d_step,
                                                                  d_state);
     CUDA_CHECK_LAUNCH(st);
-    adam_kernel<<<cuvae_grid_for(n, OPT_THREADS), OPT_THREADS, 0, stream>>>(p, g, m, v, n, *h,
-                                                                            &d_state->adam, p16);
+    adam_kernel<<<cuvae_grid_for(n, OPT_THREADS), OPT_THREADS, 0, stream>>>(
+        p, g, m, v, n, *h, &d_state->adam, p16, &d_state->adam_overflow);
+    CUDA_CHECK_LAUNCH(st);
+    step_commit_kernel<<<1, 1, 0, stream>>>(batch, d_step, d_state);
     CUDA_CHECK_LAUNCH(st);
     return 0;
 }
@@ -181,7 +205,7 @@ int cuvae_adam_update_bf16(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, flo
     adam_prepare_kernel<<<1, 1, 0, stream>>>(d_factors, lr, t, grad_scale, *h);
     CUDA_CHECK_LAUNCH(st);
     adam_kernel<<<cuvae_grid_for(n, OPT_THREADS), OPT_THREADS, 0, stream>>>(p, g, m, v, n, *h,
-                                                                            d_factors, p16);
+                                                                            d_factors, p16, NULL);
     CUDA_CHECK_LAUNCH(st);
     return 0;
 }

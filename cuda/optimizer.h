@@ -26,7 +26,10 @@ typedef struct {
  *      torch.nn.utils.clip_grad_norm_), and the batch's loss, rec, kl, norm, batch examples and one
  *      step are added to the metrics. A non-finite step adds one to skipped and records
  *      d_step->step as first_nonfinite_step when none is recorded;
- *   3. Adam/AdamW with lr = d_step->lr over p, m, v (nothing when the step is non-finite). */
+ *   3. Adam/AdamW with lr = d_step->lr over p, m, v (nothing when the step is non-finite). An
+ *      element whose new p, m or v would not be finite keeps its values, and the step then counts
+ *      as non-finite after all (adam_t back, skipped and first_nonfinite_step as above, nothing
+ *      added to the metrics), as cuvae_cpu_adam and the CPU backend. */
 int cuvae_optimizer_step(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, float *p, const float *g,
                          float *m, float *v, size_t n, int batch, const cuvae_step_scalars *d_step,
                          cuvae_device_state *d_state, cudaStream_t stream, cuvae_status *st);

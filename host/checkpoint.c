@@ -182,7 +182,8 @@ static int cmp_entry(const void *a, const void *b)
 
 /* The metadata: format, version, counters, config text and CRC. */
 static int parse_metadata(const json_t *md, const char *name, cuvae_ckpt_meta *meta,
-                          const char **config_text, uint32_t *crc, cuvae_status *st)
+                          int *format_version, const char **config_text, uint32_t *crc,
+                          cuvae_status *st)
 {
     if (!json_is_object(md))
         return cuvae_fail(st, "%s: __metadata__ missing or not an object of strings", name);
@@ -198,11 +199,16 @@ static int parse_metadata(const json_t *md, const char *name, cuvae_ckpt_meta *m
         return cuvae_fail(st, "%s: format is not " CUVAE_CKPT_FORMAT_NAME " (got '%s')", name,
                           format ? show(format).s : "(none)");
     const char *version = json_string_value(json_object_get(md, "format_version"));
-    char want[16];
-    snprintf(want, sizeof want, "%d", CUVAE_CKPT_FORMAT_VERSION);
-    if (!version || strcmp(version, want) != 0)
-        return cuvae_fail(st, "%s: unsupported format_version '%s' (this build reads %s)", name,
-                          version ? show(version).s : "(none)", want);
+    *format_version = 0;
+    for (int v = CUVAE_CKPT_FORMAT_OLDEST; v <= CUVAE_CKPT_FORMAT_VERSION; v++) {
+        char text[16];
+        snprintf(text, sizeof text, "%d", v);
+        if (version && strcmp(version, text) == 0) *format_version = v;
+    }
+    if (!*format_version)
+        return cuvae_fail(st, "%s: unsupported format_version '%s' (this build reads %d to %d)",
+                          name, version ? show(version).s : "(none)", CUVAE_CKPT_FORMAT_OLDEST,
+                          CUVAE_CKPT_FORMAT_VERSION);
     uint64_t *fields[CUVAE_CKPT_N_U64_KEYS] = {
         &meta->step,      &meta->epoch,  &meta->epoch_step, &meta->seed,
         &meta->data_seed, &meta->adam_t, &meta->rng_counter};
@@ -424,8 +430,8 @@ static int parse_header(const json_t *root, const uint8_t *section, uint64_t dat
     if (!json_is_object(root)) return cuvae_fail(st, "%s: header is not a JSON object", name);
     const char *config_text = NULL;
     uint32_t crc_header = 0;
-    if (parse_metadata(json_object_get(root, "__metadata__"), name, &out->meta, &config_text,
-                       &crc_header, st))
+    const json_t *md = json_object_get(root, "__metadata__");
+    if (parse_metadata(md, name, &out->meta, &out->format_version, &config_text, &crc_header, st))
         return -1;
 
     size_t n = json_object_size(root) - 1; /* __metadata__ is present */
@@ -452,10 +458,22 @@ static int parse_header(const json_t *root, const uint8_t *section, uint64_t dat
     int n_t = 0;
     if (match_layout(e, n, name, out, t, &n_t, found, st)) goto done;
 
-    uint32_t crc_data = cuvae_crc32(section, (size_t)data_len);
+    /* The values' consistency before the checksum, so that an edited field is named. */
+    if (cuvae_ckpt_check_meta(out, name, st)) goto done;
+    uint32_t crc_data;
+    if (out->format_version < 2) {
+        crc_data = cuvae_crc32(section, (size_t)data_len);
+    } else {
+        const char *names[3 * CUVAE_MAX_TENSORS];
+        for (size_t i = 0; i < n; i++) names[i] = e[i].name; /* in data order: e is sorted */
+        if (cuvae_ckpt_crc_v2(md, names, n, section, (size_t)data_len, &crc_data)) {
+            cuvae_fail(st, "%s: out of memory computing the CRC-32", name);
+            goto done;
+        }
+    }
     if (crc_data != crc_header) {
-        cuvae_fail(st, "%s: CRC-32 mismatch: header says %08" PRIx32 ", data has %08" PRIx32, name,
-                   crc_header, crc_data);
+        cuvae_fail(st, "%s: CRC-32 mismatch: header says %08" PRIx32 ", %s has %08" PRIx32, name,
+                   crc_header, out->format_version < 2 ? "data" : "metadata+data", crc_data);
         goto done;
     }
     size_t np = out->model.n_params;

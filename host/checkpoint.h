@@ -2,8 +2,10 @@
  * little-endian F32 data. Tensors: the model's (encoder.{i}.weight ...), plus optim.m.<name> and
  * optim.v.<name> when the optimizer state is saved. __metadata__ (all values strings): format
  * ("cuvae-checkpoint"), format_version, step, epoch, epoch_step, seed, data_seed, adam_t,
- * rng_counter, best_valid, config (the resolved INI text), crc32 (zlib CRC-32 of the data section,
- * 8 hex digits). PyTorch's safetensors.torch.load_file reads it. */
+ * rng_counter, best_valid, config (the resolved INI text), crc32 (8 hex digits). Format 2 (written
+ * today): the zlib CRC-32 covers the metadata, the tensors' order and the data
+ * (cuvae_ckpt_crc_v2 in checkpoint_format.h); format 1 (still read, its metadata "unchecked"):
+ * the data section only. PyTorch's safetensors.torch.load_file reads both. */
 #ifndef CUVAE_CHECKPOINT_H
 #define CUVAE_CHECKPOINT_H
 
@@ -18,7 +20,8 @@
 extern "C" {
 #endif
 
-#define CUVAE_CKPT_FORMAT_VERSION 1
+#define CUVAE_CKPT_FORMAT_VERSION 2
+#define CUVAE_CKPT_FORMAT_OLDEST 1        /* the oldest version read (metadata not checksummed) */
 #define CUVAE_CKPT_MAX_HEADER (16u << 20) /* bytes; a longer header is rejected */
 
 typedef struct {
@@ -37,6 +40,7 @@ typedef struct {
     cuvae_model model;   /* layout rebuilt from that config and the tensors' shapes */
     cuvae_ckpt_meta meta;
     cuvae_train_state state; /* params always; m and v NULL when the file has no optimizer state */
+    int format_version;      /* below 2: the CRC did not cover the metadata (unchecked) */
 } cuvae_ckpt;
 
 /* Writes atomically: <path>.tmp.<pid> in the same directory, fsync, rename, fsync of the
@@ -49,8 +53,9 @@ int cuvae_ckpt_write(const char *path, const cuvae_config *config, const cuvae_m
 /* Reads and validates everything before trusting it: file size, header length bounded and inside
  * the file, JSON well formed, every tensor F32 with a valid shape, offsets in order,
  * non-overlapping, covering the data section exactly, sizes = shape x 4, names and shapes equal to
- * the layout of the config in the metadata, CRC-32 matches. Each failed check has its own message
- * naming the file and the check. */
+ * the layout of the config in the metadata, the metadata's values consistent with each other and
+ * with that config (cuvae_ckpt_check_meta), CRC-32 matches. Each failed check has its own message
+ * naming the file and the check (the field, for the metadata). */
 int cuvae_ckpt_read(const char *path, cuvae_ckpt *out, cuvae_status *st);
 
 /* Same from memory (the fuzz target's entry). `name` is used in messages. */
@@ -58,6 +63,9 @@ int cuvae_ckpt_parse(const uint8_t *data, size_t size, const char *name, cuvae_c
                      cuvae_status *st);
 
 void cuvae_ckpt_free(cuvae_ckpt *ck);
+
+/* One "warning: ..." line on out when ck is of a format whose CRC did not cover the metadata. */
+void cuvae_ckpt_warn_unchecked(const cuvae_ckpt *ck, const char *path, FILE *out);
 
 /* Run-directory management. Checkpoints are <dir>/checkpoints/step-<12-digit step>.safetensors,
  * the best by validation loss is <dir>/checkpoints/best.safetensors, and <dir>/checkpoints/latest

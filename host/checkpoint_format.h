@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "checkpoint.h"
+
 #define CUVAE_CKPT_FORMAT_NAME "cuvae-checkpoint"
 #define CUVAE_CKPT_HEADER_ALIGN 8 /* JSON padded with spaces so that the data are 8-aligned */
 #define CUVAE_CKPT_N_U64_KEYS 7
@@ -25,5 +29,23 @@ float cuvae_load_f32_le(const uint8_t *p);
 
 /* zlib's CRC-32 of any length (zlib itself takes a uInt). */
 uint32_t cuvae_crc32(const uint8_t *p, size_t n);
+/* The CRC-32 continued from crc over p[0..n). */
+uint32_t cuvae_crc32_more(uint32_t crc, const uint8_t *p, size_t n);
+
+/* The checksum of format 2: CRC-32 of every metadata key but crc32, in byte order of the keys,
+ * each as key NUL value NUL; then the tensor names in the order of their data, each followed by
+ * NUL; then the data section. -1 only when out of memory. */
+int cuvae_ckpt_crc_v2(const json_t *md, const char *const *names, size_t n_names,
+                      const uint8_t *section, size_t len, uint32_t *out);
+
+/* cuvae_ckpt_crc_v2 of a whole file as it is (tensors ordered by their first data offset), for
+ * tests and tools that edit a file on purpose and re-seal it. -1 when the header does not parse. */
+int cuvae_ckpt_file_crc(const uint8_t *file, size_t len, uint32_t *out);
+
+/* The metadata's values against each other and the config in the file (ck->meta and ck->config
+ * filled): rng_counter = step, adam_t <= step, epoch <= step, seed = train.seed = data_seed,
+ * best_valid finite or inf and inf in epoch 0, the config passing cuvae_config_validate. The
+ * message names the field. */
+int cuvae_ckpt_check_meta(const cuvae_ckpt *ck, const char *name, cuvae_status *st);
 
 #endif

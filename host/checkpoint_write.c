@@ -115,16 +115,24 @@ static int build_file(const cuvae_config *config, const cuvae_model *model,
     bad |= json_object_set_new(md, "config", ini_json) != 0;
 
     uint64_t at = 0;
+    char keys[3 * CUVAE_MAX_TENSORS][64];
+    const char *names[3 * CUVAE_MAX_TENSORS];
+    size_t n_names = 0;
     for (int g = 0; g < groups; g++)
         for (int i = 0; i < n_t; i++) {
-            char key[64];
-            snprintf(key, sizeof key, "%s%.31s", cuvae_ckpt_group_prefix[g], t[i].name);
+            char *key = keys[n_names];
+            snprintf(key, sizeof keys[0], "%s%.31s", cuvae_ckpt_group_prefix[g], t[i].name);
+            names[n_names++] = key;
             bad |= json_object_set_new(root, key, tensor_json(&t[i], at)) != 0;
             for (size_t j = 0; j < t[i].count; j++)
                 cuvae_store_f32_le(section + at + 4 * j, src[g][t[i].offset + j]);
             at += 4 * (uint64_t)t[i].count;
         }
-    snprintf(num, sizeof num, "%08" PRIx32, cuvae_crc32(section, data_len));
+    /* Format 2: the CRC covers the metadata written so far (all of it but crc32), the names
+     * in data order and the data. */
+    uint32_t crc = 0;
+    bad |= cuvae_ckpt_crc_v2(md, names, n_names, section, data_len, &crc) != 0;
+    snprintf(num, sizeof num, "%08" PRIx32, crc);
     bad |= json_object_set_new(md, "crc32", json_string(num)) != 0;
     char *text = bad ? NULL : json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(md);

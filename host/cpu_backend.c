@@ -227,9 +227,19 @@ static int cpu_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_statu
     }
     cb->adam_t++;
     cb->generation++;
-    cuvae_cpu_adam(cb->params, cb->grads, cb->adam_m, cb->adam_v, m->n_params, step->lr,
-                   cb->c.optim.beta1, cb->c.optim.beta2, cb->c.optim.eps, cb->c.optim.weight_decay,
-                   cb->c.optim.type == CUVAE_OPT_ADAMW, cb->adam_t, clip);
+    if (cuvae_cpu_adam(cb->params, cb->grads, cb->adam_m, cb->adam_v, m->n_params, step->lr,
+                       cb->c.optim.beta1, cb->c.optim.beta2, cb->c.optim.eps,
+                       cb->c.optim.weight_decay, cb->c.optim.type == CUVAE_OPT_ADAMW, cb->adam_t,
+                       clip)) {
+        /* Optimizer state that would overflow counts as non-finite: the elements concerned kept
+         * their values, the step is counted as withheld (the `stop` policy ends the run before
+         * anything is saved; `skip` goes on from finite state). */
+        cb->adam_t--;
+        if (cb->metrics.first_nonfinite_step < 0)
+            cb->metrics.first_nonfinite_step = (int64_t)step->step;
+        cb->metrics.skipped++;
+        return 0;
+    }
     cb->metrics.loss += loss;
     cb->metrics.rec += rec;
     cb->metrics.kl += kl;

@@ -420,7 +420,7 @@ typedef struct {
 /* One element, in the order torch evaluates it: g' = g*scale (+ wd*p for Adam);
  * p' = p*(1 - lr*wd) for AdamW; m = m*b1 + (1-b1)*g'; v = v*b2 + ((1-b2)*g')*g';
  * p = p' + (-step*m) / (sqrt(v)/sqrt(bc2) + eps). The SSE2 loop below is the same sequence. */
-static inline void adam_element(const adam_consts *a, float *p, float g, float *m, float *v)
+static inline int adam_element(const adam_consts *a, float *p, float g, float *m, float *v)
 {
     float gi = g * a->grad_scale;
     if (a->l2) gi = gi + a->weight_decay * *p;
@@ -428,9 +428,14 @@ static inline void adam_element(const adam_consts *a, float *p, float g, float *
     float mi = *m * a->beta1 + a->one_m_b1 * gi;
     float vi = *v * a->beta2 + a->one_m_b2 * gi * gi;
     float denom = sqrtf(vi) / a->bc2_sqrt + a->eps;
+    float pn = pi + a->neg_step * mi / denom;
+    /* An overflowing update (v = inf from a huge gradient, say) is not stored: x * 0 == 0
+     * holds exactly for finite x. */
+    if (!(mi * 0.0f == 0.0f && vi * 0.0f == 0.0f && pn * 0.0f == 0.0f)) return 1;
     *m = mi;
     *v = vi;
-    *p = pi + a->neg_step * mi / denom;
+    *p = pn;
+    return 0;
 }
 
 #if defined(__SSE2__)
@@ -438,7 +443,9 @@ static inline void adam_element(const adam_consts *a, float *p, float g, float *
  * every parameter, bound by the divider: written out in SSE2 (part of x86-64) and in AVX (8 lanes,
  * chosen at run time), the same operations as adam_element in the same order, so every path gives
  * the same bits. Each returns how many leading elements it updated. */
-#define ADAM_VECTOR_BODY(W, V, set1, load, store, add, mul, div, sqrt)                             \
+#define ADAM_VECTOR_BODY(W, V, set1, load, store, add, mul, div, sqrt, eq, and, andnot, or, mask)  \
+    const V zero = set1(0.0f);                                                                     \
+    V all_ok = eq(zero, zero);                                                                     \
     const V scale = set1(a->grad_scale), wd = set1(a->weight_decay), decay = set1(a->decay),       \
             b1 = set1(a->beta1), b2 = set1(a->beta2), omb1 = set1(a->one_m_b1),                    \
             omb2 = set1(a->one_m_b2), bc2s = set1(a->bc2_sqrt), ep = set1(a->eps),                 \
@@ -451,31 +458,44 @@ static inline void adam_element(const adam_consts *a, float *p, float g, float *
         V mv = add(mul(load(m + i), b1), mul(omb1, gv));                                           \
         V vv = add(mul(load(v + i), b2), mul(mul(omb2, gv), gv));                                  \
         V denom = add(div(sqrt(vv), bc2s), ep);                                                    \
-        store(m + i, mv);                                                                          \
-        store(v + i, vv);                                                                          \
-        store(p + i, add(pi, div(mul(step, mv), denom)));                                          \
+        V pn = add(pi, div(mul(step, mv), denom));                                                 \
+        /* Lanes whose update is not finite keep their values (as adam_element). */                \
+        V ok =                                                                                     \
+            and(and(eq(mul(mv, zero), zero), eq(mul(vv, zero), zero)), eq(mul(pn, zero), zero));   \
+        all_ok = and(all_ok, ok);                                                                  \
+        store(m + i, or (and(ok, mv), andnot(ok, load(m + i))));                                   \
+        store(v + i, or (and(ok, vv), andnot(ok, load(v + i))));                                   \
+        store(p + i, or (and(ok, pn), andnot(ok, pv)));                                            \
     }                                                                                              \
+    *bad += (size_t)(mask(all_ok) != (1 << W) - 1);                                                \
     return i;
 
 static size_t adam_sse2(const adam_consts *a, float *p, const float *g, float *m, float *v,
-                        size_t n)
+                        size_t n, size_t *bad)
 {
     ADAM_VECTOR_BODY(4, __m128, _mm_set1_ps, _mm_loadu_ps, _mm_storeu_ps, _mm_add_ps, _mm_mul_ps,
-                     _mm_div_ps, _mm_sqrt_ps)
+                     _mm_div_ps, _mm_sqrt_ps, _mm_cmpeq_ps, _mm_and_ps, _mm_andnot_ps, _mm_or_ps,
+                     _mm_movemask_ps)
 }
 
-__attribute__((target("avx"))) static size_t adam_avx(const adam_consts *a, float *p,
-                                                      const float *g, float *m, float *v, size_t n)
+__attribute__((target("avx"))) static inline __m256 avx_eq(__m256 x, __m256 y)
+{
+    return _mm256_cmp_ps(x, y, _CMP_EQ_OQ);
+}
+
+__attribute__((target("avx"))) static size_t
+adam_avx(const adam_consts *a, float *p, const float *g, float *m, float *v, size_t n, size_t *bad)
 {
     ADAM_VECTOR_BODY(8, __m256, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,
-                     _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps)
+                     _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps, avx_eq, _mm256_and_ps,
+                     _mm256_andnot_ps, _mm256_or_ps, _mm256_movemask_ps)
 }
 #undef ADAM_VECTOR_BODY
 #endif
 
-void cuvae_cpu_adam(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
-                    float beta2, float eps, float weight_decay, int decoupled, uint64_t t,
-                    float grad_scale)
+int cuvae_cpu_adam(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                   float beta2, float eps, float weight_decay, int decoupled, uint64_t t,
+                   float grad_scale)
 {
     /* As torch.optim.Adam/AdamW (single tensor): the step's scalars in double, rounded to float
      * where torch hands them to its float kernels. */
@@ -495,9 +515,11 @@ void cuvae_cpu_adam(float *p, const float *g, float *m, float *v, size_t n, floa
         .l2 = !decoupled && weight_decay != 0.0f,
         .shrink = decoupled && weight_decay != 0.0f,
     };
-    size_t i = 0;
+    size_t i = 0, bad = 0;
 #if defined(__SSE2__)
-    i = __builtin_cpu_supports("avx") ? adam_avx(&a, p, g, m, v, n) : adam_sse2(&a, p, g, m, v, n);
+    i = __builtin_cpu_supports("avx") ? adam_avx(&a, p, g, m, v, n, &bad)
+                                      : adam_sse2(&a, p, g, m, v, n, &bad);
 #endif
-    for (; i < n; i++) adam_element(&a, p + i, g[i], m + i, v + i);
+    for (; i < n; i++) bad += (size_t)adam_element(&a, p + i, g[i], m + i, v + i);
+    return bad != 0;
 }

@@ -70,9 +70,9 @@ double cuvae_cpu_sum_squares(const float *g, size_t n);
  * t is the 1-based update count. Same arithmetic as PyTorch's single-tensor implementation:
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). */
-void cuvae_cpu_adam(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
-                    float beta2, float eps, float weight_decay, int decoupled, uint64_t t,
-                    float grad_scale);
+int cuvae_cpu_adam(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                   float beta2, float eps, float weight_decay, int decoupled, uint64_t t,
+                   float grad_scale);
 
 #ifdef __cplusplus
 }

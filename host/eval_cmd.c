@@ -91,7 +91,10 @@ static const char DATA_HELP[] =
 static int load_checkpoint(const char *path, cuvae_ckpt *ck, cuvae_status *st)
 {
     memset(ck, 0, sizeof *ck);
-    if (cuvae_ckpt_read(path, ck, st) == 0) return 0;
+    if (cuvae_ckpt_read(path, ck, st) == 0) {
+        cuvae_ckpt_warn_unchecked(ck, path, stderr);
+        return 0;
+    }
     if (!strstr(st->msg, path)) cuvae_fail_prefix(st, "%s", path);
     return -1;
 }

@@ -48,6 +48,7 @@ static int open_resume(cuvae_trainer *t, cuvae_status *st)
     }
     t->resuming = 1;
     const cuvae_ckpt *ck = &t->resume_ck;
+    cuvae_ckpt_warn_unchecked(ck, t->resume_path, t->log);
     if (!ck->state.m || !ck->state.v) {
         cuvae_fail(st,
                    "--resume %s: the file holds no optimizer state (a model-only file such as "
@@ -79,6 +80,18 @@ static int apply_resume(cuvae_trainer *t, cuvae_status *st)
     }
     if (t->be->ops->set_state(t->be, &ck->state, st))
         return cuvae_fail_prefix(st, "--resume %s", t->resume_path);
+    /* Same batches per epoch as when it was saved: its epoch_step must lie inside an epoch. */
+    const cuvae_config *sc = &ck->config, *nc = t->cfg;
+    if (sc->train.batch_size == nc->train.batch_size &&
+        sc->data.limit_train == nc->data.limit_train &&
+        sc->data.validation == nc->data.validation &&
+        strcmp(sc->data.train_images, nc->data.train_images) == 0 &&
+        ck->meta.epoch_step > (uint64_t)t->steps_per_epoch) {
+        cuvae_fail(
+            st, "--resume %s: metadata: epoch_step %llu exceeds the %lld batches of an epoch",
+            t->resume_path, (unsigned long long)ck->meta.epoch_step, (long long)t->steps_per_epoch);
+        return usage_fail(t);
+    }
     t->step = ck->meta.step;
     t->epoch = ck->meta.epoch;
     t->epoch_step = ck->meta.epoch_step;

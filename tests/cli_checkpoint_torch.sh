@@ -33,7 +33,7 @@ expect_rc 0 "$py" "$src/bench/peers/torch_vae.py" --checkpoint "$ckpt" --limit "
     --float64 --json "$T/torch1.json"
 
 PYTHONPATH="$src/bench/peers" "$py" - "$ckpt" "$T/run/model.safetensors" "$T" "$N" <<'EOF'
-import argparse, json, struct, sys, zlib
+import argparse, json, os, struct, sys, zlib
 import numpy as np
 import torch
 import philox
@@ -86,8 +86,11 @@ check(int(meta.get("step", -1)) > 0 and int(meta.get("adam_t", -1)) == int(meta.
       "step %s and adam_t %s" % (meta.get("step"), meta.get("adam_t")))
 raw = open(ckpt, "rb").read()
 (hlen,) = struct.unpack("<Q", raw[:8])
-crc = "%08x" % (zlib.crc32(raw[8 + hlen:]) & 0xFFFFFFFF)
-check(meta.get("crc32") == crc, "crc32 %s, data section has %s" % (meta.get("crc32"), crc))
+sys.path.insert(0, os.path.join(os.environ["CUVAE_SOURCE_DIR"], "tests"))
+import ckpt_crc
+crc = ckpt_crc.crc_of_file(raw)
+check(meta.get("format_version") == "2", "format_version %r" % meta.get("format_version"))
+check(meta.get("crc32") == crc, "crc32 %s, metadata and data have %s" % (meta.get("crc32"), crc))
 
 # The weights load into torch.nn.Linear layers in order and reproduce the stored values.
 model, _, _, _, _ = torch_vae.load_checkpoint(ckpt)

@@ -203,7 +203,7 @@ grep -q "examples/s" "$T/k50.txt" || fail "eval prints no throughput"
 # encoder's last layer zeroed, the CRC recomputed) has those two units inactive, the others as
 # before.
 python3 - "$MODEL" "$T/dead.safetensors" <<'EOF2'
-import json, re, struct, sys, zlib
+import json, os, re, struct, sys, zlib
 src, dst = sys.argv[1], sys.argv[2]
 data = bytearray(open(src, "rb").read())
 hlen = struct.unpack("<Q", data[:8])[0]
@@ -216,7 +216,9 @@ for t, count in ((w, 2 * cols), (b, 2)):
     start = base + t["data_offsets"][0]
     data[start:start + 4 * count] = bytes(4 * count)
 old_crc = header["__metadata__"]["crc32"]
-new_crc = "%08x" % zlib.crc32(bytes(data[base:]))
+sys.path.insert(0, os.path.join(os.environ["CUVAE_SOURCE_DIR"], "tests"))
+import ckpt_crc
+new_crc = ckpt_crc.crc_of(header, bytes(data[base:]))
 head = bytes(data[8:base]).replace(f'"{old_crc}"'.encode(), f'"{new_crc}"'.encode())
 assert len(head) == hlen
 open(dst, "wb").write(bytes(data[:8]) + head + bytes(data[base:]))

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "checkpoint.h"
+#include "checkpoint_format.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,8 +29,10 @@ static uint8_t *with_fixed_crc(const uint8_t *data, size_t size)
     for (size_t i = 8; !at && i + flen + 8 <= 8 + hlen; i++)
         if (memcmp(data + i, field, flen) == 0) at = data + i + flen;
     if (!at) return NULL;
-    uLong crc = crc32(0L, Z_NULL, 0);
-    crc = crc32(crc, data + 8 + hlen, (uInt)(size - 8 - hlen));
+    /* Format 2's checksum (metadata, names, data); the data alone when the header does not
+     * parse far enough for it (format 1's checksum). */
+    uint32_t crc;
+    if (cuvae_ckpt_file_crc(data, size, &crc)) crc = cuvae_crc32(data + 8 + hlen, size - 8 - hlen);
     char hex[9];
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 8; i++) hex[i] = digits[(crc >> (28 - 4 * i)) & 0xf];

@@ -400,11 +400,15 @@ static void test_adam(cuvae_cuda_ctx *ctx, int decoupled, float wd)
     fill_uniform(g, n, -1e-2f, 1e-2f, 32);
     fill_uniform(m, n, -1e-3f, 1e-3f, 33);
     fill_uniform(v, n, 0.0f, 1e-5f, 34);
-    g[0] = 0.0f; /* a zero gradient: m and v decay, p moves only by its momentum */
+    g[0] = 0.0f;  /* a zero gradient: m and v decay, p moves only by its momentum */
+    g[1] = 1e30f; /* v would overflow: both sides keep element 1 as it was */
+    const float p1 = p[1], m1 = m[1], v1 = v[1];
     float *d_p = (float *)dev_from(p, n * 4), *d_g = (float *)dev_from(g, n * 4),
           *d_m = (float *)dev_from(m, n * 4), *d_v = (float *)dev_from(v, n * 4);
     cuvae_adam_factors *d_f = (cuvae_adam_factors *)dev_alloc(sizeof(cuvae_adam_factors));
-    cuvae_cpu_adam(p, g, m, v, n, lr, h.beta1, h.beta2, h.eps, wd, decoupled, t, grad_scale);
+    CHECK(cuvae_cpu_adam(p, g, m, v, n, lr, h.beta1, h.beta2, h.eps, wd, decoupled, t,
+                         grad_scale) == 1);
+    CHECK(p[1] == p1 && m[1] == m1 && v[1] == v1);
     REQUIRE_OK(
         cuvae_adam_update(ctx, &h, d_p, d_g, d_m, d_v, n, lr, t, grad_scale, d_f, ctx->stream, &st),
         st);

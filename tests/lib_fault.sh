@@ -23,7 +23,9 @@ ckpt_ok() {
         fi
     done
     python3 - "$want_optim" "$@" <<'EOF'
-import json, struct, sys, zlib
+import json, os, struct, sys, zlib
+sys.path.insert(0, os.path.join(os.environ["CUVAE_SOURCE_DIR"], "tests"))
+import ckpt_crc
 want_optim = sys.argv[1] == "--optim"
 
 def check(path):
@@ -57,9 +59,9 @@ def check(path):
         at = end
     if at != len(data):
         bad(f"tensors cover {at} of the {len(data)} data bytes")
-    crc = f"{zlib.crc32(data):08x}"
+    crc = ckpt_crc.crc_of(dict(header, __metadata__=meta), data)
     if crc != meta.get("crc32", "").lower():
-        bad(f"CRC-32 of the data is {crc}, the header says {meta.get('crc32')}")
+        bad(f"CRC-32 of the metadata and data is {crc}, the header says {meta.get('crc32')}")
     if want_optim and not any(name.startswith("optim.m.") for name in header):
         bad("no optimizer state")
 

@@ -67,7 +67,11 @@ static void test_round_trip(const char *dir, fixture *f)
     /* Extreme counters survive too. */
     cuvae_ckpt_meta saved = f->meta;
     f->meta.step = UINT64_MAX;
+    f->meta.rng_counter = UINT64_MAX; /* consistent metadata: rng_counter = step */
     f->meta.seed = UINT64_MAX - 1;
+    f->meta.data_seed = UINT64_MAX - 1; /* data_seed = seed = train.seed */
+    uint64_t seed = f->config.train.seed;
+    f->config.train.seed = UINT64_MAX - 1;
     sfmt(path, sizeof path, "%s/big.safetensors", dir);
     CHECK(write_fixture(path, f, 1, &st) == 0);
     cuvae_ckpt ck;
@@ -75,6 +79,7 @@ static void test_round_trip(const char *dir, fixture *f)
     CHECK(ck.meta.step == UINT64_MAX && ck.meta.seed == UINT64_MAX - 1);
     cuvae_ckpt_free(&ck);
     f->meta = saved;
+    f->config.train.seed = seed;
 }
 
 /* Reads the file as a plain safetensors reader would, sharing no code with checkpoint.c. */
@@ -100,10 +105,30 @@ static void test_independent_layout(const char *dir, const fixture *f)
     CHECK(dlen == 3 * f->model.n_params * 4);
     json_t *md = json_object_get(root, "__metadata__");
     char crc[16];
-    sfmt(crc, sizeof crc, "%08lx", (unsigned long)crc32(0L, data, (uInt)dlen));
+    /* Format 2: the CRC-32 of each metadata key but crc32 (sorted) as key NUL value NUL, the
+     * tensor names in data order each with its NUL, then the data; computed here by hand. */
+    uLong want = crc32(0L, Z_NULL, 0);
+    const char *sorted[] = {"adam_t",      "best_valid", "config", "data_seed",
+                            "epoch",       "epoch_step", "format", "format_version",
+                            "rng_counter", "seed",       "step"};
+    CHECK(json_object_size(md) == sizeof sorted / sizeof sorted[0] + 1);
+    for (size_t i = 0; i < sizeof sorted / sizeof sorted[0]; i++) {
+        const char *v = json_string_value(json_object_get(md, sorted[i]));
+        CHECK(v != NULL);
+        if (!v) continue;
+        want = crc32(want, (const Bytef *)sorted[i], (uInt)strlen(sorted[i]) + 1);
+        want = crc32(want, (const Bytef *)v, (uInt)strlen(v) + 1);
+    }
+    for (void *it = json_object_iter(root); it; it = json_object_iter_next(root, it)) {
+        const char *k = json_object_iter_key(it); /* the writer's order is the data order */
+        if (strcmp(k, "__metadata__") != 0)
+            want = crc32(want, (const Bytef *)k, (uInt)strlen(k) + 1);
+    }
+    want = crc32(want, data, (uInt)dlen);
+    sfmt(crc, sizeof crc, "%08lx", (unsigned long)want);
     CHECK(strcmp(json_string_value(json_object_get(md, "crc32")), crc) == 0);
     CHECK(strcmp(json_string_value(json_object_get(md, "step")), "1234") == 0);
-    CHECK(strcmp(json_string_value(json_object_get(md, "format_version")), "1") == 0);
+    CHECK(strcmp(json_string_value(json_object_get(md, "format_version")), "2") == 0);
     /* Tensors in file order cover the data section back to back, in the documented order. */
     cuvae_tensor_info t[CUVAE_MAX_TENSORS];
     int n_t = cuvae_model_tensors(&f->model, t);
@@ -311,6 +336,8 @@ static void test_run_dir(const char *base, fixture *f)
             cuvae_test_write_file(path, "partial", 7);
         }
         f->meta.step = step;
+        f->meta.rng_counter = step; /* the metadata stays consistent: rng_counter = step */
+        f->meta.adam_t = step;
         f->meta.best_valid = 100.0 - (double)step / 100.0;
         int is_best = step == 200 || step == 500;
         CHECK(cuvae_ckpt_save_run(run, 3, &f->config, &f->model, &f->meta, &s, is_best, saved,
@@ -409,7 +436,7 @@ static void test_run_dir(const char *base, fixture *f)
     CHECK(ck.state.params == NULL);
 
     /* Saving again after a resume from an older step never deletes the file just written. */
-    f->meta.step = 50;
+    f->meta.step = f->meta.rng_counter = f->meta.adam_t = 50;
     CHECK(cuvae_ckpt_save_run(run, 1, &f->config, &f->model, &f->meta, &s, 0, saved, sizeof saved,
                               &st) == 0);
     CHECK(exists(saved));

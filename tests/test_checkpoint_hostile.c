@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "checkpoint.h"
+#include "checkpoint_format.h"
 #include "ckpt_fixture.h"
 #include "tests_util.h"
 
@@ -85,6 +86,17 @@ static uint8_t *assemble(json_t *header, const uint8_t *data, size_t dlen, size_
     uint8_t *out = assemble_text(text, data, dlen, 1, len);
     free(text);
     return out;
+}
+
+/* Rewrites the crc32 of a file in place (same length) after its data were changed on purpose. */
+static void fix_crc(uint8_t *file, size_t len)
+{
+    uint32_t crc = 0;
+    CHECK(cuvae_ckpt_file_crc(file, len, &crc) == 0);
+    char want[16];
+    sfmt(want, sizeof want, "%08lx", (unsigned long)crc);
+    char *at = strstr((char *)file + 8, "\"crc32\":\"");
+    if (at) memcpy(at + 9, want, 8);
 }
 
 /* Applies `edit` to a copy of the header and expects the result to be rejected with phrase. */
@@ -238,7 +250,12 @@ static void test_header_damage(const parts *p)
     }
     WITH_HEADER(p, h)
     {
-        set_meta(h, "format_version", "2");
+        set_meta(h, "format_version", "3");
+        EXPECT_HEADER_REJECT(p, h, "unsupported format_version");
+    }
+    WITH_HEADER(p, h)
+    {
+        set_meta(h, "format_version", "0");
         EXPECT_HEADER_REJECT(p, h, "unsupported format_version");
     }
     static const char *const keys[] = {"step",   "epoch",       "epoch_step", "seed",   "data_seed",
@@ -260,9 +277,11 @@ static void test_header_damage(const parts *p)
     WITH_HEADER(p, h)
     {
         set_meta(h, "rng_counter", "18446744073709551615"); /* the largest u64 reads */
+        set_meta(h, "step", "18446744073709551615");        /* (rng_counter = step) */
         set_meta(h, "best_valid", "inf");
         size_t n;
         uint8_t *ok = assemble(h, p->data, p->dlen, &n);
+        fix_crc(ok, n); /* format 2's CRC covers the metadata */
         CHECK(cuvae_ckpt_parse(ok, n, "max", &ck, &st) == 0);
         CHECK(ck.meta.rng_counter == UINT64_MAX && isinf(ck.meta.best_valid));
         cuvae_ckpt_free(&ck);
@@ -353,6 +372,7 @@ static void test_tensor_damage(const parts *p, const fixture *f)
         set_offsets(h, "encoder.0.bias", 0, 20);
         size_t n;
         uint8_t *g = assemble(h, p->data, p->dlen, &n);
+        fix_crc(g, n); /* format 2's CRC covers the tensors' order */
         cuvae_ckpt ck;
         cuvae_status st;
         CHECK(cuvae_ckpt_parse(g, n, "swapped", &ck, &st) == 0);
@@ -450,16 +470,6 @@ static void test_tensor_damage(const parts *p, const fixture *f)
     }
 }
 
-/* Rewrites the crc32 of a file in place (same length) after its data were changed on purpose. */
-static void fix_crc(uint8_t *file, size_t len)
-{
-    uint64_t hl = le64(file);
-    char want[16];
-    sfmt(want, sizeof want, "%08lx", (unsigned long)crc32(0L, file + 8 + hl, (uInt)(len - 8 - hl)));
-    char *at = strstr((char *)file + 8, "\"crc32\":\"");
-    if (at) memcpy(at + 9, want, 8);
-}
-
 static void put_f32(uint8_t *p, float x)
 {
     uint32_t u;
@@ -474,7 +484,7 @@ static void test_data_damage(const parts *p, const fixture *f)
     memcpy(g, p->file, p->len);
     d[200] ^= 0x01;
     EXPECT_REJECT(g, p->len, "CRC-32 mismatch: header says ");
-    EXPECT_REJECT(g, p->len, ", data has ");
+    EXPECT_REJECT(g, p->len, ", metadata+data has ");
     /* Non-finite values with a CRC that matches them: the reader still refuses them. encoder.1
      * .weight starts at byte 140. */
     const float bad[] = {NAN, INFINITY, -INFINITY};

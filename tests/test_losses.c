@@ -456,6 +456,28 @@ static void test_adam(int decoupled, float wd, float scale)
         CHECK(memcmp(q, p, sizeof q) == 0 && memcmp(mq, m, sizeof mq) == 0 &&
               memcmp(vq, v, sizeof vq) == 0);
     }
+    /* An update that would overflow (v = (1 - b2) g^2 = inf) is refused for the elements
+     * concerned, on every path (scalar tail and vector body), and reported. */
+    {
+        float q[13], mq[13], vq[13], gq[13];
+        for (int i = 0; i < 13; i++) {
+            q[i] = 0.1f * (float)i;
+            mq[i] = 0.01f;
+            vq[i] = 0.02f;
+            gq[i] = 0.5f;
+        }
+        gq[3] = 1e30f;  /* vector body */
+        gq[12] = 3e38f; /* scalar tail (13 = 8 + 4 + 1) */
+        CHECK(cuvae_cpu_adam(q, gq, mq, vq, 13, lr, b1, b2, eps, wd, decoupled, 2, scale) == 1);
+        for (int i = 0; i < 13; i++) {
+            int kept = i == 3 || i == 12;
+            CHECK((q[i] == 0.1f * (float)i) == kept || (i == 0 && q[i] == 0.0f && kept));
+            CHECK((mq[i] == 0.01f && vq[i] == 0.02f) == kept);
+            CHECK(isfinite(q[i]) && isfinite(mq[i]) && isfinite(vq[i]));
+        }
+        gq[3] = gq[12] = 0.5f;
+        CHECK(cuvae_cpu_adam(q, gq, mq, vq, 13, lr, b1, b2, eps, wd, decoupled, 3, scale) == 0);
+    }
     /* By hand, element 0 of plain Adam at t = 1: m = 0.1 g, v = 0.001 g^2, bias-corrected
      * m / sqrt(v) = sign(g): p moves by lr against the gradient. */
     if (!decoupled && wd == 0 && scale == 1) {
