@@ -69,8 +69,7 @@ static void print_version(void)
 #endif
     char blas[512];
     cuvae_blas_describe(blas, sizeof blas);
-    printf("BLAS: %s
-", blas);
+    printf("BLAS: %s\n", blas);
 }
 
 static const subcommand *find(const char *name)
