@@ -140,13 +140,15 @@ ls "$T/run_hup/checkpoints/"step-*.safetensors >/dev/null || fail "SIGHUP: no ch
 
 # --- eval with results that are not finite: an error, not -nan and exit 0 --------------------
 python3 - "$MODEL" "$T/huge.safetensors" <<'PY'
-import json, struct, sys, zlib
+import json, os, struct, sys
+sys.path.insert(0, os.path.join(os.environ["CUVAE_SOURCE_DIR"], "tests"))
+import ckpt_crc
 raw = open(sys.argv[1], "rb").read()
 n = struct.unpack("<Q", raw[:8])[0]
 head = json.loads(raw[8:8 + n])
 data = bytearray(raw[8 + n:])
 data[:] = struct.pack("<f", 3e38) * (len(data) // 4)
-head["__metadata__"]["crc32"] = "%08x" % zlib.crc32(bytes(data))
+head["__metadata__"]["crc32"] = ckpt_crc.crc_of(head, bytes(data))
 text = json.dumps(head, separators=(",", ":")).encode()
 text += b" " * (-len(text) % 8)
 open(sys.argv[2], "wb").write(struct.pack("<Q", len(text)) + text + bytes(data))

@@ -7,8 +7,10 @@ NAME=cli_version
 source "$(dirname "$0")/lib_cli.sh"
 
 expect_rc 0 "$BIN" --version
-v=$(cat "$T/out")
-[ "$(grep -c . "$T/out")" -eq 1 ] || fail "--version prints more than one line: $v"
+# Line 1: the version and the backends; line 2: the BLAS library (tests/cli_blas.sh checks it).
+v=$(head -n 1 "$T/out")
+[ "$(grep -c . "$T/out")" -eq 2 ] || fail "--version prints other than two lines: $(cat "$T/out")"
+sed -n 2p "$T/out" | grep -q '^BLAS: ' || fail "--version's second line is not the BLAS line"
 echo "$v" | grep -Eq '^cuvae [0-9]+\.[0-9]+\.[0-9]+, ' || fail "--version prints '$v'"
 built=${CUVAE_BUILT_CUDA:?run under ctest (CUVAE_BUILT_CUDA unset)}
 if [ "$built" = ON ]; then
@@ -38,5 +40,5 @@ else
 fi
 # `cuvae version` is the same.
 expect_rc 0 "$BIN" version
-[ "$(cat "$T/out")" = "$v" ] || fail "'cuvae version' differs from --version"
+[ "$(head -n 1 "$T/out")" = "$v" ] || fail "'cuvae version' differs from --version"
 echo "$NAME: ok"
