@@ -30,8 +30,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cmd=${1:-}
 case $cmd in
-    1) limit=${CUVAE_DEVICE_LIMIT:-470} ;;
-    2) limit=${CUVAE_DEVICE_LIMIT:-230} ;;
+    1) limit=${CUVAE_DEVICE_LIMIT:-470} build_limit=150 ;;
+    2) limit=${CUVAE_DEVICE_LIMIT:-230} build_limit=100 ;;
     *) echo "usage: bash bench/device_check.sh 1|2" >&2; exit 2 ;;
 esac
 dry=${CUVAE_DEVICE_DRY:-}
@@ -166,7 +166,7 @@ if ! command -v make >/dev/null && command -v ninja >/dev/null; then
 fi
 # build_with WERROR LOG: configures and builds build-gpu.
 build_with() {
-    run 150 "$2" bash -c 'cmake -S . -B build-gpu "$@" && cmake --build build-gpu -j"$(nproc)"' _ \
+    run "$build_limit" "$2" bash -c 'cmake -S . -B build-gpu "$@" && cmake --build build-gpu -j"$(nproc)"' _ \
         "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCUVAE_WERROR="$1" \
         ${archs:+-DCMAKE_CUDA_ARCHITECTURES="$archs"}
 }
