@@ -50,6 +50,8 @@ typedef struct {
     int has_eval;
     cuvae_eval_result eval; /* the median repeat's result */
     double eval_per_s;
+    int has_profile;
+    cuvae_profile profile; /* the timed repeats' breakdown, when the backend gives one */
 } setting;
 
 /* The data a bench runs on: synthetic bytes of the config's shape, or the config's sets. */
@@ -73,6 +75,10 @@ double cuvae_bench_peak_rss_mib(void);
 
 /* "784-512-256-32": the encoder's widths, input first. */
 void cuvae_bench_model_text(const cuvae_config *c, int d, char *buf, size_t len);
+
+/* Each setting's step breakdown (backends with a profile entry): ms a step, share of the step,
+ * GFLOP/s of each GEMM. */
+void cuvae_bench_print_breakdown(FILE *out, const setting *s, int n);
 
 /* The settings as a table on `out` (and the evaluation table and CUDA memory lines). */
 void cuvae_bench_print_table(FILE *out, const setting *s, int n, int eval_K, int64_t eval_n,

@@ -102,6 +102,51 @@ void cuvae_bench_print_table(FILE *out, const setting *s, int n, int eval_K, int
     }
 }
 
+void cuvae_bench_print_breakdown(FILE *out, const setting *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const setting *r = &s[i];
+        if (r->status != SETTING_OK || !r->has_profile) continue;
+        const cuvae_profile *p = &r->profile;
+        double per = 1e3 / (double)p->steps, gemm = 0, gemm_flops = 0;
+        fprintf(out, "\nstep breakdown, batch %d (%s), mean of %lld steps: %.3f ms a step\n",
+                r->batch, cuvae_precision_name(r->precision), (long long)p->steps,
+                p->seconds * per);
+        fprintf(out, "  %-32s %9s %7s %9s\n", "phase", "ms", "share", "GFLOP/s");
+        for (int k = 0; k < p->n; k++) {
+            const cuvae_profile_entry *e = &p->e[k];
+            char rate[32] = "";
+            if (e->flops > 0 && e->seconds > 0) {
+                snprintf(rate, sizeof rate, "%9.1f", e->flops / e->seconds * 1e-9);
+                gemm += e->seconds;
+                gemm_flops += e->flops;
+            }
+            fprintf(out, "  %-32s %9.3f %6.1f%% %9s\n", e->name, e->seconds * per,
+                    100.0 * e->seconds / p->seconds, rate);
+        }
+        fprintf(out, "  %-32s %9.3f %6.1f%% %9.1f\n", "all GEMMs", gemm * per,
+                100.0 * gemm / p->seconds, gemm > 0 ? gemm_flops / gemm * 1e-9 : 0.0);
+        fprintf(out, "  %-32s %9.3f %6.1f%%\n", "everything else", (p->seconds - gemm) * per,
+                100.0 * (p->seconds - gemm) / p->seconds);
+    }
+}
+
+static json_t *breakdown_json(const cuvae_profile *p)
+{
+    json_t *arr = json_array();
+    for (int k = 0; k < p->n; k++) {
+        const cuvae_profile_entry *e = &p->e[k];
+        json_t *j = json_object();
+        json_object_set_new(j, "phase", json_string(e->name));
+        json_object_set_new(j, "ms_per_step", json_real(e->seconds * 1e3 / (double)p->steps));
+        json_object_set_new(j, "share", json_real(e->seconds / p->seconds));
+        if (e->flops > 0 && e->seconds > 0)
+            json_object_set_new(j, "gflop_per_s", json_real(e->flops / e->seconds * 1e-9));
+        json_array_append_new(arr, j);
+    }
+    return arr;
+}
+
 int cuvae_bench_write_json(const char *path, const bench_opts *o, int argc, char **argv,
                            const char *machine, const char *cpu, const char *device_name,
                            const cuvae_config *c, const char *model, const bench_data *bd,
@@ -182,6 +227,7 @@ int cuvae_bench_write_json(const char *path, const bench_opts *o, int argc, char
         json_object_set_new(e, "repeat_step_ms", reps);
         if (isfinite(r->peak_mib)) json_object_set_new(e, "peak_rss_mib", json_real(r->peak_mib));
         json_object_set_new(e, "memory", json_string(r->memory));
+        if (r->has_profile) json_object_set_new(e, "breakdown", breakdown_json(&r->profile));
         if (r->has_eval) {
             json_t *ev = json_object();
             json_object_set_new(ev, "samples", json_integer(eval_K));

@@ -67,6 +67,22 @@ typedef struct {
     float *logvar;  /* [n, latent] encoder log-variances */
 } cuvae_eval_out;
 
+/* A breakdown of the training step by phase: wall seconds, calls and FLOPs of each (FLOPs for the
+ * GEMMs, 0 elsewhere), over `steps` steps. */
+#define CUVAE_PROFILE_MAX 80
+typedef struct {
+    char name[32]; /* "gemm enc.1 dW", "adam", ... */
+    double seconds, flops;
+    int64_t calls;
+} cuvae_profile_entry;
+
+typedef struct {
+    int n;
+    int64_t steps;
+    double seconds; /* wall time of the steps, from their first phase to their last */
+    cuvae_profile_entry e[CUVAE_PROFILE_MAX];
+} cuvae_profile;
+
 typedef struct cuvae_backend cuvae_backend;
 
 typedef struct {
@@ -84,6 +100,9 @@ typedef struct {
     int (*set_state)(cuvae_backend *be, const cuvae_train_state *in, cuvae_status *st);
     /* Frees nothing; prints what each part of the backend's memory takes (MiB). */
     void (*describe)(cuvae_backend *be, char *buf, size_t len);
+    /* Optional (NULL: no breakdown): where the training steps since the last reset spent their
+     * time, phase by phase; resets the counts when `reset`. */
+    int (*profile)(cuvae_backend *be, cuvae_profile *out, int reset, cuvae_status *st);
 } cuvae_backend_ops;
 
 struct cuvae_backend {

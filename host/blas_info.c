@@ -10,6 +10,7 @@
  * knows the variable was cuvae's and never re-executes again (cuvae_blas_decide asks for a
  * re-exec only when neither variable is set). */
 #include "blas_info.h"
+#include "cpu_threads.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -151,7 +152,10 @@ void cuvae_blas_get_info(cuvae_blas_info *out)
         snprintf(out->library, sizeof out->library, "OpenBLAS");
         snprintf(out->version, sizeof out->version, "unknown");
     }
-    out->threads = openblas_get_num_threads();
+    /* The CPU backend's team when it has one (OpenBLAS is then single-threaded), else OpenBLAS's
+     * own threads. */
+    int team = cuvae_cpu_threads(), blas = openblas_get_num_threads();
+    out->threads = team > blas ? team : blas;
     int level = cpu_level_now();
     snprintf(out->cpu_level, sizeof out->cpu_level, "%s", level_name(level));
     cuvae_blas_source src;

@@ -13,6 +13,7 @@
 #include "blas_info.h"
 #include "cpu_backend_impl.h"
 #include "cpu_ops.h"
+#include "cpu_threads.h"
 #include "philox.h"
 
 #define ALIGN 64
@@ -151,22 +152,45 @@ int cuvae_cpu_check_indices(const cpu_backend *cb, cuvae_set set, const int32_t 
     return 0;
 }
 
-/* Backward through layers [0, n) of one MLP half. dy holds the gradient w.r.t. the last layer's
- * pre-activation; dy and scratch ([rows, max_width] each) are used in turn. Returns the buffer
- * that holds the gradient w.r.t. the half's input, or NULL when want_dx is 0 (the encoder's
- * input is data). */
-static float *mlp_backward(cpu_backend *cb, const cuvae_linear *layers, float *const *outs, int n,
-                           const float *input, int rows, float *dy, float *scratch, int want_dx)
+/* The training step's forward pass through one MLP half (ReLU after all but the last layer),
+ * each layer timed. */
+static void mlp_forward_timed(cpu_backend *cb, int decoder, const float *in, int rows,
+                              float *const *outs)
 {
+    const cuvae_model *m = &cb->m;
+    const cuvae_linear *layers = decoder ? m->dec : m->enc;
+    int n = decoder ? m->n_dec : m->n_enc;
+    for (int i = 0; i < n; i++) {
+        const cuvae_linear *l = &layers[i];
+        cuvae_cpu_linear_forward(in, cb->params + l->w, cb->params + l->b, rows, l->in, l->out,
+                                 i < n - 1, outs[i]);
+        cuvae_cpu_prof_mark(&cb->prof, cpu_gemm_slot(decoder, i, CPU_GEMM_FWD),
+                            2.0 * rows * l->in * l->out);
+        in = outs[i];
+    }
+}
+
+/* Backward through one MLP half. dy holds the gradient w.r.t. the last layer's pre-activation;
+ * dy and scratch ([rows, max_width] each) are used in turn. Returns the buffer that holds the
+ * gradient w.r.t. the half's input, or NULL when want_dx is 0 (the encoder's input is data). */
+static float *mlp_backward(cpu_backend *cb, int decoder, float *const *outs, const float *input,
+                           int rows, float *dy, float *scratch, int want_dx)
+{
+    const cuvae_model *m = &cb->m;
+    const cuvae_linear *layers = decoder ? m->dec : m->enc;
+    int n = decoder ? m->n_dec : m->n_enc;
     float *dx = scratch;
     for (int i = n - 1; i >= 0; i--) {
         const cuvae_linear *l = &layers[i];
         const float *in = i > 0 ? outs[i - 1] : input;
         int need_dx = i > 0 || want_dx;
-        cuvae_cpu_linear_backward(in, cb->params + l->w, dy, rows, l->in, l->out, cb->grads + l->w,
-                                  cb->grads + l->b, need_dx ? dx : NULL);
+        /* A hidden layer's dx leaves through the ReLU of the layer before: masked in the call. */
+        cuvae_cpu_linear_backward_relu(in, cb->params + l->w, dy, rows, l->in, l->out,
+                                       cb->grads + l->w, cb->grads + l->b, need_dx ? dx : NULL,
+                                       i > 0 ? outs[i - 1] : NULL);
+        cuvae_cpu_prof_mark(&cb->prof, cpu_gemm_slot(decoder, i, CPU_GEMM_BWD),
+                            (need_dx ? 4.0 : 2.0) * rows * l->in * l->out);
         if (!need_dx) return NULL;
-        if (i > 0) cuvae_cpu_relu_backward(outs[i - 1], dx, (size_t)rows * (size_t)l->in);
         float *t = dy;
         dy = dx;
         dx = t;
@@ -184,40 +208,50 @@ static int cpu_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_statu
     if (cuvae_cpu_check_indices(cb, CUVAE_SET_TRAIN, step->idx, B, "train step", st)) return -1;
     if (acts_reserve(cb, B, st)) return -1;
     cpu_train_acts *a = &cb->a;
+    cpu_prof *pf = &cb->prof;
     const float free_bits = cb->c.train.free_bits;
 
     /* Forward. */
+    cuvae_cpu_prof_start(pf);
     cuvae_cpu_gather(s->pixels, m->x_dim, step->idx, B, s->dynamic, cb->c.train.seed, step->step,
                      a->x);
-    cuvae_cpu_mlp_forward(cb, m->enc, m->n_enc, a->x, B, a->enc);
+    cuvae_cpu_prof_mark(pf, CPU_PH_GATHER, 0);
+    mlp_forward_timed(cb, 0, a->x, B, a->enc);
     float *enc_out = a->enc[m->n_enc - 1];
-    cuvae_normal_fill(cb->c.train.seed, CUVAE_STREAM_REPARAM, step->step, 0, a->eps,
-                      (size_t)B * (size_t)L);
+    cuvae_cpu_normal_fill(cb->c.train.seed, CUVAE_STREAM_REPARAM, step->step, 0, a->eps,
+                          (size_t)B * (size_t)L);
+    cuvae_cpu_prof_mark(pf, CPU_PH_NOISE, 0);
     cuvae_cpu_reparam_kl_forward(enc_out, a->eps, B, L, free_bits, a->z, a->kl, a->kl_floored);
-    cuvae_cpu_mlp_forward(cb, m->dec, m->n_dec, a->z, B, a->dec);
+    cuvae_cpu_prof_mark(pf, CPU_PH_REPARAM_KL, 0);
+    mlp_forward_timed(cb, 1, a->z, B, a->dec);
     cuvae_cpu_likelihood(a->dec[m->n_dec - 1], a->x, B, m->x_dim, m->likelihood, m->gaussian_sigma,
                          1.0f / (float)B, a->nll, a->grad_a);
+    cuvae_cpu_prof_mark(pf, CPU_PH_LIKELIHOOD, 0);
     double loss = 0, rec = 0, kl = 0;
     for (int b = 0; b < B; b++) {
         loss += a->nll[b] + (double)step->beta * a->kl_floored[b];
         rec += a->nll[b];
         kl += a->kl[b];
     }
+    cuvae_cpu_prof_mark(pf, CPU_PH_LOSS, 0);
 
     /* Backward: decoder, reparameterization + KL, encoder. Every gradient is written, none
      * accumulated, so nothing needs zeroing. */
-    float *dz = mlp_backward(cb, m->dec, a->dec, m->n_dec, a->z, B, a->grad_a, a->grad_b, 1);
+    float *dz = mlp_backward(cb, 1, a->dec, a->z, B, a->grad_a, a->grad_b, 1);
     float *denc = dz == a->grad_a ? a->grad_b : a->grad_a;
     cuvae_cpu_reparam_kl_backward(enc_out, a->eps, dz, B, L, step->beta / (float)B, free_bits,
                                   denc);
-    mlp_backward(cb, m->enc, a->enc, m->n_enc, a->x, B, denc, dz, 0);
+    cuvae_cpu_prof_mark(pf, CPU_PH_REPARAM_KL_BWD, 0);
+    mlp_backward(cb, 0, a->enc, a->x, B, denc, dz, 0);
 
     double norm = sqrt(cuvae_cpu_sum_squares(cb->grads, m->n_params));
+    cuvae_cpu_prof_mark(pf, CPU_PH_GRAD_NORM, 0);
     if (!isfinite(loss) || !isfinite(norm)) {
         /* The update is withheld: parameters and Adam state stay as they were. */
         if (cb->metrics.first_nonfinite_step < 0)
             cb->metrics.first_nonfinite_step = (int64_t)step->step;
         cb->metrics.skipped++;
+        cuvae_cpu_prof_end(pf);
         return 0;
     }
     float clip = 1.0f;
@@ -227,10 +261,13 @@ static int cpu_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_statu
     }
     cb->adam_t++;
     cb->generation++;
-    if (cuvae_cpu_adam(cb->params, cb->grads, cb->adam_m, cb->adam_v, m->n_params, step->lr,
-                       cb->c.optim.beta1, cb->c.optim.beta2, cb->c.optim.eps,
-                       cb->c.optim.weight_decay, cb->c.optim.type == CUVAE_OPT_ADAMW, cb->adam_t,
-                       clip)) {
+    int bad = cuvae_cpu_adam(cb->params, cb->grads, cb->adam_m, cb->adam_v, m->n_params, step->lr,
+                             cb->c.optim.beta1, cb->c.optim.beta2, cb->c.optim.eps,
+                             cb->c.optim.weight_decay, cb->c.optim.type == CUVAE_OPT_ADAMW,
+                             cb->adam_t, clip);
+    cuvae_cpu_prof_mark(pf, CPU_PH_ADAM, 0);
+    cuvae_cpu_prof_end(pf);
+    if (bad) {
         /* Optimizer state that would overflow counts as non-finite: the elements concerned kept
          * their values, the step is counted as withheld (the `stop` policy ends the run before
          * anything is saved; `skip` goes on from finite state). */
@@ -324,6 +361,7 @@ static const cuvae_backend_ops cpu_ops = {
     .get_state = cpu_get_state,
     .set_state = cpu_set_state,
     .describe = cpu_describe,
+    .profile = cuvae_cpu_profile,
 };
 
 cuvae_backend *cuvae_cpu_backend_create(const cuvae_backend_spec *spec, cuvae_status *st)

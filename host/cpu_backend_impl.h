@@ -90,6 +90,44 @@ typedef struct {
     size_t bytes;
 } cpu_eval_state;
 
+/* Phases of the training step, timed for `cuvae bench`'s breakdown (cpu_profile.c). The GEMMs
+ * have a slot each: CPU_PH_GEMM + cpu_gemm_slot(half, layer, kind). */
+enum {
+    CPU_PH_GATHER,         /* gather, scale, binarize */
+    CPU_PH_NOISE,          /* the reparameterization's normal draws */
+    CPU_PH_REPARAM_KL,     /* z and the KL terms */
+    CPU_PH_LIKELIHOOD,     /* per-example -log p(x|z) and its gradient */
+    CPU_PH_LOSS,           /* the batch's loss sums */
+    CPU_PH_REPARAM_KL_BWD, /* gradient through z and the KL */
+    CPU_PH_GRAD_NORM,      /* the global gradient norm */
+    CPU_PH_ADAM,           /* the optimizer's pass */
+    CPU_PH_GEMM
+};
+/* A layer's forward slot holds its GEMM with the bias and ReLU passes; its backward slot dW, dX,
+ * the bias gradient and the ReLU mask (cpu_linear.c runs them together). */
+enum { CPU_GEMM_FWD, CPU_GEMM_BWD, CPU_GEMM_KINDS };
+#define CPU_PROF_SLOTS (CPU_PH_GEMM + 2 * CUVAE_MAX_LAYERS * CPU_GEMM_KINDS)
+
+static inline int cpu_gemm_slot(int decoder, int layer, int kind)
+{
+    return CPU_PH_GEMM + (decoder * CUVAE_MAX_LAYERS + layer) * CPU_GEMM_KINDS + kind;
+}
+
+typedef struct {
+    double last; /* time of the latest mark */
+    double start;
+    double seconds[CPU_PROF_SLOTS], flops[CPU_PROF_SLOTS];
+    int64_t calls[CPU_PROF_SLOTS];
+    int64_t steps;
+    double step_seconds;
+} cpu_prof;
+
+/* Starts the timing of a step; each cpu_prof_mark charges the time since the previous mark to
+ * `slot`. Two clock reads of ~20 ns per phase: always on. */
+void cuvae_cpu_prof_start(cpu_prof *p);
+void cuvae_cpu_prof_mark(cpu_prof *p, int slot, double flops);
+void cuvae_cpu_prof_end(cpu_prof *p);
+
 typedef struct {
     cuvae_backend base;
     cuvae_model m;
@@ -103,6 +141,7 @@ typedef struct {
     cuvae_metrics metrics;
     cpu_train_acts a;
     cpu_eval_state e;
+    cpu_prof prof;
 } cpu_backend;
 
 /* The forward pass of n linear layers (ReLU after all but the last) over `rows` rows of `in`;
@@ -119,5 +158,8 @@ int cuvae_cpu_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, int
                        uint64_t counter, cuvae_eval_out *out, cuvae_status *st);
 int cuvae_cpu_decode(cuvae_backend *be, const float *z, int n, float *x_mean, cuvae_status *st);
 void cuvae_cpu_eval_free(cpu_eval_state *e);
+
+/* cpu_profile.c: the profile entry. */
+int cuvae_cpu_profile(cuvae_backend *be, cuvae_profile *out, int reset, cuvae_status *st);
 
 #endif

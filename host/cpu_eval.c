@@ -157,8 +157,8 @@ static void decode_block(cpu_backend *cb, int set, int64_t block, int K, uint64_
         }
         int run = 1;
         while (r + run < T && e->valid[r + run]) run++;
-        cuvae_normal_fill(cb->c.train.seed, CUVAE_STREAM_EVAL, counter, (g0 + (uint64_t)r) * L,
-                          e->eps + r * L, (size_t)run * L);
+        cuvae_cpu_normal_fill(cb->c.train.seed, CUVAE_STREAM_EVAL, counter, (g0 + (uint64_t)r) * L,
+                              e->eps + r * L, (size_t)run * L);
         r += run;
     }
     /* z = mu + sigma * eps (as cuvae_cpu_reparam_kl_forward computes it) and the target x. */

@@ -7,10 +7,10 @@
  * does not depend on the batch, so one example gives the same result in any batch. */
 #include "cpu_ops.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "cpu_threads.h"
 #include "philox.h"
 
 #if defined(__SSE2__)
@@ -22,6 +22,19 @@ void cuvae_cpu_flush_subnormals(void)
 #if defined(__SSE2__)
     _mm_setcsr(_mm_getcsr() | _MM_FLUSH_ZERO_ON | 0x0040 /* DAZ */);
 #endif
+}
+
+/* Parts of the parallel reductions and of Adam start on multiples of this many floats. */
+#define PART_ALIGN 64
+#define MAX_PARTS 256
+
+/* How many parts a pass over n floats is split into: one per thread, none under 16k floats. */
+static int parts_for(size_t n)
+{
+    size_t parts = (size_t)cuvae_cpu_threads();
+    if (parts > MAX_PARTS) parts = MAX_PARTS;
+    if (parts * 16384 > n) parts = n / 16384 + 1;
+    return (int)parts;
 }
 
 /* ---- Philox in batches ------------------------------------------------------------------------
@@ -95,30 +108,21 @@ static void philox_blocks(uint64_t seed, uint32_t stream, uint64_t counter, uint
     memcpy(out[3], c3, sizeof c3);
 }
 
-void cuvae_cpu_gather(const uint8_t *pixels, int d, const int32_t *idx, int batch, int dynamic,
-                      uint64_t seed, uint64_t step, float *x)
+/* Elements [e_begin, e_end) of the dynamically binarized batch; e_begin is a multiple of
+ * 4 * PHILOX_LANES. Element e = b*d + p takes word e % 4 of block e / 4; blocks run across row
+ * ends. Words are drawn PHILOX_LANES blocks at a time into a linear buffer, then used row
+ * segment by row segment. */
+static void binarize_range(const uint8_t *pixels, int d, const int32_t *idx, uint64_t seed,
+                           uint64_t step, size_t e_begin, size_t e_end, float *x)
 {
-    if (!dynamic) {
-        /* A correctly rounded division, not a multiply by 1/255, so the GPU can match it bit for
-         * bit. */
-        for (int b = 0; b < batch; b++) {
-            const uint8_t *row = pixels + (size_t)idx[b] * (size_t)d;
-            float *out = x + (size_t)b * (size_t)d;
-            for (int p = 0; p < d; p++) out[p] = (float)row[p] / 255.0f;
-        }
-        return;
-    }
-    /* Element e = b*d + p takes word e % 4 of block e / 4; blocks run across row ends. Words are
-     * drawn PHILOX_LANES blocks at a time into a linear buffer, then used row segment by row
-     * segment. */
-    const size_t total = (size_t)batch * (size_t)d, per_call = 4 * PHILOX_LANES;
+    const size_t per_call = 4 * PHILOX_LANES;
     uint32_t words[4][PHILOX_LANES], linear[4 * PHILOX_LANES];
-    size_t b = 0, p = 0; /* row and pixel of element e0 */
-    for (size_t e0 = 0; e0 < total; e0 += per_call) {
+    size_t b = e_begin / (size_t)d, p = e_begin % (size_t)d; /* row and pixel of element e0 */
+    for (size_t e0 = e_begin; e0 < e_end; e0 += per_call) {
         philox_blocks(seed, CUVAE_STREAM_BINARIZE, step, e0 / 4, words);
         for (int j = 0; j < PHILOX_LANES; j++)
             for (int lane = 0; lane < 4; lane++) linear[4 * j + lane] = words[lane][j];
-        size_t n = total - e0 < per_call ? total - e0 : per_call;
+        size_t n = e_end - e0 < per_call ? e_end - e0 : per_call;
         for (size_t j = 0; j < n;) {
             size_t run = (size_t)d - p < n - j ? (size_t)d - p : n - j;
             const uint8_t *row = pixels + (size_t)idx[b] * (size_t)d + p;
@@ -141,54 +145,79 @@ void cuvae_cpu_gather(const uint8_t *pixels, int d, const int32_t *idx, int batc
     }
 }
 
-/* ---- GEMMs ------------------------------------------------------------------------------------
- */
+typedef struct {
+    const uint8_t *pixels;
+    const int32_t *idx;
+    int d, batch, parts;
+    uint64_t seed, step;
+    float *x;
+} gather_job;
 
-void cuvae_cpu_linear_forward(const float *x, const float *w, const float *b, int B, int in,
-                              int out, int relu, float *y)
+static void gather_part(void *arg, int t)
 {
-    /* y starts as the bias and the GEMM adds x.w^T with beta = 1: each element is rounded once
-     * from (bias + dot), the same value as dot + bias. */
-    for (int r = 0; r < B; r++) memcpy(y + (size_t)r * (size_t)out, b, (size_t)out * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in, 1.0f, x, in, w, in, 1.0f, y,
-                out);
-    if (relu) {
-        /* Written so that NaN passes through (max(NaN, 0) would hide it from the non-finite
-         * check). */
-        size_t n = (size_t)B * (size_t)out;
-        for (size_t i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
-    }
+    const gather_job *j = arg;
+    size_t b0, b1;
+    size_t total = (size_t)j->batch * (size_t)j->d;
+    cuvae_cpu_split(total, j->parts, t, 4 * PHILOX_LANES, &b0, &b1);
+    if (b1 > b0) binarize_range(j->pixels, j->d, j->idx, j->seed, j->step, b0, b1, j->x);
 }
 
-/* Column chunk of the bias-gradient reduction: a double accumulator per column on the stack. */
-#define DB_CHUNK 256
-
-void cuvae_cpu_linear_backward(const float *x, const float *w, const float *dy, int B, int in,
-                               int out, float *dw, float *db, float *dx)
+void cuvae_cpu_gather(const uint8_t *pixels, int d, const int32_t *idx, int batch, int dynamic,
+                      uint64_t seed, uint64_t step, float *x)
 {
-    /* dw [out, in] = dy^T [out, B] . x [B, in] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0f, dy, out, x, in, 0.0f, dw,
-                in);
-    /* db = column sums of dy, in double, rows in order. */
-    for (int c0 = 0; c0 < out; c0 += DB_CHUNK) {
-        int nc = out - c0 < DB_CHUNK ? out - c0 : DB_CHUNK;
-        double acc[DB_CHUNK];
-        for (int j = 0; j < nc; j++) acc[j] = 0.0;
-        for (int r = 0; r < B; r++) {
-            const float *row = dy + (size_t)r * (size_t)out + c0;
-            for (int j = 0; j < nc; j++) acc[j] += (double)row[j];
+    if (!dynamic) {
+        /* A correctly rounded division, not a multiply by 1/255, so the GPU can match it bit for
+         * bit. */
+        for (int b = 0; b < batch; b++) {
+            const uint8_t *row = pixels + (size_t)idx[b] * (size_t)d;
+            float *out = x + (size_t)b * (size_t)d;
+            for (int p = 0; p < d; p++) out[p] = (float)row[p] / 255.0f;
         }
-        for (int j = 0; j < nc; j++) db[c0 + j] = (float)acc[j];
+        return;
     }
-    /* dx [B, in] = dy [B, out] . w [out, in] */
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.0f, dy, out, w, in,
-                    0.0f, dx, in);
+    /* Every element's word depends on its index alone: any split gives the same bits. */
+    size_t total = (size_t)batch * (size_t)d;
+    int parts = cuvae_cpu_threads();
+    if ((size_t)parts * 4096 > total) parts = (int)(total / 4096) + 1;
+    gather_job j = {.pixels = pixels,
+                    .idx = idx,
+                    .d = d,
+                    .batch = batch,
+                    .parts = parts,
+                    .seed = seed,
+                    .step = step,
+                    .x = x};
+    cuvae_cpu_parallel(parts, gather_part, &j);
 }
 
-void cuvae_cpu_relu_backward(const float *y, float *dy, size_t n)
+typedef struct {
+    uint64_t seed, counter, first;
+    uint32_t stream;
+    size_t n;
+    int parts;
+    float *out;
+} normal_job;
+
+static void normal_part(void *arg, int t)
 {
-    for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    const normal_job *j = arg;
+    size_t a, e;
+    cuvae_cpu_split(j->n, j->parts, t, 64, &a, &e);
+    if (e > a) cuvae_normal_fill(j->seed, j->stream, j->counter, j->first + a, j->out + a, e - a);
+}
+
+void cuvae_cpu_normal_fill(uint64_t seed, uint32_t stream, uint64_t counter, uint64_t first,
+                           float *out, size_t n)
+{
+    /* Each value depends on its index alone: any split gives the same bits. */
+    normal_job j = {.seed = seed,
+                    .counter = counter,
+                    .first = first,
+                    .stream = stream,
+                    .n = n,
+                    .parts = parts_for(n / 8),
+                    .out = out};
+    cuvae_cpu_parallel(j.parts, normal_part, &j);
 }
 
 /* ---- reparameterization and KL ----------------------------------------------------------------
@@ -336,7 +365,7 @@ static inline float bernoulli_term(float l, float x, float e)
 
 /* Sum of t[0..n) in double: SUM_LANES interleaved accumulators (a fixed order that vectorizes),
  * combined pairwise at the end. */
-static double sum_double(const float *t, int n)
+static inline __attribute__((always_inline)) double sum_double(const float *t, int n)
 {
     double acc[SUM_LANES] = {0};
     int i = 0;
@@ -348,9 +377,9 @@ static double sum_double(const float *t, int n)
     return acc[0];
 }
 
-__attribute__((target_clones("avx2", "default"))) void
-cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_likelihood lik,
-                     float sigma, float grad_scale, double *nll, float *dout)
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+likelihood_rows(const float *out, const float *x, int B, int D, cuvae_likelihood lik, float sigma,
+                float grad_scale, double *nll, float *dout)
 {
     float t[LIK_CHUNK];
     /* Gaussian constants: every pixel adds log sigma + 0.5 log(2 pi), summed once per row. */
@@ -395,10 +424,52 @@ cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_likel
     }
 }
 
+typedef struct {
+    const float *out, *x;
+    int B, D, parts;
+    cuvae_likelihood lik;
+    float sigma, grad_scale;
+    double *nll;
+    float *dout;
+} likelihood_job;
+
+static void likelihood_part(void *arg, int t)
+{
+    const likelihood_job *j = arg;
+    size_t r0, r1;
+    cuvae_cpu_split((size_t)j->B, j->parts, t, 1, &r0, &r1);
+    if (r1 <= r0) return;
+    size_t at = r0 * (size_t)j->D;
+    likelihood_rows(j->out + at, j->x + at, (int)(r1 - r0), j->D, j->lik, j->sigma, j->grad_scale,
+                    j->nll + r0, j->dout ? j->dout + at : NULL);
+}
+
+void cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_likelihood lik,
+                          float sigma, float grad_scale, double *nll, float *dout)
+{
+    /* Rows are independent: split by rows, the same bits for any split. */
+    int parts = cuvae_cpu_threads();
+    if ((size_t)parts * 4096 > (size_t)B * (size_t)D)
+        parts = (int)((size_t)B * (size_t)D / 4096) + 1;
+    if (parts > B) parts = B > 0 ? B : 1;
+    likelihood_job j = {.out = out,
+                        .x = x,
+                        .B = B,
+                        .D = D,
+                        .parts = parts,
+                        .lik = lik,
+                        .sigma = sigma,
+                        .grad_scale = grad_scale,
+                        .nll = nll,
+                        .dout = dout};
+    cuvae_cpu_parallel(parts, likelihood_part, &j);
+}
+
 /* ---- optimizer ----------------------------------------------------------------------------------
  */
 
-double cuvae_cpu_sum_squares(const float *g, size_t n)
+__attribute__((target_clones("avx512f", "avx2", "default"))) static double
+sum_squares_range(const float *g, size_t n)
 {
     double acc[SUM_LANES] = {0};
     size_t i = 0;
@@ -408,6 +479,32 @@ double cuvae_cpu_sum_squares(const float *g, size_t n)
     for (int w = SUM_LANES / 2; w > 0; w /= 2)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     return acc[0];
+}
+
+typedef struct {
+    const float *g;
+    size_t n;
+    int parts;
+    double sums[MAX_PARTS];
+} squares_job;
+
+static void squares_part(void *arg, int t)
+{
+    squares_job *j = arg;
+    size_t a, e;
+    cuvae_cpu_split(j->n, j->parts, t, PART_ALIGN, &a, &e);
+    j->sums[t] = e > a ? sum_squares_range(j->g + a, e - a) : 0.0;
+}
+
+double cuvae_cpu_sum_squares(const float *g, size_t n)
+{
+    /* One partial sum per part, added in part order: the result depends on the thread count
+     * only. */
+    squares_job j = {.g = g, .n = n, .parts = parts_for(n)};
+    cuvae_cpu_parallel(j.parts, squares_part, &j);
+    double sum = 0.0;
+    for (int t = 0; t < j.parts; t++) sum += j.sums[t];
+    return sum;
 }
 
 /* The constants of one Adam update. */
@@ -491,7 +588,75 @@ adam_avx(const adam_consts *a, float *p, const float *g, float *m, float *v, siz
                      _mm256_andnot_ps, _mm256_or_ps, _mm256_movemask_ps)
 }
 #undef ADAM_VECTOR_BODY
+
+/* AVX-512: the same operations with a lane mask for the finiteness test. */
+__attribute__((target("avx512f"))) static size_t adam_avx512(const adam_consts *a, float *p,
+                                                             const float *g, float *m, float *v,
+                                                             size_t n, size_t *bad)
+{
+    const __m512 zero = _mm512_setzero_ps(), scale = _mm512_set1_ps(a->grad_scale),
+                 wd = _mm512_set1_ps(a->weight_decay), decay = _mm512_set1_ps(a->decay),
+                 b1 = _mm512_set1_ps(a->beta1), b2 = _mm512_set1_ps(a->beta2),
+                 omb1 = _mm512_set1_ps(a->one_m_b1), omb2 = _mm512_set1_ps(a->one_m_b2),
+                 bc2s = _mm512_set1_ps(a->bc2_sqrt), ep = _mm512_set1_ps(a->eps),
+                 step = _mm512_set1_ps(a->neg_step);
+    __mmask16 all_ok = 0xffff;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 pv = _mm512_loadu_ps(p + i), gv = _mm512_mul_ps(_mm512_loadu_ps(g + i), scale);
+        if (a->l2) gv = _mm512_add_ps(gv, _mm512_mul_ps(wd, pv));
+        __m512 pi = a->shrink ? _mm512_mul_ps(pv, decay) : pv;
+        __m512 mv =
+            _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(m + i), b1), _mm512_mul_ps(omb1, gv));
+        __m512 vv = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v + i), b2),
+                                  _mm512_mul_ps(_mm512_mul_ps(omb2, gv), gv));
+        __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vv), bc2s), ep);
+        __m512 pn = _mm512_add_ps(pi, _mm512_div_ps(_mm512_mul_ps(step, mv), denom));
+        __mmask16 ok = _mm512_cmp_ps_mask(_mm512_mul_ps(mv, zero), zero, _CMP_EQ_OQ) &
+                       _mm512_cmp_ps_mask(_mm512_mul_ps(vv, zero), zero, _CMP_EQ_OQ) &
+                       _mm512_cmp_ps_mask(_mm512_mul_ps(pn, zero), zero, _CMP_EQ_OQ);
+        all_ok &= ok;
+        _mm512_mask_storeu_ps(m + i, ok, mv);
+        _mm512_mask_storeu_ps(v + i, ok, vv);
+        _mm512_mask_storeu_ps(p + i, ok, pn);
+    }
+    *bad += (size_t)(all_ok != 0xffff);
+    return i;
+}
+
 #endif
+
+/* Elements [0, n) with the widest vectors the CPU has, the tail one by one. Every path gives the
+ * same bits, so the split into parts changes nothing. */
+static size_t adam_range(const adam_consts *a, float *p, const float *g, float *m, float *v,
+                         size_t n)
+{
+    size_t i = 0, bad = 0;
+#if defined(__SSE2__)
+    i = __builtin_cpu_supports("avx512f") ? adam_avx512(a, p, g, m, v, n, &bad)
+        : __builtin_cpu_supports("avx")   ? adam_avx(a, p, g, m, v, n, &bad)
+                                          : adam_sse2(a, p, g, m, v, n, &bad);
+#endif
+    for (; i < n; i++) bad += (size_t)adam_element(a, p + i, g[i], m + i, v + i);
+    return bad;
+}
+
+typedef struct {
+    const adam_consts *a;
+    float *p, *m, *v;
+    const float *g;
+    size_t n;
+    int parts;
+    size_t bad[MAX_PARTS];
+} adam_job;
+
+static void adam_part(void *arg, int t)
+{
+    adam_job *j = arg;
+    size_t b, e;
+    cuvae_cpu_split(j->n, j->parts, t, PART_ALIGN, &b, &e);
+    j->bad[t] = e > b ? adam_range(j->a, j->p + b, j->g + b, j->m + b, j->v + b, e - b) : 0;
+}
 
 int cuvae_cpu_adam(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                    float beta2, float eps, float weight_decay, int decoupled, uint64_t t,
@@ -515,11 +680,9 @@ int cuvae_cpu_adam(float *p, const float *g, float *m, float *v, size_t n, float
         .l2 = !decoupled && weight_decay != 0.0f,
         .shrink = decoupled && weight_decay != 0.0f,
     };
-    size_t i = 0, bad = 0;
-#if defined(__SSE2__)
-    i = __builtin_cpu_supports("avx") ? adam_avx(&a, p, g, m, v, n, &bad)
-                                      : adam_sse2(&a, p, g, m, v, n, &bad);
-#endif
-    for (; i < n; i++) bad += (size_t)adam_element(&a, p + i, g[i], m + i, v + i);
+    adam_job j = {.a = &a, .p = p, .g = g, .m = m, .v = v, .n = n, .parts = parts_for(n)};
+    cuvae_cpu_parallel(j.parts, adam_part, &j);
+    size_t bad = 0;
+    for (int t = 0; t < j.parts; t++) bad += j.bad[t];
     return bad != 0;
 }

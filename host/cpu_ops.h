@@ -33,6 +33,9 @@ void cuvae_cpu_flush_subnormals(void);
 void cuvae_cpu_gather(const uint8_t *pixels, int d, const int32_t *idx, int batch, int dynamic,
                       uint64_t seed, uint64_t step, float *x);
 
+/* Linear layers (cpu_linear.c, the twin of cuda/linear.cu): each call splits its GEMMs over the
+ * backend's threads (cpu_threads.h), every BLAS call single-threaded. */
+
 /* y [B, out] = x [B, in] . w^T [in, out] + b, then ReLU when relu. */
 void cuvae_cpu_linear_forward(const float *x, const float *w, const float *b, int B, int in,
                               int out, int relu, float *y);
@@ -42,8 +45,17 @@ void cuvae_cpu_linear_forward(const float *x, const float *w, const float *b, in
 void cuvae_cpu_linear_backward(const float *x, const float *w, const float *dy, int B, int in,
                                int out, float *dw, float *db, float *dx);
 
+/* cuvae_cpu_linear_backward, then dx *= (relu_y > 0) when relu_y [B, in] (the output of the ReLU
+ * before this layer) is given: the backward pass of a hidden layer in one call. */
+void cuvae_cpu_linear_backward_relu(const float *x, const float *w, const float *dy, int B, int in,
+                                    int out, float *dw, float *db, float *dx, const float *relu_y);
+
 /* dy [n] *= (y > 0), y being the ReLU's output. */
 void cuvae_cpu_relu_backward(const float *y, float *dy, size_t n);
+
+/* cuvae_normal_fill (philox.h) split over the backend's threads: the same values. */
+void cuvae_cpu_normal_fill(uint64_t seed, uint32_t stream, uint64_t counter, uint64_t first,
+                           float *out, size_t n);
 
 /* enc [B, 2L] = [mu | logvar] per row; eps [B, L]. Writes z [B, L] =, kl [B] = (plain, no floor),
  * kl_floored [B] = sum_d max(KL_bd, free_bits) (may be NULL). */

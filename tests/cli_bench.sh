@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `cuvae bench` on the CPU: the step breakdown (table and JSON: a row for each layer's forward
+# and backward pass and for every other phase, shares adding up to the whole step), and
+# evaluation timings that measure real work: with examples x K within one decoder block, a pass
+# must not be timed as a lookup of the previous pass's memoized block.
+set -euo pipefail
+NAME=cli_bench
+source "$(dirname "$0")/lib_cli.sh"
+
+expect_rc 0 "$BIN" bench --device cpu --batch 16 --steps 2 --warmup 1 --repeats 2 \
+    --eval-samples 2 --eval-examples 4 --json "$T/bench.json"
+expect_out "step breakdown, batch 16 (fp32)"
+for phase in "enc.0 fwd 512x784" "enc.0 bwd 512x784" "dec.2 fwd 784x512" "dec.2 bwd 784x512" \
+    "gather + binarize" "likelihood + gradient" "gradient norm" "Adam" "all GEMMs"; do
+    expect_out "  $phase "
+done
+python3 - "$T/bench.json" <<'PY' || fail "bench JSON's breakdown or evaluation is wrong"
+import json, sys
+s = json.load(open(sys.argv[1]))["settings"][0]
+rows = s["breakdown"]
+names = [r["phase"] for r in rows]
+layers = [n for n in names if " fwd " in n or " bwd " in n]
+assert len(layers) == 12, names  # 3 layers a half, forward and backward, encoder and decoder
+assert abs(sum(r["share"] for r in rows) - 1.0) < 1e-6, rows
+total = sum(r["ms_per_step"] for r in rows)
+# The phases cover the step: at most the timed step, and most of it.
+assert 0.5 * s["step_ms"] < total <= s["step_ms"] * 1.05, (total, s["step_ms"])
+assert all(r["gflop_per_s"] > 0 for r in rows if " fwd " in r["phase"] or " bwd " in r["phase"])
+# One decoder block of 1024 rows through 32-256-512-784 is over 1 GFLOP: no CPU evaluates it in
+# 0.1 ms. A pass that took less was a memo lookup.
+assert s["eval"]["pass_s"] > 1e-4, s["eval"]
+PY
+echo "$NAME: ok"
