@@ -17,7 +17,8 @@
 # would start with under 10 s left is not started (and says so). Prepare here first with
 # bench/device_prepare.sh and carry `.device`. The summary goes line by line to $OUT/summary.txt
 # (a call cut short still returns what was done), with the logs as $OUT/logs.tgz; it is also the
-# last lines printed, and the exit status is 1 when a step failed.
+# last lines printed, and the exit status is 1 when a step failed, was not started, or the data
+# are missing. Run command 2 straight after command 1, on the machine still warm.
 #   CUVAE_DEVICE_LIMIT=S   the command's limit in seconds (default 470 for 1, 230 for 2)
 #   CUVAE_DEVICE_DRY=1     print each step with its capped timeout, charge the step its whole
 #                          timeout on a simulated clock, run nothing (checks the budget here)
@@ -57,6 +58,14 @@ fail_note() {
     failed=1
     note "$*"
 }
+# verdict RC LOG: "rc=0", or "rc=N, FAILED (last line of LOG)" (the dry run: "rc=0").
+verdict() {
+    if [ -n "$dry" ] || [ "$1" -eq 0 ]; then
+        echo "rc=$1"
+    else
+        echo "rc=$1, FAILED ($(grep -v '^ *$' "$2" 2>/dev/null | tail -1 | cut -c1-300))"
+    fi
+}
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
 # cap WANT: the timeout a step may have, WANT or what is left before the deadline (5 s kept for
 # the archive); prints nothing and fails when under 10 s are left.
@@ -88,7 +97,9 @@ if nvidia-smi -L >"$out/nvidia-smi.txt" 2>&1 && grep -q '^GPU ' "$out/nvidia-smi
 fi
 # Testing this script where there is no GPU: run the GPU steps anyway (they fail, and say so).
 [ -n "${CUVAE_DEVICE_ASSUME_GPU:-}" ] && on_gpu=1
-note "command $cmd, limit ${limit} s: $([ $on_gpu = 1 ] && head -1 "$out/nvidia-smi.txt" || echo 'no GPU (nvidia-smi lists none)'); \
+gpu_line=$(grep -m1 '^GPU ' "$out/nvidia-smi.txt")
+[ -z "$gpu_line" ] && [ $on_gpu = 1 ] && gpu_line="no GPU listed, assumed (CUVAE_DEVICE_ASSUME_GPU)"
+note "command $cmd, limit ${limit} s: ${gpu_line:-no GPU (nvidia-smi lists none)}; \
 driver $(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1); \
 $(nvcc --version 2>/dev/null | tail -1 || echo 'nvcc not on PATH')"
 
@@ -138,13 +149,16 @@ PY
     fi
 fi
 data_args=()
-if [ -f "$data/train-images-idx3-ubyte.gz" ]; then
+# A dry run charges every step whether or not the data are here.
+if [ -f "$data/train-images-idx3-ubyte.gz" ] || [ -n "$dry" ]; then
     data_args=(data.train_images="$data/train-images-idx3-ubyte.gz"
         data.train_labels="$data/train-labels-idx1-ubyte.gz"
         data.test_images="$data/t10k-images-idx3-ubyte.gz"
         data.test_labels="$data/t10k-labels-idx1-ubyte.gz")
 else
-    note "data: no .device/data/fashion-mnist (run bench/device_prepare.sh here): no training steps"
+    # Without the data no training, evaluation or benchmark step runs: that is no pass.
+    fail_note "data: FAILED: no .device/data/fashion-mnist (run bench/device_prepare.sh here and \
+carry .device): no training, evaluation or benchmark step can run"
 fi
 
 # --- build --------------------------------------------------------------------------------------
@@ -180,8 +194,8 @@ elif [ -z "$dry" ]; then
     tail -30 "$out/build.log"
     if build_with OFF "$out/build-nowerror.log"; then
         build_ok=1
-        warnings=$(grep -hE 'warning|\[-Werror' "$out/build.log" "$out/build-nowerror.log" |
-            sed "s|$root/||" | sort -u)
+        # Every object is rebuilt without -Werror (the flags changed): its log has them all.
+        warnings=$(grep -hE 'warning' "$out/build-nowerror.log" | sed "s|$root/||" | sort -u)
         fail_note "build: ok only WITHOUT -Werror (CUVAE_WERROR=OFF): \
 $(echo "$warnings" | grep -c .) warning lines (fix them): \
 $(echo "$warnings" | head -6 | tr '\n' ' ' | cut -c1-900)"
@@ -193,7 +207,7 @@ $(grep -hE 'error' "$out/build-nowerror.log" "$out/build.log" | head -3 | tr '\n
     fi
 fi
 if [ $build_ok = 1 ] && [ -z "$dry" ]; then
-    version=$("$bin" --version 2>&1)
+    version=$("$bin" --version 2>&1 | paste -sd ';' -)
     if echo "$version" | grep -q 'without CUDA'; then
         fail_note "build: CPU-only (no CUDA toolkit found: $version); the GPU steps are not run"
     elif [ $on_gpu = 0 ]; then
@@ -242,7 +256,7 @@ train_and_bound() {
         train.device=cuda output.images=0 output.dir="$dir" "$@"
     rc=$?
     [ -n "$dry" ] || [ $rc -eq 0 ] || failed=1
-    note "train $label ($config${*:+ $*}): rc=$rc in $(elapsed "$t") s; \
+    note "train $label ($config${*:+ $*}): $(verdict $rc "$out/train-$label.log") in $(elapsed "$t") s; \
 $(grep -o '"test_neg_elbo":[0-9.]*' "$dir/metrics.jsonl" 2>/dev/null | tail -1); \
 epoch_s $(grep -o '"epoch_s":[0-9.]*' "$dir/metrics.jsonl" 2>/dev/null | cut -d: -f2 | sort -n |
         awk '{ v[NR] = $1 } END { if (NR) printf "median %s min %s", v[int((NR + 1) / 2)], v[1] }')"
@@ -252,7 +266,7 @@ epoch_s $(grep -o '"epoch_s":[0-9.]*' "$dir/metrics.jsonl" 2>/dev/null | cut -d:
         --device cuda --samples 5000 --json "$out/eval-$label.json"
     rc=$?
     [ -n "$dry" ] || [ $rc -eq 0 ] || failed=1
-    note "eval $label, K=5000, 10000 test images: rc=$rc in $(elapsed "$t") s; \
+    note "eval $label, K=5000, 10000 test images: $(verdict $rc "$out/eval-$label.log") in $(elapsed "$t") s; \
 $(tr -d '\n ' 2>/dev/null <"$out/eval-$label.json" | head -c 400)"
 }
 
@@ -288,7 +302,8 @@ command1() {
             --epoch 10 --json "$out/epochs-peers-graph$g.json"
         local rc=$?
         [ -n "$dry" ] || [ $rc -eq 0 ] || failed=1
-        note "run_peers --epoch 10, train.cuda_graph=$g (cuvae vs PyTorch eager, tf32): rc=$rc \
+        note "run_peers --epoch 10, train.cuda_graph=$g (cuvae vs PyTorch eager, tf32): \
+$(verdict $rc "$out/epochs-peers-graph$g.log") \
 $(grep -E '^ +(1|10) |test negative ELBO' "$out/epochs-peers-graph$g.log" 2>/dev/null |
             tr -s ' ' | tr '\n' ';')"
     done
@@ -320,7 +335,7 @@ command2() {
         --repeats 3 --json "$out/peers.json"
     rc=$?
     [ -n "$dry" ] || [ $rc -eq 0 ] || failed=1
-    note "run_peers batch 128,4096, tf32,bf16 (step graph on): rc=$rc; \
+    note "run_peers batch 128,4096, tf32,bf16 (step graph on): $(verdict $rc "$out/peers.log"); \
 $(grep -E '^ +(128|4096) ' "$out/peers.log" 2>/dev/null | tr -s ' ' | tr '\n' ';' | cut -c1-1500)"
     # The GEMM-bound regime: the large config's step against its GEMMs alone through cuBLAS.
     run 50 "$out/bench-large.log" "$bin" bench configs/large.ini "${data_args[@]}" \
@@ -328,21 +343,27 @@ $(grep -E '^ +(128|4096) ' "$out/peers.log" 2>/dev/null | tr -s ' ' | tr '\n' ';
         --warmup 5 --repeats 3 --eval-samples 0
     rc=$?
     [ -n "$dry" ] || [ $rc -eq 0 ] || failed=1
-    note "cuvae bench large, batch 4096: rc=$rc \
+    note "cuvae bench large, batch 4096: $(verdict $rc "$out/bench-large.log") \
 $(grep -E '^ +4096 ' "$out/bench-large.log" 2>/dev/null | tr -s ' ' | tr '\n' ';')"
     for p in bf16 tf32; do
         run 25 "$out/gemm-ceiling-$p.log" "$py" bench/peers/gemm_ceiling.py configs/large.ini \
             --x-dim 784 --batch 4096 --precision $p --json "$out/gemm-ceiling-$p.json"
-        note "GEMM ceiling $p (cuBLAS via torch, same products): rc=$? \
+        rc=$?
+        [ -n "$dry" ] || [ $rc -eq 0 ] || failed=1
+        note "GEMM ceiling $p (cuBLAS via torch, same products): \
+$(verdict $rc "$out/gemm-ceiling-$p.log") \
 $(grep -o '"tflops": [0-9.]*' "$out/gemm-ceiling-$p.json" 2>/dev/null) TFLOP/s"
     done
     train_and_bound long configs/fashion_mnist_long.ini /tmp/cuvae_long 100 train.cuda_graph=1
     if [ -f /tmp/cuvae_long/model.safetensors ] || [ -n "$dry" ]; then
+        # Rows a batch as cuvae's calls take: eval.batch_size 100 x K 5000.
         run 45 "$out/torch-eval.log" "$py" bench/peers/torch_vae.py \
             --checkpoint /tmp/cuvae_long/model.safetensors \
             --test-images "$data/t10k-images-idx3-ubyte.gz" --eval-samples 5000 --noise torch \
-            --eval-rows 65536 --device cuda --precision tf32 --json "$out/torch-eval.json"
-        note "PyTorch eval of the same checkpoint, tf32, K=5000: rc=$? \
+            --eval-rows 500000 --device cuda --precision tf32 --json "$out/torch-eval.json"
+        local rc=$?
+        [ -n "$dry" ] || [ $rc -eq 0 ] || failed=1
+        note "PyTorch eval of the same checkpoint, tf32, K=5000: $(verdict $rc "$out/torch-eval.log") \
 $(grep -oE '"(neg_iw_bound|seconds|batch)": [0-9.]*' "$out/torch-eval.json" 2>/dev/null |
             tr '\n' ' ')"
     fi

@@ -380,10 +380,14 @@ static int cuda_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, 
     return cuvae_cuda_backend_sync(cb, "uploading a set", st);
 }
 
-/* Makes sure the evaluation buffers hold at least min_rows rows. */
-static int eval_reserve(cuda_backend *cb, int min_rows, cuvae_status *st)
+/* Makes sure the evaluation buffers hold want_rows rows (the call's examples x K), or as many as
+ * the memory budget buys, and at least min_rows (K: one example's samples). Buffers are sized to
+ * the call rather than to the budget, so that a validation pass of a few thousand rows does not
+ * take gigabytes; they grow when a later call needs more. */
+static int eval_reserve(cuda_backend *cb, int64_t want_rows, int min_rows, cuvae_status *st)
 {
-    if (cb->ev.cap_rows >= min_rows) return 0;
+    if (want_rows < min_rows) want_rows = min_rows;
+    if (cb->ev.cap_rows >= want_rows) return 0;
     if (cuvae_cuda_backend_sync(cb, "before allocating evaluation buffers", st)) return -1;
     size_t free_bytes = 0, total = 0;
     if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) {
@@ -393,6 +397,8 @@ static int eval_reserve(cuda_backend *cb, int min_rows, cuvae_status *st)
     /* What the buffers hold now is freed first, so it counts as free. */
     free_bytes += cb->ev.bytes;
     int rows = cuvae_eval_rows_for(&cb->m, min_rows, cuvae_eval_budget_bytes(free_bytes));
+    if (want_rows < rows) rows = (int)want_rows;
+    if (rows <= cb->ev.cap_rows) return 0; /* already what the budget buys */
     return cuvae_eval_buffers_alloc(&cb->ctx, &cb->m, rows, &cb->ev, st);
 }
 
@@ -409,7 +415,7 @@ static int cuda_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, i
     const cuda_set *s = &cb->sets[set];
     if (check_indices(s, set, idx, n, "evaluate", st)) return -1;
     int decode = out->neg_elbo || out->neg_iw || out->rec;
-    if (eval_reserve(cb, decode ? K : 1, st)) return -1;
+    if (eval_reserve(cb, decode ? (int64_t)n * K : (int64_t)n, decode ? K : 1, st)) return -1;
     cuvae_eval_buffers *ev = &cb->ev;
     int per_call = decode ? ev->cap_rows / K : ev->cap_rows;
     int L = m->latent;
@@ -456,7 +462,7 @@ static int cuda_decode(cuvae_backend *be, const float *z, int n, float *x_mean, 
     const cuvae_model *m = &cb->m;
     cudaStream_t stream = cb->ctx.stream;
     if (n <= 0) return cuvae_fail(st, "cuda backend: decode: %d latents", n);
-    if (eval_reserve(cb, 1, st)) return -1;
+    if (eval_reserve(cb, n, 1, st)) return -1;
     cuvae_eval_buffers *ev = &cb->ev;
     for (int first = 0; first < n; first += ev->cap_rows) {
         int rows = n - first < ev->cap_rows ? n - first : ev->cap_rows;

@@ -150,6 +150,7 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     cuda_backend *cb = (cuda_backend *)cuvae_calloc(1, sizeof *cb, "cuda backend", st);
     if (!cb) return NULL;
     cb->base.ops = &cuvae_cuda_backend_ops;
+    cb->base.eval_rows_per_call = CUVAE_CUDA_EVAL_MAX_ROWS; /* passes split by memory */
     cb->m = *spec->model;
     cb->c = *spec->config;
     snprintf(cb->device_name, sizeof cb->device_name, "%s", name);

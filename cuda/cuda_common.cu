@@ -217,17 +217,8 @@ extern "C" int cuvae_cuda_available(char *name, size_t len)
     }
     /* A device this build holds no code for would fail at the first kernel launch: say so now,
      * naming both, so that --device auto falls back and --device cuda stops with the reason. */
-    char how[64];
-    if (cuvae_cuda_arch_runs(CUVAE_CUDA_ARCHS, prop.major, prop.minor, how, sizeof how) == 0) {
-        char archs[160];
-        cuvae_cuda_arch_describe(CUVAE_CUDA_ARCHS, archs, sizeof archs);
-        if (name && len)
-            snprintf(name, len,
-                     "%s has compute capability %d.%d, and this cuvae holds %s only (rebuild with "
-                     "-DCMAKE_CUDA_ARCHITECTURES=%d%d-real)",
-                     prop.name, prop.major, prop.minor, archs, prop.major, prop.minor);
+    if (cuvae_cuda_arch_mismatch(CUVAE_CUDA_ARCHS, prop.name, prop.major, prop.minor, name, len))
         return 0;
-    }
     if (name && len) snprintf(name, len, "%s", prop.name);
     return 1;
 }

@@ -115,7 +115,7 @@ size_t cuvae_eval_budget_bytes(size_t free_bytes)
 int cuvae_eval_rows_for(const cuvae_model *model, int min_rows, size_t budget_bytes)
 {
     size_t rows = budget_bytes / bytes_per_row(model);
-    if (rows > CUVAE_EVAL_MAX_ROWS) rows = CUVAE_EVAL_MAX_ROWS;
+    if (rows > CUVAE_CUDA_EVAL_MAX_ROWS) rows = CUVAE_CUDA_EVAL_MAX_ROWS;
     if (rows < 1) rows = 1;
     if ((size_t)min_rows > rows) rows = (size_t)min_rows;
     return (int)rows;

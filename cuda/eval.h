@@ -33,8 +33,12 @@ typedef struct {
  * its own samples in order, whatever the pass size. */
 size_t cuvae_eval_budget_bytes(size_t free_bytes);
 
+/* The rows one evaluate call of the CUDA backend takes (its cuvae_backend.eval_rows_per_call),
+ * and the most one pass holds: the call is split into passes of what the memory budget buys. */
+#define CUVAE_CUDA_EVAL_MAX_ROWS (1 << 22)
+
 /* The largest row count worth allocating for a model: bounded by budget_bytes and by
- * CUVAE_EVAL_MAX_ROWS (the host's rows per evaluate call), at least min_rows. */
+ * CUVAE_CUDA_EVAL_MAX_ROWS, at least min_rows. */
 int cuvae_eval_rows_for(const cuvae_model *model, int min_rows, size_t budget_bytes);
 
 /* Allocates the buffers for cap_rows rows (released first when already allocated). */

@@ -107,6 +107,10 @@ typedef struct {
 
 struct cuvae_backend {
     const cuvae_backend_ops *ops;
+    /* Rows (examples x K) that one evaluate call may take; 0: CUVAE_EVAL_MAX_ROWS (evaluate.h).
+     * A backend that splits a call into passes of its own memory budget sets more, so that the
+     * host's calls (and their synchronizations) do not cut its passes short. */
+    int64_t eval_rows_per_call;
 };
 
 /* Everything a backend is created from. Parameters start at cuvae_model_init(seed) and zero Adam

@@ -147,3 +147,19 @@ void cuvae_cuda_arch_describe(const char *archs, char *buf, size_t len)
         buf[before] = '\0'; /* no PTX: drop the ", " */
     }
 }
+
+int cuvae_cuda_arch_mismatch(const char *archs, const char *device, int major, int minor, char *msg,
+                             size_t len)
+{
+    if (msg && len) msg[0] = '\0';
+    if (cuvae_cuda_arch_runs(archs, major, minor, NULL, 0) != 0) return 0;
+    if (msg && len) {
+        char held[160];
+        cuvae_cuda_arch_describe(archs, held, sizeof held);
+        snprintf(msg, len,
+                 "%s has compute capability %d.%d, and this cuvae holds %s only (rebuild with "
+                 "-DCMAKE_CUDA_ARCHITECTURES=%d%d-real)",
+                 device, major, minor, held, major, minor);
+    }
+    return 1;
+}

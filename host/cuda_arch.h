@@ -26,6 +26,12 @@ int cuvae_cuda_arch_runs(const char *archs, int major, int minor, char *how, siz
 /* The list for people: "sm_80 sm_86 sm_89 sm_90 machine code, compute_90 PTX". */
 void cuvae_cuda_arch_describe(const char *archs, char *buf, size_t len);
 
+/* 1 when no code in `archs` runs on `device` of capability major.minor, with `msg` naming both
+ * and how to rebuild (what --device auto falls back with and --device cuda fails with); 0 when
+ * some code runs or the list is not checked (msg then empty). */
+int cuvae_cuda_arch_mismatch(const char *archs, const char *device, int major, int minor, char *msg,
+                             size_t len);
+
 #ifdef __cplusplus
 }
 #endif

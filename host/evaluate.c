@@ -51,9 +51,10 @@ int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set se
     if (K < 1) return cuvae_fail(st, "evaluate: K = %d: expected at least 1 sample", K);
     if (batch < 1) return cuvae_fail(st, "evaluate: batch = %d: expected at least 1", batch);
 
-    /* Examples per backend call: the configured batch, cut so that examples x K rows stay bounded.
-     */
-    int64_t per_call = CUVAE_EVAL_MAX_ROWS / K;
+    /* Examples per backend call: the configured batch, cut so that examples x K rows stay within
+     * what the backend takes in one call. */
+    int64_t max_rows = be->eval_rows_per_call > 0 ? be->eval_rows_per_call : CUVAE_EVAL_MAX_ROWS;
+    int64_t per_call = max_rows / K;
     if (per_call < 1) per_call = 1;
     if (per_call > batch) per_call = batch;
     if (per_call > n) per_call = n;

@@ -16,10 +16,11 @@
 extern "C" {
 #endif
 
-/* A backend may materialise examples x K rows of decoder activations in one evaluate call, so a
- * call takes at most this many rows (and at least one example): with the default 784-512-256-32
- * model, ~1.6k floats a row, that bounds such a backend at ~400 MiB whatever K is. (The CPU
- * backend decodes in passes of its own and needs far less.) */
+/* Unless the backend says otherwise (cuvae_backend.eval_rows_per_call), an evaluate call takes at
+ * most this many rows, examples x K (and at least one example), which keeps each call short enough
+ * for the progress line and a stop request. (The CPU backend decodes in passes of its own; the
+ * CUDA backend splits a call into passes sized from free device memory, and asks for more rows
+ * per call, so that its passes are not cut to this size.) */
 #define CUVAE_EVAL_MAX_ROWS 65536
 
 /* Burda et al.'s threshold: unit d is active when Var_x(E_q[z_d|x]) exceeds it. */
@@ -40,11 +41,12 @@ typedef struct {
 
 /* Evaluates examples [0, n) of `set` (already uploaded to the backend) with K importance samples,
  * noise counter `counter`, at most `batch` examples per backend call (fewer when batch * K passes
- * CUVAE_EVAL_MAX_ROWS). Means are accumulated in double; the active-unit variance is Welford's,
- * in double. When `progress` is a terminal, a line "eval 1200/10000 examples ... ETA 1:51" is
- * redrawn on it and cleared at the end; otherwise nothing is printed. Returns 0, or -1 with st set
- * (a backend error); non-finite per-example values are counted in res->nonfinite and propagate
- * into the means rather than failing. */
+ * the backend's rows per call, be->eval_rows_per_call or CUVAE_EVAL_MAX_ROWS). Means are
+ * accumulated in double; the active-unit variance is Welford's, in double. When `progress` is a
+ * terminal, a line "eval 1200/10000 examples ... ETA 1:51" is redrawn on it and cleared at the end;
+ * otherwise nothing is printed. Returns 0, or -1 with st set (a backend error); non-finite
+ * per-example values are counted in res->nonfinite and propagate into the means rather than
+ * failing. */
 int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set set, int64_t n, int K,
                        uint64_t counter, int batch, FILE *progress, cuvae_eval_result *res,
                        cuvae_status *st);

@@ -31,8 +31,22 @@ int main(void)
     printf("gpu_eval_budget: default model: %d rows in 256 MiB, %d with 8 GiB\n", old_rows,
            cuvae_eval_rows_for(&m, 1, 8 * gib));
     CHECK(old_rows > 20000 && old_rows < 30000);
-    /* A large GPU's budget fills the host's rows per call. */
-    CHECK(cuvae_eval_rows_for(&m, 1, cuvae_eval_budget_bytes(139 * gib)) == CUVAE_EVAL_MAX_ROWS);
+    /* A large GPU's budget buys passes far beyond the host's default rows per call (which the
+     * CUDA backend raises, eval_rows_per_call), and 12x the fixed budget of before. */
+    int big = cuvae_eval_rows_for(&m, 1, cuvae_eval_budget_bytes(139 * gib));
+    printf("gpu_eval_budget: default model, 139 GiB free: %d rows a pass\n", big);
+    CHECK(big > 10 * CUVAE_EVAL_MAX_ROWS && big > 12 * old_rows);
+    CHECK(big <= CUVAE_CUDA_EVAL_MAX_ROWS);
+    /* A small model's rows are capped (int indexing, one call's host arrays). */
+    cuvae_config cs;
+    cuvae_model ms;
+    cuvae_config_defaults(&cs);
+    cs.model.n_hidden = 1;
+    cs.model.hidden[0] = 8;
+    cs.model.latent = 2;
+    CHECK(cuvae_model_layout(&ms, &cs, 16, &st) == 0);
+    CHECK(cuvae_eval_rows_for(&ms, 1, cuvae_eval_budget_bytes(139 * gib)) ==
+          CUVAE_CUDA_EVAL_MAX_ROWS);
     CHECK(cuvae_eval_rows_for(&m, 1, cuvae_eval_budget_bytes(4 * gib)) > old_rows);
     /* At least min_rows (K samples of one example), however small the budget. */
     CHECK(cuvae_eval_rows_for(&m, 5000, 0) == 5000);

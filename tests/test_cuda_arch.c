@@ -83,10 +83,32 @@ static void test_describe(void)
     CHECK(strlen(small) < sizeof small);
 }
 
+/* What --device auto falls back with and --device cuda fails with: the device, its capability,
+ * what the build holds and the option to rebuild with. */
+static void test_mismatch(void)
+{
+    char msg[256];
+    CHECK(cuvae_cuda_arch_mismatch(DEFAULT_ARCHS, "Tesla T4", 7, 5, msg, sizeof msg) == 1);
+    CHECK_MSG(msg, "Tesla T4 has compute capability 7.5, and this cuvae holds sm_80 sm_86 sm_89 "
+                   "sm_90 machine code, compute_90 PTX only (rebuild with "
+                   "-DCMAKE_CUDA_ARCHITECTURES=75-real)");
+    CHECK(cuvae_cuda_arch_mismatch("90-real", "NVIDIA A100", 8, 0, msg, sizeof msg) == 1);
+    CHECK_MSG(msg, "NVIDIA A100 has compute capability 8.0, and this cuvae holds sm_90 machine "
+                   "code only");
+    CHECK(cuvae_cuda_arch_mismatch(DEFAULT_ARCHS, "NVIDIA H200", 9, 0, msg, sizeof msg) == 0);
+    CHECK(msg[0] == '\0');
+    CHECK(cuvae_cuda_arch_mismatch(DEFAULT_ARCHS, "NVIDIA B200", 10, 0, msg, sizeof msg) == 0);
+    CHECK(cuvae_cuda_arch_mismatch("native", "NVIDIA A100", 8, 0, msg, sizeof msg) == 0);
+    char small[16]; /* truncated, terminated */
+    CHECK(cuvae_cuda_arch_mismatch("90-real", "NVIDIA A100", 8, 0, small, sizeof small) == 1);
+    CHECK(strlen(small) < sizeof small);
+}
+
 int main(void)
 {
     test_default_list();
     test_rules();
     test_describe();
+    test_mismatch();
     return cuvae_test_finish("test_cuda_arch");
 }
