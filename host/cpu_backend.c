@@ -174,7 +174,7 @@ static void mlp_forward_timed(cpu_backend *cb, int decoder, const float *in, int
  * dy and scratch ([rows, max_width] each) are used in turn. Returns the buffer that holds the
  * gradient w.r.t. the half's input, or NULL when want_dx is 0 (the encoder's input is data). */
 static float *mlp_backward(cpu_backend *cb, int decoder, float *const *outs, const float *input,
-                           int rows, float *dy, float *scratch, int want_dx)
+                           int rows, float *dy, float *scratch, int want_dx, double *sq)
 {
     const cuvae_model *m = &cb->m;
     const cuvae_linear *layers = decoder ? m->dec : m->enc;
@@ -184,10 +184,12 @@ static float *mlp_backward(cpu_backend *cb, int decoder, float *const *outs, con
         const cuvae_linear *l = &layers[i];
         const float *in = i > 0 ? outs[i - 1] : input;
         int need_dx = i > 0 || want_dx;
+        double layer_sq = 0.0;
         /* A hidden layer's dx leaves through the ReLU of the layer before: masked in the call. */
         cuvae_cpu_linear_backward_relu(in, cb->params + l->w, dy, rows, l->in, l->out,
                                        cb->grads + l->w, cb->grads + l->b, need_dx ? dx : NULL,
-                                       i > 0 ? outs[i - 1] : NULL);
+                                       i > 0 ? outs[i - 1] : NULL, &layer_sq);
+        *sq += layer_sq;
         cuvae_cpu_prof_mark(&cb->prof, cpu_gemm_slot(decoder, i, CPU_GEMM_BWD),
                             (need_dx ? 4.0 : 2.0) * rows * l->in * l->out);
         if (!need_dx) return NULL;
@@ -237,15 +239,15 @@ static int cpu_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_statu
 
     /* Backward: decoder, reparameterization + KL, encoder. Every gradient is written, none
      * accumulated, so nothing needs zeroing. */
-    float *dz = mlp_backward(cb, 1, a->dec, a->z, B, a->grad_a, a->grad_b, 1);
+    /* The squared gradient norm is summed layer by layer as the backward pass writes them. */
+    double sq = 0.0;
+    float *dz = mlp_backward(cb, 1, a->dec, a->z, B, a->grad_a, a->grad_b, 1, &sq);
     float *denc = dz == a->grad_a ? a->grad_b : a->grad_a;
     cuvae_cpu_reparam_kl_backward(enc_out, a->eps, dz, B, L, step->beta / (float)B, free_bits,
                                   denc);
     cuvae_cpu_prof_mark(pf, CPU_PH_REPARAM_KL_BWD, 0);
-    mlp_backward(cb, 0, a->enc, a->x, B, denc, dz, 0);
-
-    double norm = sqrt(cuvae_cpu_sum_squares(cb->grads, m->n_params));
-    cuvae_cpu_prof_mark(pf, CPU_PH_GRAD_NORM, 0);
+    mlp_backward(cb, 0, a->enc, a->x, B, denc, dz, 0, &sq);
+    double norm = sqrt(sq);
     if (!isfinite(loss) || !isfinite(norm)) {
         /* The update is withheld: parameters and Adam state stay as they were. */
         if (cb->metrics.first_nonfinite_step < 0)

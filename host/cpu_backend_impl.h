@@ -99,12 +99,12 @@ enum {
     CPU_PH_LIKELIHOOD,     /* per-example -log p(x|z) and its gradient */
     CPU_PH_LOSS,           /* the batch's loss sums */
     CPU_PH_REPARAM_KL_BWD, /* gradient through z and the KL */
-    CPU_PH_GRAD_NORM,      /* the global gradient norm */
     CPU_PH_ADAM,           /* the optimizer's pass */
     CPU_PH_GEMM
 };
 /* A layer's forward slot holds its GEMM with the bias and ReLU passes; its backward slot dW, dX,
- * the bias gradient and the ReLU mask (cpu_linear.c runs them together). */
+ * the bias gradient, the ReLU mask and its share of the gradient norm (cpu_linear.c runs them
+ * together). */
 enum { CPU_GEMM_FWD, CPU_GEMM_BWD, CPU_GEMM_KINDS };
 #define CPU_PROF_SLOTS (CPU_PH_GEMM + 2 * CUVAE_MAX_LAYERS * CPU_GEMM_KINDS)
 

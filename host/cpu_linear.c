@@ -21,6 +21,8 @@ typedef struct {
     float *y, *dw, *db, *dx;
     int B, in, out, relu;
     int parts, w_parts; /* backward: the first w_parts parts are dW's, the rest dX's */
+    int want_sq;
+    double sq[CUVAE_CPU_MAX_PARTS]; /* backward: each dW part's sum of squares of dw and db */
 } linear_job;
 
 static void relu_in_place(float *y, int rows, int cols, int ld)
@@ -52,6 +54,7 @@ void cuvae_cpu_linear_forward(const float *x, const float *w, const float *b, in
                               int out, int relu, float *y)
 {
     int threads = cuvae_cpu_threads();
+    if (threads > CUVAE_CPU_MAX_PARTS) threads = CUVAE_CPU_MAX_PARTS;
     int max_parts = (out + COL_ALIGN - 1) / COL_ALIGN;
     linear_job j = {.x = x, .w = w, .b = b, .y = y, .B = B, .in = in, .out = out, .relu = relu};
     j.parts = threads < max_parts ? threads : max_parts;
@@ -87,6 +90,11 @@ static void backward_part(void *arg, int t)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(e - a), j->in, j->B, 1.0f,
                     j->dy + a, j->out, j->x, j->in, 0.0f, j->dw + a * (size_t)j->in, j->in);
         bias_grad(j->dy, j->B, j->out, a, e, j->db);
+        /* The gradient norm's share of these rows, while they are in cache. */
+        if (j->want_sq)
+            ((linear_job *)arg)->sq[t] =
+                cuvae_cpu_sum_squares_range(j->dw + a * (size_t)j->in, (e - a) * (size_t)j->in) +
+                cuvae_cpu_sum_squares_range(j->db + a, e - a);
         return;
     }
     /* dx columns [a, e) = dy . w[:, a:e], then the ReLU mask of those columns. */
@@ -103,9 +111,11 @@ static void backward_part(void *arg, int t)
 }
 
 void cuvae_cpu_linear_backward_relu(const float *x, const float *w, const float *dy, int B, int in,
-                                    int out, float *dw, float *db, float *dx, const float *relu_y)
+                                    int out, float *dw, float *db, float *dx, const float *relu_y,
+                                    double *sq)
 {
     int threads = cuvae_cpu_threads();
+    if (threads > CUVAE_CPU_MAX_PARTS) threads = CUVAE_CPU_MAX_PARTS;
     linear_job j = {.x = x,
                     .w = w,
                     .dy = dy,
@@ -125,13 +135,19 @@ void cuvae_cpu_linear_backward_relu(const float *x, const float *w, const float 
     } else {
         j.parts = j.w_parts = threads;
     }
+    j.want_sq = sq != NULL;
     cuvae_cpu_parallel(j.parts, backward_part, &j);
+    if (sq) {
+        double sum = 0.0; /* in part order: the same for a given thread count */
+        for (int t = 0; t < j.w_parts; t++) sum += j.sq[t];
+        *sq = sum;
+    }
 }
 
 void cuvae_cpu_linear_backward(const float *x, const float *w, const float *dy, int B, int in,
                                int out, float *dw, float *db, float *dx)
 {
-    cuvae_cpu_linear_backward_relu(x, w, dy, B, in, out, dw, db, dx, NULL);
+    cuvae_cpu_linear_backward_relu(x, w, dy, B, in, out, dw, db, dx, NULL, NULL);
 }
 
 void cuvae_cpu_relu_backward(const float *y, float *dy, size_t n)

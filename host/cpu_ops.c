@@ -26,7 +26,7 @@ void cuvae_cpu_flush_subnormals(void)
 
 /* Parts of the parallel reductions and of Adam start on multiples of this many floats. */
 #define PART_ALIGN 64
-#define MAX_PARTS 256
+#define MAX_PARTS CUVAE_CPU_MAX_PARTS
 
 /* How many parts a pass over n floats is split into: one per thread, none under 16k floats. */
 static int parts_for(size_t n)
@@ -44,19 +44,44 @@ static int parts_for(size_t n)
  * words a training step; test_cpu_backend checks these words against cuvae_philox_word. */
 #define PHILOX_LANES 16
 
-static void philox_blocks(uint64_t seed, uint32_t stream, uint64_t counter, uint64_t first_block,
-                          uint32_t out[4][PHILOX_LANES])
-{
-    uint32_t c0[PHILOX_LANES], c1[PHILOX_LANES], c2[PHILOX_LANES], c3[PHILOX_LANES];
-    for (int j = 0; j < PHILOX_LANES; j++) {
-        uint64_t block = first_block + (uint64_t)j;
-        c0[j] = (uint32_t)block;
-        c1[j] = (uint32_t)(block >> 32);
-        c2[j] = (uint32_t)counter;
-        c3[j] = ((uint32_t)(counter >> 32) & 0xffffu) | (stream << 16);
-    }
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
 #if defined(__SSE2__)
+/* The ten rounds over PHILOX_LANES (16) blocks in one 512-bit vector per word: the even lanes'
+ * products come from _mm512_mul_epu32 directly, the odd lanes' after a shift, as in the SSE2
+ * loop below. */
+__attribute__((target("avx512f"))) static void philox_rounds_avx512(uint32_t *c0, uint32_t *c1,
+                                                                    uint32_t *c2, uint32_t *c3,
+                                                                    uint32_t k0, uint32_t k1)
+{
+    const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u),
+                  m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+    __m512i x0 = _mm512_loadu_si512(c0), x1 = _mm512_loadu_si512(c1);
+    __m512i x2 = _mm512_loadu_si512(c2), x3 = _mm512_loadu_si512(c3);
+    const __mmask16 odd = 0xAAAA;
+    for (int round = 0; round < 10; round++) {
+        __m512i e0 = _mm512_mul_epu32(x0, m0), o0 = _mm512_mul_epu32(_mm512_srli_epi64(x0, 32), m0);
+        __m512i e2 = _mm512_mul_epu32(x2, m1), o2 = _mm512_mul_epu32(_mm512_srli_epi64(x2, 32), m1);
+        __m512i lo0 = _mm512_mask_blend_epi32(odd, e0, _mm512_slli_epi64(o0, 32));
+        __m512i hi0 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(e0, 32), o0);
+        __m512i lo2 = _mm512_mask_blend_epi32(odd, e2, _mm512_slli_epi64(o2, 32));
+        __m512i hi2 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(e2, 32), o2);
+        x0 = _mm512_xor_si512(_mm512_xor_si512(hi2, x1), _mm512_set1_epi32((int)k0));
+        x2 = _mm512_xor_si512(_mm512_xor_si512(hi0, x3), _mm512_set1_epi32((int)k1));
+        x1 = lo2;
+        x3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    _mm512_storeu_si512(c0, x0);
+    _mm512_storeu_si512(c1, x1);
+    _mm512_storeu_si512(c2, x2);
+    _mm512_storeu_si512(c3, x3);
+}
+#endif
+
+#if defined(__SSE2__)
+static void philox_rounds_sse2(uint32_t *c0, uint32_t *c1, uint32_t *c2, uint32_t *c3, uint32_t k0,
+                               uint32_t k1)
+{
     /* Four blocks per vector. SSE2 multiplies the even 32-bit lanes into 64-bit products
      * (_mm_mul_epu32): the odd lanes go through a shift, and the halves are put back in place. */
     const __m128i m0 = _mm_set1_epi32((int)0xD2511F53u), m1 = _mm_set1_epi32((int)0xCD9E8D57u);
@@ -86,6 +111,26 @@ static void philox_blocks(uint64_t seed, uint32_t stream, uint64_t counter, uint
         _mm_storeu_si128((__m128i *)(c2 + j), x2);
         _mm_storeu_si128((__m128i *)(c3 + j), x3);
     }
+}
+#endif
+
+static void philox_blocks(uint64_t seed, uint32_t stream, uint64_t counter, uint64_t first_block,
+                          uint32_t out[4][PHILOX_LANES])
+{
+    uint32_t c0[PHILOX_LANES], c1[PHILOX_LANES], c2[PHILOX_LANES], c3[PHILOX_LANES];
+    for (int j = 0; j < PHILOX_LANES; j++) {
+        uint64_t block = first_block + (uint64_t)j;
+        c0[j] = (uint32_t)block;
+        c1[j] = (uint32_t)(block >> 32);
+        c2[j] = (uint32_t)counter;
+        c3[j] = ((uint32_t)(counter >> 32) & 0xffffu) | (stream << 16);
+    }
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+#if defined(__SSE2__)
+    if (__builtin_cpu_supports("avx512f"))
+        philox_rounds_avx512(c0, c1, c2, c3, k0, k1);
+    else
+        philox_rounds_sse2(c0, c1, c2, c3, k0, k1);
 #else
     for (int round = 0; round < 10; round++) {
         for (int j = 0; j < PHILOX_LANES; j++) {
@@ -468,8 +513,8 @@ void cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_
 /* ---- optimizer ----------------------------------------------------------------------------------
  */
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) static double
-sum_squares_range(const float *g, size_t n)
+__attribute__((target_clones("avx512f", "avx2", "default"))) double
+cuvae_cpu_sum_squares_range(const float *g, size_t n)
 {
     double acc[SUM_LANES] = {0};
     size_t i = 0;
@@ -493,7 +538,7 @@ static void squares_part(void *arg, int t)
     squares_job *j = arg;
     size_t a, e;
     cuvae_cpu_split(j->n, j->parts, t, PART_ALIGN, &a, &e);
-    j->sums[t] = e > a ? sum_squares_range(j->g + a, e - a) : 0.0;
+    j->sums[t] = e > a ? cuvae_cpu_sum_squares_range(j->g + a, e - a) : 0.0;
 }
 
 double cuvae_cpu_sum_squares(const float *g, size_t n)

@@ -20,6 +20,9 @@
 extern "C" {
 #endif
 
+/* The most parts one operation is split into (at most one per thread). */
+#define CUVAE_CPU_MAX_PARTS 256
+
 /* Makes this thread (and the threads it starts after this) flush subnormal floats to zero, as
  * inputs and as results (x86 MXCSR FTZ + DAZ; a no-op elsewhere). The CPU backend calls it when
  * it is created: as a model trains, sigmoid gradients of pixels that are always 0 fall below
@@ -46,9 +49,12 @@ void cuvae_cpu_linear_backward(const float *x, const float *w, const float *dy, 
                                int out, float *dw, float *db, float *dx);
 
 /* cuvae_cpu_linear_backward, then dx *= (relu_y > 0) when relu_y [B, in] (the output of the ReLU
- * before this layer) is given: the backward pass of a hidden layer in one call. */
+ * before this layer) is given: the backward pass of a hidden layer in one call. With sq, also
+ * *sq = the sum of squares of dw and db (in double; parts added in order), for the gradient norm.
+ */
 void cuvae_cpu_linear_backward_relu(const float *x, const float *w, const float *dy, int B, int in,
-                                    int out, float *dw, float *db, float *dx, const float *relu_y);
+                                    int out, float *dw, float *db, float *dx, const float *relu_y,
+                                    double *sq);
 
 /* dy [n] *= (y > 0), y being the ReLU's output. */
 void cuvae_cpu_relu_backward(const float *y, float *dy, size_t n);
@@ -72,6 +78,10 @@ void cuvae_cpu_reparam_kl_backward(const float *enc, const float *eps, const flo
  * grad_scale * d rec_b / d out (may be NULL: forward only). */
 void cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_likelihood lik,
                           float sigma, float grad_scale, double *nll, float *dout);
+
+/* Sum of squares of g [n] in double, on this thread: eight interleaved accumulators, combined
+ * pairwise. */
+double cuvae_cpu_sum_squares_range(const float *g, size_t n);
 
 /* Sum of squares of g [n] (for the global gradient norm), accumulated in double. */
 double cuvae_cpu_sum_squares(const float *g, size_t n);
