@@ -445,7 +445,8 @@ def eval_compare(args):
         return [torch_py, os.path.join(PEERS, "torch_vae.py"), "--checkpoint", ckpt,
                 "--eval-samples", str(K), "--limit", str(n), "--noise", args.eval_noise,
                 "--eval-rows", str(EVAL_ROWS), "--device", device, "--precision", precision] + \
-            extra + (["--threads", str(t)] if cpu and t else [])
+            extra + (["--threads", str(t)] if cpu and t else []) + \
+            (["--flush-denormal"] if args.torch_flush_denormal else [])
 
     tools = [("cuvae", lambda n, t: cuvae_cmd(n), lambda t: thread_env(t if cpu else 0)),
              ("torch", torch_cmd, lambda t: thread_env(t if cpu else 0, extra=torch_extra))]
@@ -670,7 +671,7 @@ def main():
     ap.add_argument("--epoch", type=int, default=0, metavar="E",
                     help="train E epochs of the real data with cuvae and PyTorch instead")
     ap.add_argument("--torch-flush-denormal", action="store_true",
-                    help="--epoch on the CPU: the PyTorch peer flushes denormals as cuvae does "
+                    help="--epoch, --eval on the CPU: the PyTorch peer flushes denormals as cuvae does "
                          "(torch.set_flush_denormal); default: PyTorch's default, as a script has")
     ap.add_argument("--eval", type=int, default=0, metavar="K",
                     help="time the K-sample evaluation of --checkpoint with cuvae eval and "
