@@ -27,6 +27,25 @@ import philox  # noqa: E402
 from vae_common import EPOCH_EXAMPLES, Config, cpu_model, idx_x_dim, load_average  # noqa: E402
 from vae_common import run_data  # noqa: E402
 
+
+
+def pin_threads(argv):
+    """--threads N (CPU): run on the first N CPUs this process may use. XLA sizes its CPU thread
+    pools from the CPUs it may be scheduled on when it starts, so this happens before jax is
+    imported; it is the one setting that bounds every pool of every jaxlib version (the
+    xla_cpu_multi_thread_eigen flag is gone from newer ones). Returns N, or None."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int, default=0)
+    n = pre.parse_known_args(argv)[0].threads
+    if n <= 0 or not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cpus[:n])
+    return min(n, len(cpus))
+
+
+PINNED_THREADS = pin_threads(sys.argv[1:]) if __name__ == "__main__" else None
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
@@ -219,6 +238,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", action="store_true")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU: run on the first N CPUs (XLA's threads follow; default: all)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     config_path, overrides = args.config, list(args.overrides)
@@ -260,6 +281,10 @@ def main(argv=None):
             results.append(r)
     result = {
         "peer": "jax", "jax_version": jax.__version__,
+        "jaxlib_version": getattr(getattr(jax, "lib", None), "__version__", None) or
+        jax.__version__,
+        "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "matmul": "XLA %s (its own kernels; OpenBLAS not used)" % device.platform,
         "optax_version": getattr(optax, "__version__", None) if optax else None,
         "device": "cuda" if on_gpu else "cpu",
         "machine": device.device_kind if on_gpu else cpu_model(), "cpu": cpu_model(),

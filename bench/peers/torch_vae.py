@@ -55,6 +55,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report import emit_json  # noqa: E402
 import philox  # noqa: E402
+from tuning import openblas_in_process  # noqa: E402
 from vae_common import EPOCH_EXAMPLES, Config, cpu_model, idx_x_dim, load_average  # noqa: E402
 from vae_common import run_data  # noqa: E402
 
@@ -341,7 +342,7 @@ def bench(cfg, args):
     return {
         "peer": "torch", "torch_version": torch.__version__, "device": device.type,
         "machine": machine(device), "cpu": cpu_model(), "threads": torch.get_num_threads(),
-        "load_average": load_average(),
+        "blas": openblas_in_process(), "load_average": load_average(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         "mode": args.mode, "data": "config" if args.data else "synthetic",
@@ -471,7 +472,7 @@ def train_epochs(cfg, args):
     result = {
         "peer": "torch", "torch_version": torch.__version__, "device": device.type,
         "machine": machine(device), "cpu": cpu_model(), "threads": torch.get_num_threads(),
-        "load_average": load_average(),
+        "blas": openblas_in_process(), "load_average": load_average(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
         "precision": precision, "init": args.init, "noise": args.noise,
@@ -571,7 +572,8 @@ def eval_checkpoint(args):
               "samples": K, "step": int(metadata.get("step", -1)), "noise": noise_kind,
               "dtype": str(dtype).replace("torch.", ""), "precision": precision,
               "device": device.type,
-              "machine": machine(device), "batch": batch, "seconds": seconds,
+              "machine": machine(device), "threads": torch.get_num_threads(),
+              "blas": openblas_in_process(), "batch": batch, "seconds": seconds,
               "examples_per_s": len(test) / seconds if seconds > 0 else None})
     return r
 
