@@ -78,7 +78,8 @@ typedef struct {
     uint64_t uses;
     /* decoder block (also decode()'s passes) */
     float *eps, *z;               /* [CPU_DEC_BLOCK, latent] */
-    float *target;                /* [CPU_DEC_BLOCK, x_dim] x of each row's example */
+    float *target;                /* [CPU_DEC_BLOCK, x_dim] x of the block's examples, once each */
+    const float **target_row;     /* [CPU_DEC_BLOCK] each row's target: a row of `target` */
     float *dec[CUVAE_MAX_LAYERS]; /* [CPU_DEC_BLOCK, dec[i].out] */
     double *nll, *log_w;          /* [CPU_DEC_BLOCK] the block's results */
     double *row_lv_sum;           /* [CPU_DEC_BLOCK] sum of logvar of each row's example */

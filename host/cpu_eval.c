@@ -28,6 +28,7 @@ void cuvae_cpu_eval_free(cpu_eval_state *e)
     free(e->eps);
     free(e->z);
     free(e->target);
+    free(e->target_row);
     free(e->nll);
     free(e->log_w);
     free(e->row_lv_sum);
@@ -59,6 +60,7 @@ static int eval_reserve(cpu_backend *cb, cuvae_status *st)
     ALLOC(e->eps, TD * L);
     ALLOC(e->z, TD * L);
     ALLOC(e->target, TD * D);
+    ALLOC(e->target_row, TD);
     for (int i = 0; i < m->n_dec; i++) ALLOC(e->dec[i], TD * (size_t)m->dec[i].out);
     ALLOC(e->nll, TD);
     ALLOC(e->log_w, TD);
@@ -161,34 +163,40 @@ static void decode_block(cpu_backend *cb, int set, int64_t block, int K, uint64_
                               e->eps + r * L, (size_t)run * L);
         r += run;
     }
-    /* z = mu + sigma * eps (as cuvae_cpu_reparam_kl_forward computes it) and the target x. */
-    int64_t prev = -1;
+    /* z = mu + sigma * eps (as cuvae_cpu_reparam_kl_forward computes it) and the target x: each
+     * example's pixels are gathered once, and its rows point at them (with K = 5000 a block is
+     * one or two examples). Rows past the set's end get zeros. */
+    int64_t prev = -2;
+    float *slot = NULL;
     for (int r = 0; r < T; r++) {
-        float *z = e->z + r * L, *x = e->target + r * D;
-        if (!e->valid[r]) {
+        float *z = e->z + r * L;
+        int64_t ex = e->valid[r] ? (int64_t)((g0 + (uint64_t)r) / (uint64_t)K) : -1;
+        if (ex != prev) {
+            slot = slot ? slot + D : e->target;
+            if (ex < 0) {
+                memset(slot, 0, D * sizeof *slot);
+            } else {
+                int32_t one = (int32_t)ex;
+                cuvae_cpu_gather(s->pixels, (int)D, &one, 1, 0, 0, 0, slot);
+            }
+            prev = ex;
+        }
+        e->target_row[r] = slot;
+        if (ex < 0) {
             memset(z, 0, L * sizeof *z);
-            memset(x, 0, D * sizeof *x);
             e->row_lv_sum[r] = 0;
             continue;
         }
-        int64_t ex = (int64_t)((g0 + (uint64_t)r) / (uint64_t)K);
         int row;
         const cpu_enc_memo *em = encoded(cb, set, ex, &row);
         const float *mu = em->mu_lv + (size_t)row * 2 * L, *sg = em->sigma + (size_t)row * L;
         const float *ep = e->eps + r * L;
         for (size_t d = 0; d < L; d++) z[d] = mu[d] + sg[d] * ep[d];
         e->row_lv_sum[r] = em->lv_sum[row];
-        if (ex == prev) {
-            memcpy(x, x - D, D * sizeof *x);
-        } else {
-            int32_t one = (int32_t)ex;
-            cuvae_cpu_gather(s->pixels, (int)D, &one, 1, 0, 0, 0, x);
-        }
-        prev = ex;
     }
     cuvae_cpu_mlp_forward(cb, m->dec, m->n_dec, e->z, T, e->dec);
-    cuvae_cpu_likelihood(e->dec[m->n_dec - 1], e->target, T, (int)D, m->likelihood,
-                         m->gaussian_sigma, 0.0f, e->nll, NULL);
+    cuvae_cpu_likelihood_rows_of(e->dec[m->n_dec - 1], e->target_row, T, (int)D, m->likelihood,
+                                 m->gaussian_sigma, e->nll);
     for (int r = 0; r < T; r++) {
         /* log w = log p(x|z) + log p(z) - log q(z|x) with
          *   log p(z)   = -0.5 sum z^2 - (L/2) log 2 pi,

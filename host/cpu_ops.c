@@ -471,6 +471,7 @@ likelihood_rows(const float *out, const float *x, int B, int D, cuvae_likelihood
 
 typedef struct {
     const float *out, *x;
+    const float *const *x_rows; /* when set, row b's target is x_rows[b] (x is unused) */
     int B, D, parts;
     cuvae_likelihood lik;
     float sigma, grad_scale;
@@ -485,6 +486,12 @@ static void likelihood_part(void *arg, int t)
     cuvae_cpu_split((size_t)j->B, j->parts, t, 1, &r0, &r1);
     if (r1 <= r0) return;
     size_t at = r0 * (size_t)j->D;
+    if (j->x_rows) {
+        for (size_t r = r0; r < r1; r++)
+            likelihood_rows(j->out + r * (size_t)j->D, j->x_rows[r], 1, j->D, j->lik, j->sigma,
+                            j->grad_scale, j->nll + r, NULL);
+        return;
+    }
     likelihood_rows(j->out + at, j->x + at, (int)(r1 - r0), j->D, j->lik, j->sigma, j->grad_scale,
                     j->nll + r0, j->dout ? j->dout + at : NULL);
 }
@@ -507,6 +514,24 @@ void cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_
                         .grad_scale = grad_scale,
                         .nll = nll,
                         .dout = dout};
+    cuvae_cpu_parallel(parts, likelihood_part, &j);
+}
+
+void cuvae_cpu_likelihood_rows_of(const float *out, const float *const *x_rows, int B, int D,
+                                  cuvae_likelihood lik, float sigma, double *nll)
+{
+    int parts = cuvae_cpu_threads();
+    if ((size_t)parts * 4096 > (size_t)B * (size_t)D)
+        parts = (int)((size_t)B * (size_t)D / 4096) + 1;
+    if (parts > B) parts = B > 0 ? B : 1;
+    likelihood_job j = {.out = out,
+                        .x_rows = x_rows,
+                        .B = B,
+                        .D = D,
+                        .parts = parts,
+                        .lik = lik,
+                        .sigma = sigma,
+                        .nll = nll};
     cuvae_cpu_parallel(parts, likelihood_part, &j);
 }
 

@@ -79,6 +79,11 @@ void cuvae_cpu_reparam_kl_backward(const float *enc, const float *eps, const flo
 void cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_likelihood lik,
                           float sigma, float grad_scale, double *nll, float *dout);
 
+/* cuvae_cpu_likelihood without the gradient, row b's target being x_rows[b] (evaluation: the
+ * rows of one example share its pixels). */
+void cuvae_cpu_likelihood_rows_of(const float *out, const float *const *x_rows, int B, int D,
+                                  cuvae_likelihood lik, float sigma, double *nll);
+
 /* Sum of squares of g [n] in double, on this thread: eight interleaved accumulators, combined
  * pairwise. */
 double cuvae_cpu_sum_squares_range(const float *g, size_t n);
