@@ -277,28 +277,34 @@ static int check_no_trailing(idx_reader *r, uint64_t total, const char *what, cu
                       r->path, (unsigned long long)total, what);
 }
 
+/* The image file's header, checked: dims and the payload's size in bytes. */
+static int image_header(idx_reader *r, const char *path, uint32_t *dims, uint64_t *total,
+                        cuvae_status *st)
+{
+    if (read_header(r, 3, "image", dims, st)) return -1;
+    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0)
+        return cuvae_fail(st, "%s: a dimension is zero: header says %u images of %u x %u pixels",
+                          path, dims[0], dims[1], dims[2]);
+    uint64_t d = (uint64_t)dims[1] * dims[2];         /* < 2^64: both factors < 2^32 */
+    *total = d <= INT_MAX ? d * dims[0] : UINT64_MAX; /* < 2^63 when d fits an int */
+    if (dims[0] > INT32_MAX || *total > IDX_MAX_PAYLOAD)
+        return cuvae_fail(st,
+                          "%s: too large: header says %u images of %u x %u pixels, more than the "
+                          "%d GiB and 2^31 images this reader accepts",
+                          path, dims[0], dims[1], dims[2], (int)(IDX_MAX_PAYLOAD >> 30));
+    return 0;
+}
+
 static int load_images(cuvae_dataset *ds, const char *path, int64_t limit, uint32_t *n_file,
                        cuvae_status *st)
 {
     idx_reader *r = reader_open(path, st);
     if (!r) return -1;
     uint32_t dims[3];
+    uint64_t total = 0;
     int rc = -1;
-    if (read_header(r, 3, "image", dims, st)) goto done;
-    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0) {
-        cuvae_fail(st, "%s: a dimension is zero: header says %u images of %u x %u pixels", path,
-                   dims[0], dims[1], dims[2]);
-        goto done;
-    }
-    uint64_t d = (uint64_t)dims[1] * dims[2];                 /* < 2^64: both factors < 2^32 */
-    uint64_t total = d <= INT_MAX ? d * dims[0] : UINT64_MAX; /* < 2^63 when d fits an int */
-    if (dims[0] > INT32_MAX || total > IDX_MAX_PAYLOAD) {
-        cuvae_fail(st,
-                   "%s: too large: header says %u images of %u x %u pixels, more than the "
-                   "%d GiB and 2^31 images this reader accepts",
-                   path, dims[0], dims[1], dims[2], (int)(IDX_MAX_PAYLOAD >> 30));
-        goto done;
-    }
+    if (image_header(r, path, dims, &total, st)) goto done;
+    uint64_t d = (uint64_t)dims[1] * dims[2];
     int64_t n = (limit > 0 && limit < (int64_t)dims[0]) ? limit : (int64_t)dims[0];
     if (read_payload(r, total, (uint64_t)n * d, "pixels", &ds->pixels, st)) goto done;
     if (check_no_trailing(r, total, "pixels", st)) goto done;
@@ -311,6 +317,26 @@ static int load_images(cuvae_dataset *ds, const char *path, int64_t limit, uint3
 done:
     reader_close(r);
     return rc;
+}
+
+/* Only the header of an image file: the examples kept (limit applied), the file's count and the
+ * image size. */
+static int peek_images(const char *path, int64_t limit, int64_t *n_kept, int64_t *n_file, int *rows,
+                       int *cols, cuvae_status *st)
+{
+    if (!path || !*path) return cuvae_fail(st, "dataset: no image file given");
+    idx_reader *r = reader_open(path, st);
+    if (!r) return -1;
+    uint32_t dims[3];
+    uint64_t total = 0;
+    int rc = image_header(r, path, dims, &total, st);
+    reader_close(r);
+    if (rc) return -1;
+    *n_file = dims[0];
+    *n_kept = (limit > 0 && limit < (int64_t)dims[0]) ? limit : (int64_t)dims[0];
+    *rows = (int)dims[1];
+    *cols = (int)dims[2];
+    return 0;
 }
 
 static int load_labels(cuvae_dataset *ds, const char *path, const char *images_path,
@@ -549,6 +575,53 @@ int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_trai
                                  CUVAE_TEST_BINARIZE_SEED + 1);
     }
     return 0;
+}
+
+int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,
+                        cuvae_status *st)
+{
+    memset(sh, 0, sizeof *sh);
+    int64_t n_file = 0;
+    if (peek_images(c->data.test_images, c->data.limit_test, &sh->n_test, &n_file, &sh->rows,
+                    &sh->cols, st))
+        return -1;
+    sh->d = sh->rows * sh->cols; /* <= INT_MAX: image_header checked it */
+    if (!need_train) return 0;
+    int rows = 0, cols = 0;
+    if (peek_images(c->data.train_images, c->data.limit_train, &sh->n_kept, &n_file, &rows, &cols,
+                    st))
+        return -1;
+    if (rows != sh->rows || cols != sh->cols)
+        return cuvae_fail(st,
+                          "data.train_images: %s has %d x %d images but data.test_images %s "
+                          "has %d x %d",
+                          c->data.train_images, rows, cols, c->data.test_images, sh->rows,
+                          sh->cols);
+    if (c->data.validation < 0 || c->data.validation >= sh->n_kept)
+        return cuvae_fail(st,
+                          "data.validation: %d must be smaller than the %lld training "
+                          "examples in %s%s",
+                          c->data.validation, (long long)sh->n_kept, c->data.train_images,
+                          c->data.validation < 0 ? " and not negative" : "");
+    sh->n_valid = c->data.validation;
+    sh->n_train = sh->n_kept - sh->n_valid;
+    return 0;
+}
+
+void cuvae_run_data_memory(const cuvae_run_shape *sh, const cuvae_config *c, cuvae_mem_plan *p)
+{
+    uint64_t d = (uint64_t)sh->d, nt = (uint64_t)sh->n_test, nk = (uint64_t)sh->n_kept;
+    /* Pixels (and a byte of label each) of the test set and of the kept training examples. */
+    uint64_t held = cuvae_mem_mul(nt, d + (c->data.test_labels[0] ? 1 : 0));
+    held = cuvae_mem_add_bytes(held, cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
+    cuvae_mem_add(p, "data", held);
+    if (sh->n_valid > 0) {
+        /* The split copies the kept examples and holds three index arrays while it does. */
+        cuvae_mem_add(p, "data", cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
+        cuvae_mem_add(p, "index arrays", cuvae_mem_mul(nk, 2 * sizeof(int32_t) + sizeof(uint8_t)));
+    }
+    /* The trainer's epoch permutation. */
+    cuvae_mem_add(p, "index arrays", cuvae_mem_mul((uint64_t)sh->n_train, sizeof(int32_t)));
 }
 
 void cuvae_run_data_free(cuvae_run_data *rd)

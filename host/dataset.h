@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "memory_plan.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,6 +51,25 @@ typedef struct {
 int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train,
                         cuvae_status *st);
 void cuvae_run_data_free(cuvae_run_data *rd);
+
+/* What a run's data will be, from the files' headers alone: nothing of the payload is read or
+ * allocated, so that the model and the memory estimate are checked before a large (or forged)
+ * file is inflated. The training file's image size must match the test set's, and data.validation
+ * must leave training examples (the same checks, and messages, as cuvae_run_data_load). */
+typedef struct {
+    int64_t n_test; /* test examples kept (data.limit_test applied) */
+    int64_t n_kept; /* training-file examples kept (data.limit_train applied); 0 without training */
+    int64_t n_valid; /* of them, the validation split */
+    int64_t n_train; /* and the training set */
+    int rows, cols, d;
+} cuvae_run_shape;
+
+int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,
+                        cuvae_status *st);
+
+/* The host memory cuvae_run_data_load and the trainer's epoch permutation take for that shape at
+ * their peak (the split's copies and index arrays included): parts "data" and "index arrays". */
+void cuvae_run_data_memory(const cuvae_run_shape *sh, const cuvae_config *c, cuvae_mem_plan *p);
 
 #ifdef __cplusplus
 }
