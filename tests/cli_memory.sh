@@ -77,4 +77,28 @@ expect_rc 1 env CUVAE_MEMORY_LIMIT=2G timeout 60 "$BIN" eval "$MODEL" --device c
 expect_one_line_error "memory: the run needs about"
 expect_err "data 3.9"
 
+# A large file that is no checkpoint is refused from its first bytes, not read whole: peak memory
+# stays far below the file's 1 GiB (sparse: it takes no disk).
+truncate -s 1G "$T/zeros.safetensors"
+python3 - "$MODEL" "$T/padded.safetensors" <<'PY'
+import sys
+raw = open(sys.argv[1], "rb").read()
+with open(sys.argv[2], "wb") as f:
+    f.write(raw)
+    f.truncate(len(raw) + (1 << 30))  # a real header, then a GiB the header does not account for
+PY
+for f in zeros padded; do
+    python3 - "$BIN" "$T/$f.safetensors" "$T" <<'PY'
+import resource, subprocess, sys
+binary, path, t = sys.argv[1:4]
+with open(t + "/out", "wb") as out, open(t + "/err", "wb") as err:
+    rc = subprocess.call([binary, "eval", path, "--device", "cpu"], stdout=out, stderr=err)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+if rc != 1 or peak > 640:
+    sys.exit(f"{path}: exit {rc}, peak {peak} MiB (expected exit 1 well below 1 GiB)")
+PY
+done
+expect_err "data section is 10737"
+expect_err "bytes but tensors cover"
+
 echo "$NAME: ok"
