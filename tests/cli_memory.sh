@@ -21,7 +21,8 @@ ldd "$BIN" 2>/dev/null | grep -q libasan || VMEM=$((6 << 20))
 # model.hidden=20000,20000: about 0.8 billion parameters; parameters, gradients, Adam, the
 # trainer's copies and the checkpoint buffers come to about 39 GiB.
 CAPPED='[ "$0" = unlimited ] || ulimit -v "$0"; exec "$@"'
-expect_rc 1 env CUVAE_MEMORY_LIMIT=4G timeout 60 bash -c "$CAPPED" "$VMEM" "$BIN" train "$T/tiny.ini" model.hidden=20000,20000 output.dir="$T/big"
+expect_rc 1 env CUVAE_MEMORY_LIMIT=4G timeout 60 bash -c "$CAPPED" "$VMEM" \
+    "$BIN" train "$T/tiny.ini" model.hidden=20000,20000 output.dir="$T/big"
 expect_one_line_error "memory: the run needs about"
 expect_err "parameters 3.00 GiB"
 expect_err "Adam moments 6.01 GiB"
