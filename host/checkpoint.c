@@ -1,9 +1,9 @@
-/* Reading checkpoint files (see checkpoint.h) without trusting a single byte, plus the format
- * helpers shared with the writer (checkpoint_write.c). The parser is the fuzz target's entry
- * point: every size is checked before it is used, every sum and product is checked for overflow,
- * and each failed check has its own one-line message naming the file. Data are little-endian F32
- * on any host: values go through load/store helpers that assemble the bytes explicitly, so the
- * code is correct on a big-endian machine too (no assumption about the host's byte order). */
+/* Reading checkpoint files (see checkpoint.h) without trusting a single byte. The parser is the
+ * fuzz target's entry point: every size is checked before it is used, every sum and product is
+ * checked for overflow, and each failed check has its own one-line message naming the file. A
+ * file is read in two steps: its header first, and the rest only once the header accounts for
+ * every byte. Data are little-endian F32 on any host: values go through the load/store helpers of
+ * checkpoint_format.c, so the code is correct on a big-endian machine too. */
 #include "checkpoint.h"
 
 #include <errno.h>
@@ -18,61 +18,12 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <zlib.h>
 
 #include "checkpoint_format.h"
 #include "memory_plan.h"
 
 #define MAX_DIMS 8   /* more dimensions than any safetensors file needs: a bad shape */
 #define SHOWN_LEN 96 /* bytes of text from the file quoted in a message */
-
-const char *const cuvae_ckpt_u64_keys[CUVAE_CKPT_N_U64_KEYS] = {
-    "step", "epoch", "epoch_step", "seed", "data_seed", "adam_t", "rng_counter"};
-const char *const cuvae_ckpt_group_prefix[3] = {"", "optim.m.", "optim.v."};
-
-/* ---- byte order ------------------------------------------------------------------------------ */
-
-void cuvae_store_u64_le(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-uint64_t cuvae_load_u64_le(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-void cuvae_store_f32_le(uint8_t *p, float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    p[0] = (uint8_t)u;
-    p[1] = (uint8_t)(u >> 8);
-    p[2] = (uint8_t)(u >> 16);
-    p[3] = (uint8_t)(u >> 24);
-}
-
-float cuvae_load_f32_le(const uint8_t *p)
-{
-    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-uint32_t cuvae_crc32(const uint8_t *p, size_t n)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (n > 0) {
-        uInt piece = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, piece);
-        p += piece;
-        n -= piece;
-    }
-    return (uint32_t)crc;
-}
 
 /* ---- messages -------------------------------------------------------------------------------- */
 
