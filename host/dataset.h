@@ -31,6 +31,12 @@ int cuvae_dataset_load(cuvae_dataset *ds, const char *images_path, const char *l
 
 void cuvae_dataset_free(cuvae_dataset *ds);
 
+/* Only the header of an image file, checked as cuvae_dataset_load checks it: the examples kept
+ * (limit > 0 keeps the first `limit`), the file's count and the image size. Nothing of the payload
+ * is read. */
+int cuvae_idx_peek_images(const char *path, int64_t limit, int64_t *n_kept, int64_t *n_file,
+                          int *rows, int *cols, cuvae_status *st);
+
 /* Copies rows idx[0..n) of src into dst (allocating). */
 int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int32_t *idx,
                          int64_t n, cuvae_status *st);
@@ -40,9 +46,9 @@ int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int
 int cuvae_dataset_write_idx(const cuvae_dataset *ds, const char *images_path,
                             const char *labels_path, cuvae_status *st);
 
-/* The training data of a run: train/validation split by a seeded permutation, test set, each
- * binarized as the config says (static: train once with train.seed; validation and test: once with
- * a fixed seed, the published-likelihood protocol, whenever binarize != none). */
+/* The training data of a run (run_data.c): train/validation split by a seeded permutation, test
+ * set, each binarized as the config says (static: train once with train.seed; validation and test:
+ * once with a fixed seed, the published-likelihood protocol, whenever binarize != none). */
 typedef struct {
     cuvae_dataset train, valid, test;
     int train_dynamic; /* upload the training set with dynamic binarization */
