@@ -135,6 +135,67 @@ static int alloc_training(cuda_backend *cb, cuvae_status *st)
     return 0;
 }
 
+/* The memory estimate of the device before anything is allocated on it: what alloc_training,
+ * the uploads and the smallest evaluation budget take. Under bf16 the step's bf16 buffers are
+ * counted as a bf16 parameter copy plus fp32-sized hidden activations (an upper bound). */
+static void device_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
+{
+    const cuvae_model *m = spec->model;
+    uint64_t B =
+        (uint64_t)(spec->config->train.batch_size > 0 ? spec->config->train.batch_size : 1);
+    uint64_t p = cuvae_mem_mul(m->n_params, sizeof(float));
+    cuvae_mem_add(plan, "parameters", p);
+    cuvae_mem_add(plan, "gradients", p);
+    cuvae_mem_add(plan, "Adam moments", cuvae_mem_mul(p, 2));
+    uint64_t per_row =
+        sizeof(int32_t) + 3 * sizeof(double) +
+        sizeof(float) * ((uint64_t)m->x_dim + 2 * (uint64_t)m->latent + 2 * (uint64_t)m->max_width);
+    uint64_t acts = cuvae_mem_mul(B, per_row);
+    for (int half = 0; half < 2; half++) {
+        const cuvae_linear *layers = half ? m->dec : m->enc;
+        int count = half ? m->n_dec : m->n_enc;
+        for (int i = 0; i < count; i++) {
+            acts = cuvae_mem_add_bytes(acts,
+                                       cuvae_mem_mul(B * sizeof(float), (uint64_t)layers[i].out));
+            if (i + 1 < count)
+                acts = cuvae_mem_add_bytes(acts, cuvae_relu_mask_bytes((int)B, layers[i].out));
+        }
+    }
+    if (spec->config->train.precision == CUVAE_PREC_BF16) acts = cuvae_mem_add_bytes(acts, p / 2);
+    cuvae_mem_add(plan, "activations", acts);
+    cuvae_mem_add(plan, "activations", cuvae_eval_budget_bytes(0));
+    uint64_t data = 0;
+    for (int s = 0; s < CUVAE_SET_COUNT; s++)
+        if (spec->upload_rows[s] > 0)
+            data = cuvae_mem_add_bytes(
+                data, cuvae_mem_mul((uint64_t)spec->upload_rows[s], (uint64_t)m->x_dim));
+    cuvae_mem_add(plan, "uploaded data", data);
+}
+
+/* The memory estimate against what the device has free (cudaMemGetInfo, after the context took
+ * its share) and, for the host's part (the caller's needs and the initial parameters), against
+ * what the machine has. */
+static int check_memory(const cuvae_backend_spec *spec, const char *device, cuvae_status *st)
+{
+    const char *advice = spec->advice ? spec->advice : CUVAE_MEM_ADVICE;
+    cuvae_mem_plan host;
+    memset(&host, 0, sizeof host);
+    cuvae_mem_merge(&host, spec->host_needs);
+    cuvae_mem_add(&host, "initial parameters", cuvae_mem_mul(spec->model->n_params, sizeof(float)));
+    if (cuvae_mem_check_host(&host, advice, st)) return -1;
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0; /* unknown: the allocations report what fails */
+    }
+    cuvae_mem_plan dev;
+    memset(&dev, 0, sizeof dev);
+    device_plan(spec, &dev);
+    char where[320];
+    snprintf(where, sizeof where, "the GPU (%s)", device);
+    return cuvae_mem_check(&dev, (uint64_t)free_b, where, "cudaMemGetInfo, free", advice, st);
+}
+
 extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *spec,
                                                     cuvae_status *st)
 {
@@ -163,6 +224,11 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     cb->hp.grad_clip = cb->c.optim.grad_clip;
     if (cuvae_cuda_ctx_init(&cb->ctx, cb->c.train.precision, cb->c.train.seed, st)) {
         free(cb);
+        return NULL;
+    }
+    if (check_memory(spec, name, st)) {
+        cuvae_fail_prefix(st, "cuda backend");
+        cuvae_cuda_backend_destroy(&cb->base);
         return NULL;
     }
     float *host = NULL;

@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "memory_plan.h"
 #include "model.h"
 
 #ifdef __cplusplus
@@ -115,10 +116,23 @@ struct cuvae_backend {
 
 /* Everything a backend is created from. Parameters start at cuvae_model_init(seed) and zero Adam
  * state; set_state replaces them (resume, eval). */
+/* Creation estimates what the backend will allocate (parameters, gradients, Adam's moments,
+ * activations, evaluation buffers, the uploaded sets), adds the caller's own host needs, and
+ * refuses before allocating when that exceeds what the machine (for CUDA: also the GPU) has. */
 typedef struct {
     const cuvae_model *model;
     const cuvae_config *config; /* optim.*, train.seed, train.precision, free bits, clip */
+    /* Optional: what the caller itself holds on the host while the backend lives (data, index
+     * arrays, copies of the state, checkpoint buffers), and the examples it will upload to each
+     * set. Zero: nothing beyond the backend's own buffers. */
+    const cuvae_mem_plan *host_needs;
+    int64_t upload_rows[CUVAE_SET_COUNT];
+    const char *advice; /* the keys to change, for the refusal; NULL: CUVAE_MEM_ADVICE */
 } cuvae_backend_spec;
+
+/* The CPU backend's own host memory for spec (what cuvae_cpu_backend_create would allocate, the
+ * evaluation buffers included), from the tables that allocate it. */
+void cuvae_cpu_memory_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan);
 
 cuvae_backend *cuvae_cpu_backend_create(const cuvae_backend_spec *spec, cuvae_status *st);
 

@@ -1,9 +1,9 @@
-/* Reading checkpoint files (see checkpoint.h) without trusting a single byte, plus the format
- * helpers shared with the writer (checkpoint_write.c). The parser is the fuzz target's entry
- * point: every size is checked before it is used, every sum and product is checked for overflow,
- * and each failed check has its own one-line message naming the file. Data are little-endian F32
- * on any host: values go through load/store helpers that assemble the bytes explicitly, so the
- * code is correct on a big-endian machine too (no assumption about the host's byte order). */
+/* Reading checkpoint files (see checkpoint.h) without trusting a single byte. The parser is the
+ * fuzz target's entry point: every size is checked before it is used, every sum and product is
+ * checked for overflow, and each failed check has its own one-line message naming the file. A
+ * file is read in two steps: its header first, and the rest only once the header accounts for
+ * every byte. Data are little-endian F32 on any host: values go through the load/store helpers of
+ * checkpoint_format.c, so the code is correct on a big-endian machine too. */
 #include "checkpoint.h"
 
 #include <errno.h>
@@ -18,60 +18,12 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <zlib.h>
 
 #include "checkpoint_format.h"
+#include "memory_plan.h"
 
 #define MAX_DIMS 8   /* more dimensions than any safetensors file needs: a bad shape */
 #define SHOWN_LEN 96 /* bytes of text from the file quoted in a message */
-
-const char *const cuvae_ckpt_u64_keys[CUVAE_CKPT_N_U64_KEYS] = {
-    "step", "epoch", "epoch_step", "seed", "data_seed", "adam_t", "rng_counter"};
-const char *const cuvae_ckpt_group_prefix[3] = {"", "optim.m.", "optim.v."};
-
-/* ---- byte order ------------------------------------------------------------------------------ */
-
-void cuvae_store_u64_le(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-uint64_t cuvae_load_u64_le(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-void cuvae_store_f32_le(uint8_t *p, float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    p[0] = (uint8_t)u;
-    p[1] = (uint8_t)(u >> 8);
-    p[2] = (uint8_t)(u >> 16);
-    p[3] = (uint8_t)(u >> 24);
-}
-
-float cuvae_load_f32_le(const uint8_t *p)
-{
-    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-uint32_t cuvae_crc32(const uint8_t *p, size_t n)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (n > 0) {
-        uInt piece = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, piece);
-        p += piece;
-        n -= piece;
-    }
-    return (uint32_t)crc;
-}
 
 /* ---- messages -------------------------------------------------------------------------------- */
 
@@ -423,7 +375,9 @@ static int load_group(const uint8_t *section, const entry *e, const long *found,
     return 0;
 }
 
-/* Every check after the JSON parse; out is filled on success and left for the caller to free. */
+/* Every check after the JSON parse; out is filled on success and left for the caller to free.
+ * section NULL: the checks the header alone allows (all but the CRC and the values), nothing of
+ * the data section read or allocated. */
 static int parse_header(const json_t *root, const uint8_t *section, uint64_t data_len,
                         const char *name, cuvae_ckpt *out, cuvae_status *st)
 {
@@ -460,6 +414,10 @@ static int parse_header(const json_t *root, const uint8_t *section, uint64_t dat
 
     /* The values' consistency before the checksum, so that an edited field is named. */
     if (cuvae_ckpt_check_meta(out, name, st)) goto done;
+    if (!section) {
+        rc = 0;
+        goto done;
+    }
     uint32_t crc_data;
     if (out->format_version < 2) {
         crc_data = cuvae_crc32(section, (size_t)data_len);
@@ -488,6 +446,71 @@ done:
     return rc;
 }
 
+static int check_header_len(uint64_t header_len, size_t size, const char *name, cuvae_status *st)
+{
+    if (header_len > CUVAE_CKPT_MAX_HEADER)
+        return cuvae_fail(st, "%s: header length %" PRIu64 " exceeds the limit of %u bytes", name,
+                          header_len, (unsigned)CUVAE_CKPT_MAX_HEADER);
+    if (header_len > size - 8)
+        return cuvae_fail(st, "%s: header length %" PRIu64 " exceeds the file size (%zu bytes)",
+                          name, header_len, size);
+    return 0;
+}
+
+static json_t *load_header_json(const uint8_t *text, size_t len, const char *name, cuvae_status *st)
+{
+    json_error_t jerr;
+    /* Duplicate keys are refused (a name must mean one tensor); NUL inside strings is refused
+     * because JSON_ALLOW_NUL is not given; any top-level value is parsed so that a non-object
+     * gets its own message. */
+    json_t *root =
+        json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!root)
+        cuvae_fail(st, "%s: header is not valid JSON (line %d column %d: %s)", name, jerr.line,
+                   jerr.column, show(jerr.text).s);
+    return root;
+}
+
+/* Before a file is read whole: its 8-byte length, its header (at most CUVAE_CKPT_MAX_HEADER
+ * bytes) and everything the header alone can tell (parse_header without the data), so that the
+ * file's size is trusted only once the header accounts for every byte of it; then the memory
+ * estimate of reading it. Leaves f at an unspecified position. */
+static int check_before_reading(FILE *f, size_t size, const char *name, cuvae_status *st)
+{
+    uint8_t len8[8];
+    if (size < 8) return 0; /* cuvae_ckpt_parse names it */
+    if (fread(len8, 1, 8, f) != 8)
+        return cuvae_fail(st, "%s: read failed: %s", name, ferror(f) ? strerror(errno) : "short");
+    uint64_t header_len = cuvae_load_u64_le(len8);
+    if (check_header_len(header_len, size, name, st)) return -1;
+    uint8_t *text = cuvae_malloc((size_t)header_len, "checkpoint header", st);
+    if (!text) return cuvae_fail_prefix(st, "%s", name);
+    size_t got = fread(text, 1, (size_t)header_len, f);
+    if (got != header_len) {
+        int err = ferror(f) ? errno : 0;
+        free(text);
+        return cuvae_fail(st, "%s: read failed: %s", name,
+                          err ? strerror(err) : "the file changed size while being read");
+    }
+    json_t *root = load_header_json(text, (size_t)header_len, name, st);
+    free(text);
+    if (!root) return -1;
+    cuvae_ckpt probe;
+    memset(&probe, 0, sizeof probe);
+    uint64_t data_len = (uint64_t)(size - 8 - (size_t)header_len);
+    int rc = parse_header(root, NULL, data_len, name, &probe, st);
+    json_decref(root);
+    cuvae_ckpt_free(&probe);
+    if (rc) return -1;
+    /* Reading holds the file and the tensors copied out of it. */
+    cuvae_mem_plan plan = {.n = 0};
+    cuvae_mem_add(&plan, "checkpoint file", size);
+    cuvae_mem_add(&plan, "checkpoint tensors", data_len);
+    if (cuvae_mem_check_host(&plan, "read it on a machine with more memory", st))
+        return cuvae_fail_prefix(st, "%s", name);
+    return 0;
+}
+
 int cuvae_ckpt_parse(const uint8_t *data, size_t size, const char *name, cuvae_ckpt *out,
                      cuvae_status *st)
 {
@@ -499,21 +522,9 @@ int cuvae_ckpt_parse(const uint8_t *data, size_t size, const char *name, cuvae_c
                           "header length)",
                           name, data ? size : 0);
     uint64_t header_len = cuvae_load_u64_le(data);
-    if (header_len > CUVAE_CKPT_MAX_HEADER)
-        return cuvae_fail(st, "%s: header length %" PRIu64 " exceeds the limit of %u bytes", name,
-                          header_len, (unsigned)CUVAE_CKPT_MAX_HEADER);
-    if (header_len > size - 8)
-        return cuvae_fail(st, "%s: header length %" PRIu64 " exceeds the file size (%zu bytes)",
-                          name, header_len, size);
-    json_error_t jerr;
-    /* Duplicate keys are refused (a name must mean one tensor); NUL inside strings is refused
-     * because JSON_ALLOW_NUL is not given; any top-level value is parsed so that a non-object
-     * gets its own message. */
-    json_t *root = json_loadb((const char *)data + 8, (size_t)header_len,
-                              JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (!root)
-        return cuvae_fail(st, "%s: header is not valid JSON (line %d column %d: %s)", name,
-                          jerr.line, jerr.column, show(jerr.text).s);
+    if (check_header_len(header_len, size, name, st)) return -1;
+    json_t *root = load_header_json(data + 8, (size_t)header_len, name, st);
+    if (!root) return -1;
     const uint8_t *section = data + 8 + header_len;
     uint64_t data_len = (uint64_t)(size - 8 - (size_t)header_len);
     int rc = parse_header(root, section, data_len, name, out, st);
@@ -559,6 +570,15 @@ int cuvae_ckpt_read(const char *path, cuvae_ckpt *out, cuvae_status *st)
         return cuvae_fail(st, "%s: file too large to read", path);
     }
     size_t size = (size_t)sb.st_size;
+    if (check_before_reading(f, size, path, st)) {
+        fclose(f);
+        return -1;
+    }
+    if (fseek(f, 0, SEEK_SET) != 0) {
+        int err = errno;
+        fclose(f);
+        return cuvae_fail(st, "%s: cannot seek: %s", path, strerror(err));
+    }
     uint8_t *buf = cuvae_malloc(size, "checkpoint file", st);
     if (!buf) {
         fclose(f);

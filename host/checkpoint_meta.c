@@ -12,18 +12,6 @@
 #include "checkpoint.h"
 #include "checkpoint_format.h"
 
-uint32_t cuvae_crc32_more(uint32_t crc, const uint8_t *p, size_t n)
-{
-    uLong c = crc;
-    while (n > 0) {
-        uInt piece = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, piece);
-        p += piece;
-        n -= piece;
-    }
-    return (uint32_t)c;
-}
-
 static int cmp_key(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);

@@ -45,17 +45,14 @@ static void acts_free(cpu_train_acts *a)
     memset(a, 0, sizeof *a);
 }
 
-/* Grows the training activations to at least `rows` rows (never shrinks). Contents are not kept:
- * the step grows them before it writes anything. */
-static int acts_reserve(cpu_backend *cb, int rows, cuvae_status *st)
+/* The table of the training activations for `rows` rows: allocates them into a (dry: counts
+ * only, a's pointers stay NULL) and returns 0, or -1 when an allocation failed; *bytes gets their
+ * size. */
+static int acts_table(const cuvae_model *m, size_t r, cpu_train_acts *a, int dry, size_t *bytes)
 {
-    cpu_train_acts *a = &cb->a;
-    if (rows <= a->rows) return 0;
-    acts_free(a);
-    const cuvae_model *m = &cb->m;
-    size_t r = (size_t)rows, bytes = 0;
+    size_t b = 0;
     int ok = 1;
-#define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, bytes)
+#define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, b, dry)
     ALLOC(a->x, r * (size_t)m->x_dim);
     for (int i = 0; i < m->n_enc; i++) ALLOC(a->enc[i], r * (size_t)m->enc[i].out);
     for (int i = 0; i < m->n_dec; i++) ALLOC(a->dec[i], r * (size_t)m->dec[i].out);
@@ -67,7 +64,19 @@ static int acts_reserve(cpu_backend *cb, int rows, cuvae_status *st)
     ALLOC(a->kl, r);
     ALLOC(a->kl_floored, r);
 #undef ALLOC
-    if (!ok) {
+    *bytes = b;
+    return ok ? 0 : -1;
+}
+
+/* Grows the training activations to at least `rows` rows (never shrinks). Contents are not kept:
+ * the step grows them before it writes anything. */
+static int acts_reserve(cpu_backend *cb, int rows, cuvae_status *st)
+{
+    cpu_train_acts *a = &cb->a;
+    if (rows <= a->rows) return 0;
+    acts_free(a);
+    size_t bytes = 0;
+    if (acts_table(&cb->m, (size_t)rows, a, 0, &bytes)) {
         acts_free(a);
         return cuvae_fail(st,
                           "cpu backend: out of memory allocating activations for a batch of %d "
@@ -352,6 +361,28 @@ static void cpu_describe(cuvae_backend *be, char *buf, size_t len)
              (double)data * mib);
 }
 
+void cuvae_cpu_memory_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
+{
+    const cuvae_model *m = spec->model;
+    uint64_t p = cuvae_mem_mul(m->n_params, sizeof(float));
+    cuvae_mem_add(plan, "parameters", p);
+    cuvae_mem_add(plan, "gradients", p);
+    cuvae_mem_add(plan, "Adam moments", cuvae_mem_mul(p, 2));
+    cpu_train_acts scratch;
+    memset(&scratch, 0, sizeof scratch);
+    size_t acts = 0;
+    int rows = spec->config->train.batch_size > 0 ? spec->config->train.batch_size : 1;
+    acts_table(m, (size_t)rows, &scratch, 1, &acts);
+    cuvae_mem_add(plan, "activations", acts);
+    cuvae_mem_add(plan, "activations", cuvae_cpu_eval_bytes(m));
+    uint64_t data = 0;
+    for (int s = 0; s < CUVAE_SET_COUNT; s++)
+        if (spec->upload_rows[s] > 0)
+            data = cuvae_mem_add_bytes(
+                data, cuvae_mem_mul((uint64_t)spec->upload_rows[s], (uint64_t)m->x_dim));
+    cuvae_mem_add(plan, "uploaded data", data);
+}
+
 static const cuvae_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -372,6 +403,11 @@ cuvae_backend *cuvae_cpu_backend_create(const cuvae_backend_spec *spec, cuvae_st
         cuvae_fail(st, "cpu backend: no model or config given");
         return NULL;
     }
+    cuvae_mem_plan plan = {.n = 0};
+    cuvae_cpu_memory_plan(spec, &plan);
+    cuvae_mem_merge(&plan, spec->host_needs);
+    if (cuvae_mem_check_host(&plan, spec->advice ? spec->advice : CUVAE_MEM_ADVICE, st))
+        return NULL;
     cpu_backend *cb = cuvae_calloc(1, sizeof *cb, "cpu backend", st);
     if (!cb) return NULL;
     cb->base.ops = &cpu_ops;

@@ -47,12 +47,13 @@ void *cuvae_cpu_alloc(size_t bytes);
 
 /* Sets ptr to cuvae_cpu_alloc'ed room for `count` of its elements, adding the bytes to `bytes` and
  * clearing `ok` on failure: the pattern of the buffer tables, which free everything at the end
- * when one allocation failed. */
-#define CPU_ALLOC(ptr, count, ok, bytes)                                                           \
+ * when one allocation failed. With `dry` set nothing is allocated (ptr = NULL) and only the bytes
+ * are counted: the same table gives the memory estimate before anything is allocated. */
+#define CPU_ALLOC(ptr, count, ok, bytes, dry)                                                      \
     do {                                                                                           \
         size_t n_ = (size_t)(count);                                                               \
-        (ptr) = cuvae_cpu_alloc(n_ * sizeof *(ptr));                                               \
-        (ok) = (ok) && (ptr) != NULL;                                                              \
+        (ptr) = (dry) ? NULL : cuvae_cpu_alloc(n_ * sizeof *(ptr));                                \
+        (ok) = (ok) && ((dry) || (ptr) != NULL);                                                   \
         (bytes) += n_ * sizeof *(ptr);                                                             \
     } while (0)
 
@@ -162,5 +163,8 @@ void cuvae_cpu_eval_free(cpu_eval_state *e);
 
 /* cpu_profile.c: the profile entry. */
 int cuvae_cpu_profile(cuvae_backend *be, cuvae_profile *out, int reset, cuvae_status *st);
+
+/* The bytes of the evaluation buffers of model m, from the table that allocates them. */
+size_t cuvae_cpu_eval_bytes(const cuvae_model *m);
 
 #endif

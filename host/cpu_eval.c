@@ -36,17 +36,15 @@ void cuvae_cpu_eval_free(cpu_eval_state *e)
     memset(e, 0, sizeof *e);
 }
 
-/* The evaluation buffers are fixed in size (blocks), allocated at first use. */
-static int eval_reserve(cpu_backend *cb, cuvae_status *st)
+/* The table of the evaluation buffers: allocates them into e (dry: counts only, e's pointers
+ * stay NULL) and returns 0, or -1 when an allocation failed; *bytes gets their size. */
+static int eval_table(const cuvae_model *m, cpu_eval_state *e, int dry, size_t *bytes)
 {
-    cpu_eval_state *e = &cb->e;
-    if (e->allocated) return 0;
-    const cuvae_model *m = &cb->m;
     const size_t TE = CPU_ENC_BLOCK, TD = CPU_DEC_BLOCK, L = (size_t)m->latent;
     const size_t D = (size_t)m->x_dim;
-    size_t bytes = 0;
+    size_t b = 0;
     int ok = 1;
-#define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, bytes)
+#define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, b, dry)
     ALLOC(e->enc_x, TE * D);
     for (int i = 0; i < m->n_enc; i++) ALLOC(e->enc[i], TE * (size_t)m->enc[i].out);
     ALLOC(e->enc_zero, TE * L);
@@ -67,14 +65,33 @@ static int eval_reserve(cpu_backend *cb, cuvae_status *st)
     ALLOC(e->row_lv_sum, TD);
     ALLOC(e->valid, TD);
 #undef ALLOC
-    if (!ok) {
+    *bytes = b;
+    return ok ? 0 : -1;
+}
+
+size_t cuvae_cpu_eval_bytes(const cuvae_model *m)
+{
+    cpu_eval_state scratch;
+    memset(&scratch, 0, sizeof scratch);
+    size_t bytes = 0;
+    eval_table(m, &scratch, 1, &bytes);
+    return bytes;
+}
+
+/* The evaluation buffers are fixed in size (blocks), allocated at first use. */
+static int eval_reserve(cpu_backend *cb, cuvae_status *st)
+{
+    cpu_eval_state *e = &cb->e;
+    if (e->allocated) return 0;
+    size_t bytes = 0;
+    if (eval_table(&cb->m, e, 0, &bytes)) {
         cuvae_cpu_eval_free(e);
         return cuvae_fail(st,
                           "cpu backend: out of memory allocating evaluation buffers "
                           "(%.1f MiB)",
                           (double)bytes / 1048576.0);
     }
-    memset(e->enc_zero, 0, TE * L * sizeof *e->enc_zero);
+    memset(e->enc_zero, 0, (size_t)CPU_ENC_BLOCK * (size_t)cb->m.latent * sizeof *e->enc_zero);
     e->allocated = 1;
     e->bytes = bytes;
     return 0;

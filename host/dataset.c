@@ -1,29 +1,12 @@
 /* IDX datasets: reading (gzip or raw, detected from the first bytes) with every header field
- * checked, writing (for tests and tools), and the data of a run (split and binarization).
+ * checked, and writing (for tests and tools). The data of a run (split, binarization) are built on
+ * this in run_data.c.
  *
  * Reading never trusts the header's sizes for allocation: the payload buffer grows as bytes
  * actually arrive (doubling, up to what the header announces), so a 40-byte file claiming
  * 4000 x 1000 x 1000 pixels fails as truncated after a few kilobytes of work. The header must
  * describe the file exactly: a short payload, extra bytes after it, a gzip stream that is cut
- * short or fails its CRC are all errors naming the file.
- *
- * The data of a run (cuvae_run_data_load):
- *   - test set: data.test_images/test_labels, first data.limit_test examples (0 = all);
- *   - training file: data.train_images/train_labels, first data.limit_train examples; its images
- *     must have the test set's size;
- *   - validation split: p = cuvae_permutation(train.seed, CUVAE_STREAM_SPLIT, counter 0) of
- *     [0, n); the examples p[0..data.validation) form the validation set and the others the
- *     training set, both kept in the file's order (ascending indices);
- *   - binarization (data.binarize):
- *       none:    every set stays as bytes 0..255;
- *       static:  the training set (after the split; image i is its i-th example) is binarized once
- *                with cuvae_binarize_fixed(seed = train.seed);
- *       dynamic: the training set stays as bytes and train_dynamic = 1, so the backend draws a
- *                fresh binarization each step;
- *     whenever binarize != none, the test set is binarized once with seed
- *     CUVAE_TEST_BINARIZE_SEED and the validation set with CUVAE_TEST_BINARIZE_SEED + 1: fixed
- *     seeds, so their figures compare across runs and training seeds (the published-likelihood
- *     protocol). */
+ * short or fails its CRC are all errors naming the file. */
 #include "dataset.h"
 
 #include <errno.h>
@@ -34,7 +17,6 @@
 #include <zlib.h>
 
 #include "file_write.h"
-#include "philox.h"
 
 /* The largest payload accepted: far above any IDX dataset in use (MNIST's training images are
  * 47 MB), small enough that a forged header cannot ask for absurd memory. */
@@ -277,28 +259,34 @@ static int check_no_trailing(idx_reader *r, uint64_t total, const char *what, cu
                       r->path, (unsigned long long)total, what);
 }
 
+/* The image file's header, checked: dims and the payload's size in bytes. */
+static int image_header(idx_reader *r, const char *path, uint32_t *dims, uint64_t *total,
+                        cuvae_status *st)
+{
+    if (read_header(r, 3, "image", dims, st)) return -1;
+    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0)
+        return cuvae_fail(st, "%s: a dimension is zero: header says %u images of %u x %u pixels",
+                          path, dims[0], dims[1], dims[2]);
+    uint64_t d = (uint64_t)dims[1] * dims[2];         /* < 2^64: both factors < 2^32 */
+    *total = d <= INT_MAX ? d * dims[0] : UINT64_MAX; /* < 2^63 when d fits an int */
+    if (dims[0] > INT32_MAX || *total > IDX_MAX_PAYLOAD)
+        return cuvae_fail(st,
+                          "%s: too large: header says %u images of %u x %u pixels, more than the "
+                          "%d GiB and 2^31 images this reader accepts",
+                          path, dims[0], dims[1], dims[2], (int)(IDX_MAX_PAYLOAD >> 30));
+    return 0;
+}
+
 static int load_images(cuvae_dataset *ds, const char *path, int64_t limit, uint32_t *n_file,
                        cuvae_status *st)
 {
     idx_reader *r = reader_open(path, st);
     if (!r) return -1;
     uint32_t dims[3];
+    uint64_t total = 0;
     int rc = -1;
-    if (read_header(r, 3, "image", dims, st)) goto done;
-    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0) {
-        cuvae_fail(st, "%s: a dimension is zero: header says %u images of %u x %u pixels", path,
-                   dims[0], dims[1], dims[2]);
-        goto done;
-    }
-    uint64_t d = (uint64_t)dims[1] * dims[2];                 /* < 2^64: both factors < 2^32 */
-    uint64_t total = d <= INT_MAX ? d * dims[0] : UINT64_MAX; /* < 2^63 when d fits an int */
-    if (dims[0] > INT32_MAX || total > IDX_MAX_PAYLOAD) {
-        cuvae_fail(st,
-                   "%s: too large: header says %u images of %u x %u pixels, more than the "
-                   "%d GiB and 2^31 images this reader accepts",
-                   path, dims[0], dims[1], dims[2], (int)(IDX_MAX_PAYLOAD >> 30));
-        goto done;
-    }
+    if (image_header(r, path, dims, &total, st)) goto done;
+    uint64_t d = (uint64_t)dims[1] * dims[2];
     int64_t n = (limit > 0 && limit < (int64_t)dims[0]) ? limit : (int64_t)dims[0];
     if (read_payload(r, total, (uint64_t)n * d, "pixels", &ds->pixels, st)) goto done;
     if (check_no_trailing(r, total, "pixels", st)) goto done;
@@ -311,6 +299,24 @@ static int load_images(cuvae_dataset *ds, const char *path, int64_t limit, uint3
 done:
     reader_close(r);
     return rc;
+}
+
+int cuvae_idx_peek_images(const char *path, int64_t limit, int64_t *n_kept, int64_t *n_file,
+                          int *rows, int *cols, cuvae_status *st)
+{
+    if (!path || !*path) return cuvae_fail(st, "dataset: no image file given");
+    idx_reader *r = reader_open(path, st);
+    if (!r) return -1;
+    uint32_t dims[3];
+    uint64_t total = 0;
+    int rc = image_header(r, path, dims, &total, st);
+    reader_close(r);
+    if (rc) return -1;
+    *n_file = dims[0];
+    *n_kept = (limit > 0 && limit < (int64_t)dims[0]) ? limit : (int64_t)dims[0];
+    *rows = (int)dims[1];
+    *cols = (int)dims[2];
+    return 0;
 }
 
 static int load_labels(cuvae_dataset *ds, const char *path, const char *images_path,
@@ -473,89 +479,4 @@ int cuvae_dataset_write_idx(const cuvae_dataset *ds, const char *images_path,
             return -1;
     }
     return 0;
-}
-
-/* Splits `all` into validation (the first n_valid entries of the seeded permutation) and training
- * (the rest), both in ascending index order. */
-static int split_train_valid(cuvae_run_data *rd, cuvae_dataset *all, int64_t n_valid, uint64_t seed,
-                             cuvae_status *st)
-{
-    int64_t n = all->n;
-    int32_t *perm = cuvae_malloc((size_t)n * sizeof *perm, "the validation split", st);
-    uint8_t *in_valid = cuvae_calloc((size_t)n, 1, "the validation split", st);
-    int32_t *idx = cuvae_malloc((size_t)n * sizeof *idx, "the validation split", st);
-    int rc = -1;
-    if (!perm || !in_valid || !idx) goto done;
-    cuvae_permutation(seed, CUVAE_STREAM_SPLIT, 0, perm, n);
-    for (int64_t i = 0; i < n_valid; i++) in_valid[perm[i]] = 1;
-    /* idx: validation indices ascending, then training indices ascending (a counting sort). */
-    int64_t nv = 0, nt = n_valid;
-    for (int64_t i = 0; i < n; i++) idx[in_valid[i] ? nv++ : nt++] = (int32_t)i;
-    if (cuvae_dataset_subset(&rd->valid, all, idx, n_valid, st)) goto done;
-    if (cuvae_dataset_subset(&rd->train, all, idx + n_valid, n - n_valid, st)) goto done;
-    rc = 0;
-done:
-    free(perm);
-    free(in_valid);
-    free(idx);
-    return rc;
-}
-
-int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st)
-{
-    memset(rd, 0, sizeof *rd);
-    if (cuvae_dataset_load(&rd->test, c->data.test_images, c->data.test_labels, c->data.limit_test,
-                           st))
-        return -1;
-    if (need_train) {
-        cuvae_dataset all;
-        if (cuvae_dataset_load(&all, c->data.train_images, c->data.train_labels,
-                               c->data.limit_train, st)) {
-            cuvae_run_data_free(rd);
-            return -1;
-        }
-        int rc = 0;
-        if (all.rows != rd->test.rows || all.cols != rd->test.cols) {
-            rc = cuvae_fail(st,
-                            "data.train_images: %s has %d x %d images but data.test_images %s "
-                            "has %d x %d",
-                            c->data.train_images, all.rows, all.cols, c->data.test_images,
-                            rd->test.rows, rd->test.cols);
-        } else if (c->data.validation < 0 || c->data.validation >= all.n) {
-            rc = cuvae_fail(st,
-                            "data.validation: %d must be smaller than the %lld training "
-                            "examples in %s%s",
-                            c->data.validation, (long long)all.n, c->data.train_images,
-                            c->data.validation < 0 ? " and not negative" : "");
-        } else if (c->data.validation == 0) {
-            rd->train = all; /* the whole file, already in order: no copy */
-            memset(&all, 0, sizeof all);
-        } else {
-            rc = split_train_valid(rd, &all, c->data.validation, c->train.seed, st);
-        }
-        cuvae_dataset_free(&all);
-        if (rc) {
-            cuvae_run_data_free(rd);
-            return -1;
-        }
-        if (c->data.binarize == CUVAE_BIN_STATIC)
-            cuvae_binarize_fixed(rd->train.pixels, rd->train.n, rd->train.d, c->train.seed);
-        rd->train_dynamic = c->data.binarize == CUVAE_BIN_DYNAMIC;
-    }
-    if (c->data.binarize != CUVAE_BIN_NONE) {
-        cuvae_binarize_fixed(rd->test.pixels, rd->test.n, rd->test.d, CUVAE_TEST_BINARIZE_SEED);
-        if (rd->valid.n > 0)
-            cuvae_binarize_fixed(rd->valid.pixels, rd->valid.n, rd->valid.d,
-                                 CUVAE_TEST_BINARIZE_SEED + 1);
-    }
-    return 0;
-}
-
-void cuvae_run_data_free(cuvae_run_data *rd)
-{
-    if (!rd) return;
-    cuvae_dataset_free(&rd->train);
-    cuvae_dataset_free(&rd->valid);
-    cuvae_dataset_free(&rd->test);
-    rd->train_dynamic = 0;
 }

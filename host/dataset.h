@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "memory_plan.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,6 +31,12 @@ int cuvae_dataset_load(cuvae_dataset *ds, const char *images_path, const char *l
 
 void cuvae_dataset_free(cuvae_dataset *ds);
 
+/* Only the header of an image file, checked as cuvae_dataset_load checks it: the examples kept
+ * (limit > 0 keeps the first `limit`), the file's count and the image size. Nothing of the payload
+ * is read. */
+int cuvae_idx_peek_images(const char *path, int64_t limit, int64_t *n_kept, int64_t *n_file,
+                          int *rows, int *cols, cuvae_status *st);
+
 /* Copies rows idx[0..n) of src into dst (allocating). */
 int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int32_t *idx,
                          int64_t n, cuvae_status *st);
@@ -39,9 +46,9 @@ int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int
 int cuvae_dataset_write_idx(const cuvae_dataset *ds, const char *images_path,
                             const char *labels_path, cuvae_status *st);
 
-/* The training data of a run: train/validation split by a seeded permutation, test set, each
- * binarized as the config says (static: train once with train.seed; validation and test: once with
- * a fixed seed, the published-likelihood protocol, whenever binarize != none). */
+/* The training data of a run (run_data.c): train/validation split by a seeded permutation, test
+ * set, each binarized as the config says (static: train once with train.seed; validation and test:
+ * once with a fixed seed, the published-likelihood protocol, whenever binarize != none). */
 typedef struct {
     cuvae_dataset train, valid, test;
     int train_dynamic; /* upload the training set with dynamic binarization */
@@ -50,6 +57,25 @@ typedef struct {
 int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train,
                         cuvae_status *st);
 void cuvae_run_data_free(cuvae_run_data *rd);
+
+/* What a run's data will be, from the files' headers alone: nothing of the payload is read or
+ * allocated, so that the model and the memory estimate are checked before a large (or forged)
+ * file is inflated. The training file's image size must match the test set's, and data.validation
+ * must leave training examples (the same checks, and messages, as cuvae_run_data_load). */
+typedef struct {
+    int64_t n_test; /* test examples kept (data.limit_test applied) */
+    int64_t n_kept; /* training-file examples kept (data.limit_train applied); 0 without training */
+    int64_t n_valid; /* of them, the validation split */
+    int64_t n_train; /* and the training set */
+    int rows, cols, d;
+} cuvae_run_shape;
+
+int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,
+                        cuvae_status *st);
+
+/* The host memory cuvae_run_data_load and the trainer's epoch permutation take for that shape at
+ * their peak (the split's copies and index arrays included): parts "data" and "index arrays". */
+void cuvae_run_data_memory(const cuvae_run_shape *sh, const cuvae_config *c, cuvae_mem_plan *p);
 
 #ifdef __cplusplus
 }

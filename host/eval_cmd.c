@@ -102,9 +102,22 @@ static int load_checkpoint(const char *path, cuvae_ckpt *ck, cuvae_status *st)
 /* Creates the backend and loads the checkpoint's parameters into it. A checkpoint without
  * optimizer state gets zero m and v: evaluation never reads them. */
 static cuvae_backend *make_backend(const cuvae_ckpt *ck, const cuvae_config *cfg,
-                                   cuvae_device device, cuvae_status *st)
+                                   cuvae_device device, int64_t n_test, cuvae_status *st)
 {
-    cuvae_backend_spec spec = {.model = &ck->model, .config = cfg};
+    /* The memory estimate: the backend's own, the checkpoint's tensors held here, and the test
+     * set as cuvae_run_data_load will hold it (n_test from its header). */
+    cuvae_mem_plan host = {.n = 0};
+    cuvae_mem_add(
+        &host, "checkpoint",
+        cuvae_mem_mul(cuvae_mem_mul(ck->model.n_params, sizeof(float)), ck->state.m ? 3 : 1));
+    cuvae_mem_add(&host, "data", cuvae_mem_mul((uint64_t)n_test, (uint64_t)ck->model.x_dim + 1));
+    cuvae_backend_spec spec = {
+        .model = &ck->model,
+        .config = cfg,
+        .host_needs = &host,
+        .upload_rows = {0, 0, n_test},
+        .advice = "evaluate on a machine with more memory, or use fewer test examples (--limit)",
+    };
     cuvae_backend *be = cuvae_backend_create(device, &spec, stderr, st);
     if (!be) return NULL;
     float *zeros = NULL;
@@ -155,9 +168,22 @@ static int apply_data_options(cuvae_config *c, const common_opts *o, cuvae_statu
     return 0;
 }
 
+/* The test set's header against the model, before the backend is created (a bad data file
+ * costs no device start-up) and before its payload is read (the memory estimate comes first). */
+static int peek_test_set(const cuvae_ckpt *ck, const cuvae_config *c, int64_t *n_test,
+                         cuvae_status *st)
+{
+    cuvae_run_shape sh;
+    if (cuvae_run_data_peek(c, 0, &sh, st)) return -1;
+    if (sh.d != ck->model.x_dim)
+        return cuvae_fail(st, "%s: %dx%d = %d pixels an image, but the checkpoint's model takes %d",
+                          c->data.test_images, sh.rows, sh.cols, sh.d, ck->model.x_dim);
+    *n_test = sh.n_test;
+    return 0;
+}
+
 /* Loads the test set exactly as training does (binarized once with the fixed test seed when
- * data.binarize != none) and checks it against the model. Done before the backend is created, so
- * that a bad data file costs no device start-up. */
+ * data.binarize != none) and checks it against the model. */
 static int load_test_set(const cuvae_ckpt *ck, const cuvae_config *c, cuvae_run_data *rd,
                          cuvae_status *st)
 {
@@ -263,6 +289,7 @@ int cuvae_cmd_eval(int argc, char **argv)
     cuvae_ckpt ck;
     cuvae_run_data rd;
     memset(&rd, 0, sizeof rd);
+    int64_t n_test = 0;
     cuvae_backend *be = NULL;
     int rc = CUVAE_EXIT_RUNTIME;
     if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
@@ -279,8 +306,9 @@ int cuvae_cmd_eval(int argc, char **argv)
                                cfg.eval.samples, cfg.eval.batch_size);
         goto out;
     }
+    if (peek_test_set(&ck, &cfg, &n_test, &st)) goto fail;
+    if (!(be = make_backend(&ck, &cfg, co.device, n_test, &st))) goto fail;
     if (load_test_set(&ck, &cfg, &rd, &st)) goto fail;
-    if (!(be = make_backend(&ck, &cfg, co.device, &st))) goto fail;
     if (upload_test_set(be, &cfg, &rd, &st)) goto fail;
     int64_t n = rd.test.n;
     if (limit && limit < n) n = limit;
@@ -426,7 +454,7 @@ int cuvae_cmd_sample(int argc, char **argv)
     if (!have_seed) seed = ck.config.train.seed;
     int rows, cols;
     image_shape(ck.model.x_dim, &rows, &cols);
-    if (!(be = make_backend(&ck, &ck.config, co.device, &st))) goto fail;
+    if (!(be = make_backend(&ck, &ck.config, co.device, 0, &st))) goto fail;
     if (cuvae_write_sample_grid(be, &ck.model, seed, 0, n, rows, cols, per_row, DECODE_BATCH,
                                 out_path, &st))
         goto fail;
@@ -494,14 +522,16 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
     cuvae_ckpt ck;
     cuvae_run_data rd;
     memset(&rd, 0, sizeof rd);
+    int64_t n_test = 0;
     cuvae_backend *be = NULL;
     int rc = CUVAE_EXIT_RUNTIME;
     if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
     cuvae_config cfg = ck.config;
     cfg.data.limit_test = n; /* only the first n images are shown */
     if (apply_data_options(&cfg, &co, &st)) goto fail;
+    if (peek_test_set(&ck, &cfg, &n_test, &st)) goto fail;
+    if (!(be = make_backend(&ck, &cfg, co.device, n_test, &st))) goto fail;
     if (load_test_set(&ck, &cfg, &rd, &st)) goto fail;
-    if (!(be = make_backend(&ck, &cfg, co.device, &st))) goto fail;
     if (upload_test_set(be, &cfg, &rd, &st)) goto fail;
     if (rd.test.n < n) n = (int)rd.test.n;
     if (per_row > n) per_row = n;

@@ -166,14 +166,12 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
 
     if (open_resume(t, st)) return -1;
 
-    if (cuvae_run_data_load(&t->data, c, 1, st)) return -1;
-    t->data_loaded = 1;
-    fprintf(t->opt->out, "data: %lld training, %lld validation, %lld test examples of %dx%d\n",
-            (long long)t->data.train.n, (long long)t->data.valid.n, (long long)t->data.test.n,
-            t->data.train.rows, t->data.train.cols);
-    if (cuvae_model_layout(&t->model, c, t->data.train.d, st)) return usage_fail(t);
-
-    t->n_train = t->data.train.n;
+    /* The headers first: the model and the memory estimate are checked before any payload is
+     * read or anything sized from the data is allocated. */
+    cuvae_run_shape shape;
+    if (cuvae_run_data_peek(c, 1, &shape, st)) return -1;
+    if (cuvae_model_layout(&t->model, c, shape.d, st)) return usage_fail(t);
+    t->n_train = shape.n_train;
     t->steps_per_epoch = t->n_train / c->train.batch_size;
     if (t->steps_per_epoch <= 0) {
         cuvae_fail(st, "train.batch_size: %d exceeds the %lld training examples",
@@ -181,16 +179,38 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
         return usage_fail(t);
     }
     t->total_steps = (int64_t)c->train.epochs * t->steps_per_epoch;
-    t->perm = cuvae_malloc((size_t)t->n_train * sizeof *t->perm, "epoch permutation", st);
     size_t n = t->model.n_params;
+    cuvae_mem_plan host = {.n = 0};
+    cuvae_run_data_memory(&shape, c, &host);
+    uint64_t state_bytes = cuvae_mem_mul(cuvae_mem_mul(n, sizeof(float)), 3);
+    cuvae_mem_add(&host, "state copies", state_bytes);
+    /* Writing a checkpoint holds its data section and the whole file, then reads it back. */
+    cuvae_mem_add(&host, "checkpoint buffers", cuvae_mem_mul(state_bytes, 2));
+    if (t->resuming) cuvae_mem_add(&host, "resumed checkpoint", state_bytes);
+    cuvae_backend_spec spec = {
+        .model = &t->model,
+        .config = c,
+        .host_needs = &host,
+        .upload_rows = {shape.n_train, shape.n_valid, shape.n_test},
+    };
+    t->be = cuvae_backend_create(c->train.device, &spec, t->opt->out, st);
+    if (!t->be) return -1;
+
+    if (cuvae_run_data_load(&t->data, c, 1, st)) return -1;
+    t->data_loaded = 1;
+    if (t->data.train.n != shape.n_train || t->data.test.n != shape.n_test ||
+        t->data.train.d != shape.d)
+        return cuvae_fail(st, "%s or %s changed while being read", c->data.train_images,
+                          c->data.test_images);
+    fprintf(t->opt->out, "data: %lld training, %lld validation, %lld test examples of %dx%d\n",
+            (long long)t->data.train.n, (long long)t->data.valid.n, (long long)t->data.test.n,
+            t->data.train.rows, t->data.train.cols);
+    t->perm = cuvae_malloc((size_t)t->n_train * sizeof *t->perm, "epoch permutation", st);
     t->state.params = cuvae_malloc(n * sizeof(float), "parameter copy", st);
     t->state.m = cuvae_malloc(n * sizeof(float), "optimizer state copy", st);
     t->state.v = cuvae_malloc(n * sizeof(float), "optimizer state copy", st);
     if (!t->perm || !t->state.params || !t->state.m || !t->state.v) return -1;
 
-    cuvae_backend_spec spec = {.model = &t->model, .config = c};
-    t->be = cuvae_backend_create(c->train.device, &spec, t->opt->out, st);
-    if (!t->be) return -1;
     char desc[1024];
     desc[0] = '\0';
     t->be->ops->describe(t->be, desc, sizeof desc);

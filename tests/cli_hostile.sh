@@ -138,6 +138,39 @@ wait $pid || rc=$?
 expect_err "interrupted at step"
 ls "$T/run_hup/checkpoints/"step-*.safetensors >/dev/null || fail "SIGHUP: no checkpoint"
 
+# --- SIGTERM during the final test evaluation: honoured when it ends (exit 143, no "final") ----
+# 60000 test examples and hidden layers of 512 make that evaluation last about two seconds (BLAS
+# bound, so under ASan too); the signal goes 0.2 s after model.safetensors (written just before
+# it) appears.
+python3 - "$T" <<'PY'
+import gzip, struct, sys
+t = sys.argv[1]
+src = gzip.open(t + "/data/t10k-images-idx3-ubyte.gz").read()[16:]
+n = 60000
+with gzip.open(t + "/big-test.gz", "wb", compresslevel=1) as f:
+    f.write(struct.pack(">IIII", 0x803, n, 12, 12) + src * (n // 200))
+PY
+rm -rf "$T/run_final"
+"$BIN" train "$T/tiny.ini" output.dir="$T/run_final" train.epochs=1 output.images=0 \
+    data.test_images="$T/big-test.gz" data.test_labels= data.limit_train=300 data.validation=50 \
+    model.hidden=512,512 >"$T/out" 2>"$T/err" &
+pid=$!
+tries=0
+until [ -f "$T/run_final/model.safetensors" ]; do
+    tries=$((tries + 1))
+    [ $tries -lt 3000 ] || { kill -KILL $pid; fail "no model.safetensors within 60 s"; }
+    kill -0 $pid 2>/dev/null || { cat "$T/err"; fail "the run ended before its model was written"; }
+    sleep 0.02
+done
+sleep 0.2
+kill -TERM $pid
+rc=0
+wait $pid || rc=$?
+[ $rc -eq 143 ] || { cat "$T/err"; fail "SIGTERM during the test evaluation: exit $rc, expected 143"; }
+tail -1 "$T/run_final/metrics.jsonl" | grep -q '"type":"stop","reason":"SIGTERM"' ||
+    fail "the last metrics record is not the SIGTERM stop: $(tail -1 "$T/run_final/metrics.jsonl")"
+grep -q '"type":"final"' "$T/run_final/metrics.jsonl" && fail "a run stopped by SIGTERM logged final"
+
 # --- eval with results that are not finite: an error, not -nan and exit 0 --------------------
 python3 - "$MODEL" "$T/huge.safetensors" <<'PY'
 import json, os, struct, sys

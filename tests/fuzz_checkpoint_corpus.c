@@ -20,6 +20,7 @@ static int write_seed(const char *dir, const seed_spec *s, cuvae_status *st)
     c.model.n_hidden = s->n_hidden;
     for (int i = 0; i < s->n_hidden; i++) c.model.hidden[i] = s->hidden[i];
     c.model.latent = s->latent;
+    c.train.seed = 7; /* the metadata's seed: a checkpoint whose seeds disagree is refused */
     if (s->gaussian) {
         c.model.likelihood = CUVAE_LIK_GAUSSIAN;
         c.data.binarize = CUVAE_BIN_NONE;

@@ -36,7 +36,7 @@ static int run_make(run *r, const uint8_t *pixels, int dynamic, cuvae_optimizer 
     r->c.optim.type = opt;
     r->c.optim.weight_decay = opt == CUVAE_OPT_ADAMW ? 1e-4f : 0.0f;
     r->c.optim.grad_clip = clip;
-    cuvae_backend_spec spec = {&r->m, &r->c};
+    cuvae_backend_spec spec = {.model = &r->m, .config = &r->c};
     if (cuvae_model_layout(&r->m, &r->c, D, &st) ||
         !(r->be = cuvae_cpu_backend_create(&spec, &st)) ||
         r->be->ops->upload(r->be, CUVAE_SET_TRAIN, pixels, N, D, dynamic, &st)) {
@@ -297,7 +297,7 @@ static void test_device_selection(const uint8_t *pixels)
     cuvae_model m;
     cuvae_status st;
     CHECK(cuvae_model_layout(&m, &c, D, &st) == 0);
-    cuvae_backend_spec spec = {&m, &c};
+    cuvae_backend_spec spec = {.model = &m, .config = &c};
     char dir[256], path[300], text[512];
     if (cuvae_test_tmpdir(dir, sizeof dir, "cpu-backend")) {
         CHECK(!"temporary directory");

@@ -379,7 +379,7 @@ static void check_model(cuvae_likelihood lik, int binary, uint64_t data_seed)
                 KINK_MARGIN);
         cuvae_test_failures++;
     }
-    cuvae_backend_spec spec = {&m, &c};
+    cuvae_backend_spec spec = {.model = &m, .config = &c};
     cuvae_backend *be = cuvae_cpu_backend_create(&spec, &st);
     CHECK(be != NULL);
     if (!be || be->ops->upload(be, CUVAE_SET_TRAIN, pixels, TB, TD, 0, &st)) {

@@ -202,7 +202,7 @@ static int small_vae_make(small_vae *v, cuvae_likelihood lik, float sigma, int h
     cuvae_test_make_images(v->pixels, NULL, v->n, 8, 8, 3);
     if (lik == CUVAE_LIK_BERNOULLI) cuvae_binarize_fixed(v->pixels, v->n, 64, 11);
     if (cuvae_model_layout(&v->m, &v->c, 64, &st)) goto fail;
-    cuvae_backend_spec spec = {&v->m, &v->c};
+    cuvae_backend_spec spec = {.model = &v->m, .config = &v->c};
     v->be = cuvae_cpu_backend_create(&spec, &st);
     if (!v->be) goto fail;
     if (v->be->ops->upload(v->be, CUVAE_SET_TRAIN, v->pixels, v->n, 64, 0, &st) ||

@@ -1,0 +1,157 @@
+/* The data of a run (see dataset.h), from the IDX reader of dataset.c:
+ *   - test set: data.test_images/test_labels, first data.limit_test examples (0 = all);
+ *   - training file: data.train_images/train_labels, first data.limit_train examples; its images
+ *     must have the test set's size;
+ *   - validation split: p = cuvae_permutation(train.seed, CUVAE_STREAM_SPLIT, counter 0) of
+ *     [0, n); the examples p[0..data.validation) form the validation set and the others the
+ *     training set, both kept in the file's order (ascending indices);
+ *   - binarization (data.binarize):
+ *       none:    every set stays as bytes 0..255;
+ *       static:  the training set (after the split; image i is its i-th example) is binarized once
+ *                with cuvae_binarize_fixed(seed = train.seed);
+ *       dynamic: the training set stays as bytes and train_dynamic = 1, so the backend draws a
+ *                fresh binarization each step;
+ *     whenever binarize != none, the test set is binarized once with seed
+ *     CUVAE_TEST_BINARIZE_SEED and the validation set with CUVAE_TEST_BINARIZE_SEED + 1: fixed
+ *     seeds, so their figures compare across runs and training seeds (the published-likelihood
+ *     protocol).
+ *
+ * cuvae_run_data_peek reads only the files' headers, so that the model and the memory estimate
+ * (cuvae_run_data_memory) are checked before any payload is inflated. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+#include "philox.h"
+
+/* Splits `all` into validation (the first n_valid entries of the seeded permutation) and training
+ * (the rest), both in ascending index order. */
+static int split_train_valid(cuvae_run_data *rd, cuvae_dataset *all, int64_t n_valid, uint64_t seed,
+                             cuvae_status *st)
+{
+    int64_t n = all->n;
+    int32_t *perm = cuvae_malloc((size_t)n * sizeof *perm, "the validation split", st);
+    uint8_t *in_valid = cuvae_calloc((size_t)n, 1, "the validation split", st);
+    int32_t *idx = cuvae_malloc((size_t)n * sizeof *idx, "the validation split", st);
+    int rc = -1;
+    if (!perm || !in_valid || !idx) goto done;
+    cuvae_permutation(seed, CUVAE_STREAM_SPLIT, 0, perm, n);
+    for (int64_t i = 0; i < n_valid; i++) in_valid[perm[i]] = 1;
+    /* idx: validation indices ascending, then training indices ascending (a counting sort). */
+    int64_t nv = 0, nt = n_valid;
+    for (int64_t i = 0; i < n; i++) idx[in_valid[i] ? nv++ : nt++] = (int32_t)i;
+    if (cuvae_dataset_subset(&rd->valid, all, idx, n_valid, st)) goto done;
+    if (cuvae_dataset_subset(&rd->train, all, idx + n_valid, n - n_valid, st)) goto done;
+    rc = 0;
+done:
+    free(perm);
+    free(in_valid);
+    free(idx);
+    return rc;
+}
+
+int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st)
+{
+    memset(rd, 0, sizeof *rd);
+    if (cuvae_dataset_load(&rd->test, c->data.test_images, c->data.test_labels, c->data.limit_test,
+                           st))
+        return -1;
+    if (need_train) {
+        cuvae_dataset all;
+        if (cuvae_dataset_load(&all, c->data.train_images, c->data.train_labels,
+                               c->data.limit_train, st)) {
+            cuvae_run_data_free(rd);
+            return -1;
+        }
+        int rc = 0;
+        if (all.rows != rd->test.rows || all.cols != rd->test.cols) {
+            rc = cuvae_fail(st,
+                            "data.train_images: %s has %d x %d images but data.test_images %s "
+                            "has %d x %d",
+                            c->data.train_images, all.rows, all.cols, c->data.test_images,
+                            rd->test.rows, rd->test.cols);
+        } else if (c->data.validation < 0 || c->data.validation >= all.n) {
+            rc = cuvae_fail(st,
+                            "data.validation: %d must be smaller than the %lld training "
+                            "examples in %s%s",
+                            c->data.validation, (long long)all.n, c->data.train_images,
+                            c->data.validation < 0 ? " and not negative" : "");
+        } else if (c->data.validation == 0) {
+            rd->train = all; /* the whole file, already in order: no copy */
+            memset(&all, 0, sizeof all);
+        } else {
+            rc = split_train_valid(rd, &all, c->data.validation, c->train.seed, st);
+        }
+        cuvae_dataset_free(&all);
+        if (rc) {
+            cuvae_run_data_free(rd);
+            return -1;
+        }
+        if (c->data.binarize == CUVAE_BIN_STATIC)
+            cuvae_binarize_fixed(rd->train.pixels, rd->train.n, rd->train.d, c->train.seed);
+        rd->train_dynamic = c->data.binarize == CUVAE_BIN_DYNAMIC;
+    }
+    if (c->data.binarize != CUVAE_BIN_NONE) {
+        cuvae_binarize_fixed(rd->test.pixels, rd->test.n, rd->test.d, CUVAE_TEST_BINARIZE_SEED);
+        if (rd->valid.n > 0)
+            cuvae_binarize_fixed(rd->valid.pixels, rd->valid.n, rd->valid.d,
+                                 CUVAE_TEST_BINARIZE_SEED + 1);
+    }
+    return 0;
+}
+
+int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,
+                        cuvae_status *st)
+{
+    memset(sh, 0, sizeof *sh);
+    int64_t n_file = 0;
+    if (cuvae_idx_peek_images(c->data.test_images, c->data.limit_test, &sh->n_test, &n_file,
+                              &sh->rows, &sh->cols, st))
+        return -1;
+    sh->d = sh->rows * sh->cols; /* <= INT_MAX: image_header checked it */
+    if (!need_train) return 0;
+    int rows = 0, cols = 0;
+    if (cuvae_idx_peek_images(c->data.train_images, c->data.limit_train, &sh->n_kept, &n_file,
+                              &rows, &cols, st))
+        return -1;
+    if (rows != sh->rows || cols != sh->cols)
+        return cuvae_fail(st,
+                          "data.train_images: %s has %d x %d images but data.test_images %s "
+                          "has %d x %d",
+                          c->data.train_images, rows, cols, c->data.test_images, sh->rows,
+                          sh->cols);
+    if (c->data.validation < 0 || c->data.validation >= sh->n_kept)
+        return cuvae_fail(st,
+                          "data.validation: %d must be smaller than the %lld training "
+                          "examples in %s%s",
+                          c->data.validation, (long long)sh->n_kept, c->data.train_images,
+                          c->data.validation < 0 ? " and not negative" : "");
+    sh->n_valid = c->data.validation;
+    sh->n_train = sh->n_kept - sh->n_valid;
+    return 0;
+}
+
+void cuvae_run_data_memory(const cuvae_run_shape *sh, const cuvae_config *c, cuvae_mem_plan *p)
+{
+    uint64_t d = (uint64_t)sh->d, nt = (uint64_t)sh->n_test, nk = (uint64_t)sh->n_kept;
+    /* Pixels (and a byte of label each) of the test set and of the kept training examples. */
+    uint64_t held = cuvae_mem_mul(nt, d + (c->data.test_labels[0] ? 1 : 0));
+    held = cuvae_mem_add_bytes(held, cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
+    cuvae_mem_add(p, "data", held);
+    if (sh->n_valid > 0) {
+        /* The split copies the kept examples and holds three index arrays while it does. */
+        cuvae_mem_add(p, "data", cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
+        cuvae_mem_add(p, "index arrays", cuvae_mem_mul(nk, 2 * sizeof(int32_t) + sizeof(uint8_t)));
+    }
+    /* The trainer's epoch permutation. */
+    cuvae_mem_add(p, "index arrays", cuvae_mem_mul((uint64_t)sh->n_train, sizeof(int32_t)));
+}
+
+void cuvae_run_data_free(cuvae_run_data *rd)
+{
+    if (!rd) return;
+    cuvae_dataset_free(&rd->train);
+    cuvae_dataset_free(&rd->valid);
+    cuvae_dataset_free(&rd->test);
+    rd->train_dynamic = 0;
+}
