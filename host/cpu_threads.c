@@ -1,6 +1,8 @@
 /* The CPU backend's team of threads (see cpu_threads.h). */
 #include "cpu_threads.h"
 
+#include "cpu_ops.h"
+
 #include <cblas.h>
 #include <pthread.h>
 
@@ -50,4 +52,12 @@ void cuvae_cpu_split(size_t total, int n, int t, size_t align, size_t *begin, si
            e = units * (size_t)(t + 1) / (size_t)n * align;
     *begin = b < total ? b : total;
     *end = e < total ? e : total;
+}
+
+int cuvae_cpu_parts_for(size_t n)
+{
+    size_t parts = (size_t)cuvae_cpu_threads();
+    if (parts > CUVAE_CPU_MAX_PARTS) parts = CUVAE_CPU_MAX_PARTS;
+    if (parts * 16384 > n) parts = n / 16384 + 1;
+    return (int)parts;
 }

@@ -22,6 +22,10 @@ int cuvae_cpu_threads(void);
  * are done. Serial without OpenMP or when n == 1. */
 void cuvae_cpu_parallel(int n, void (*fn)(void *arg, int t), void *arg);
 
+/* How many parts a pass over n floats' worth of work is split into: one per thread (at most
+ * CUVAE_CPU_MAX_PARTS), and none smaller than 16k floats. */
+int cuvae_cpu_parts_for(size_t n);
+
 /* [begin, end) of part t of n parts of [0, total), each boundary a multiple of `align`. */
 void cuvae_cpu_split(size_t total, int n, int t, size_t align, size_t *begin, size_t *end);
 
