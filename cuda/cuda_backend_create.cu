@@ -164,12 +164,7 @@ static void device_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
     if (spec->config->train.precision == CUVAE_PREC_BF16) acts = cuvae_mem_add_bytes(acts, p / 2);
     cuvae_mem_add(plan, "activations", acts);
     cuvae_mem_add(plan, "activations", cuvae_eval_budget_bytes(0));
-    uint64_t data = 0;
-    for (int s = 0; s < CUVAE_SET_COUNT; s++)
-        if (spec->upload_rows[s] > 0)
-            data = cuvae_mem_add_bytes(
-                data, cuvae_mem_mul((uint64_t)spec->upload_rows[s], (uint64_t)m->x_dim));
-    cuvae_mem_add(plan, "uploaded data", data);
+    cuvae_mem_add_uploads(plan, spec->upload_rows, CUVAE_SET_COUNT, m->x_dim);
 }
 
 /* The memory estimate against what the device has free (cudaMemGetInfo, after the context took

@@ -375,12 +375,7 @@ void cuvae_cpu_memory_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
     acts_table(m, (size_t)rows, &scratch, 1, &acts);
     cuvae_mem_add(plan, "activations", acts);
     cuvae_mem_add(plan, "activations", cuvae_cpu_eval_bytes(m));
-    uint64_t data = 0;
-    for (int s = 0; s < CUVAE_SET_COUNT; s++)
-        if (spec->upload_rows[s] > 0)
-            data = cuvae_mem_add_bytes(
-                data, cuvae_mem_mul((uint64_t)spec->upload_rows[s], (uint64_t)m->x_dim));
-    cuvae_mem_add(plan, "uploaded data", data);
+    cuvae_mem_add_uploads(plan, spec->upload_rows, CUVAE_SET_COUNT, m->x_dim);
 }
 
 static const cuvae_backend_ops cpu_ops = {

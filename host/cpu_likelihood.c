@@ -183,41 +183,40 @@ static void likelihood_part(void *arg, int t)
                     j->nll + r0, j->dout ? j->dout + at : NULL);
 }
 
+/* Rows are independent: split by rows, the same bits for any split; a part is at least 4k
+ * pixels (an exp and a log each). */
+static int likelihood_parts(int B, int D)
+{
+    int parts = cuvae_cpu_parts_for((size_t)B * (size_t)D * 4);
+    return parts > B ? (B > 0 ? B : 1) : parts;
+}
+
 void cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_likelihood lik,
                           float sigma, float grad_scale, double *nll, float *dout)
 {
-    /* Rows are independent: split by rows, the same bits for any split. */
-    int parts = cuvae_cpu_threads();
-    if ((size_t)parts * 4096 > (size_t)B * (size_t)D)
-        parts = (int)((size_t)B * (size_t)D / 4096) + 1;
-    if (parts > B) parts = B > 0 ? B : 1;
     likelihood_job j = {.out = out,
                         .x = x,
                         .B = B,
                         .D = D,
-                        .parts = parts,
+                        .parts = likelihood_parts(B, D),
                         .lik = lik,
                         .sigma = sigma,
                         .grad_scale = grad_scale,
                         .nll = nll,
                         .dout = dout};
-    cuvae_cpu_parallel(parts, likelihood_part, &j);
+    cuvae_cpu_parallel(j.parts, likelihood_part, &j);
 }
 
 void cuvae_cpu_likelihood_rows_of(const float *out, const float *const *x_rows, int B, int D,
                                   cuvae_likelihood lik, float sigma, double *nll)
 {
-    int parts = cuvae_cpu_threads();
-    if ((size_t)parts * 4096 > (size_t)B * (size_t)D)
-        parts = (int)((size_t)B * (size_t)D / 4096) + 1;
-    if (parts > B) parts = B > 0 ? B : 1;
     likelihood_job j = {.out = out,
                         .x_rows = x_rows,
                         .B = B,
                         .D = D,
-                        .parts = parts,
+                        .parts = likelihood_parts(B, D),
                         .lik = lik,
                         .sigma = sigma,
                         .nll = nll};
-    cuvae_cpu_parallel(parts, likelihood_part, &j);
+    cuvae_cpu_parallel(j.parts, likelihood_part, &j);
 }

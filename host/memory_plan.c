@@ -181,3 +181,12 @@ int cuvae_mem_check_host(const cuvae_mem_plan *p, const char *advice, cuvae_stat
     if (cuvae_mem_host_available(&avail, source, sizeof source, st)) return -1;
     return cuvae_mem_check(p, avail, "this machine", source, advice, st);
 }
+
+void cuvae_mem_add_uploads(cuvae_mem_plan *p, const int64_t *rows, int sets, int x_dim)
+{
+    uint64_t data = 0;
+    for (int s = 0; s < sets; s++)
+        if (rows[s] > 0)
+            data = cuvae_mem_add_bytes(data, cuvae_mem_mul((uint64_t)rows[s], (uint64_t)x_dim));
+    cuvae_mem_add(p, "uploaded data", data);
+}

@@ -38,6 +38,9 @@ uint64_t cuvae_mem_add_bytes(uint64_t a, uint64_t b);
 /* Adds a part (merged with a part of the same name); parts of 0 bytes are left out. */
 void cuvae_mem_add(cuvae_mem_plan *p, const char *name, uint64_t bytes);
 
+/* Adds the "uploaded data" part: rows[s] examples of x_dim bytes for each set s of `sets`. */
+void cuvae_mem_add_uploads(cuvae_mem_plan *p, const int64_t *rows, int sets, int x_dim);
+
 /* Appends every part of `from` to `to`. */
 void cuvae_mem_merge(cuvae_mem_plan *to, const cuvae_mem_plan *from);
 
