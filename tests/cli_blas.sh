@@ -70,7 +70,10 @@ fi
 # (as OpenBLAS 0.3.21 does on the issue's Xeon) and logs each such answer: cuvae must re-execute
 # itself exactly once with OPENBLAS_CORETYPE set to the CPU's minimum family, and say so. Skipped
 # without a C compiler or under AddressSanitizer (its runtime must come first in the process).
-if has avx2 && has fma && command -v cc >/dev/null && ! ldd "$BIN" | grep -q libasan; then
+# (ldd's output is read whole: `grep -q` would close the pipe early, and under pipefail ldd's
+# SIGPIPE would read as "no libasan".)
+libs=$(ldd "$BIN" 2>/dev/null || true)
+if has avx2 && has fma && command -v cc >/dev/null && [[ $libs != *libasan* ]]; then
     cat >"$T/shim.c" <<'C'
 #define _GNU_SOURCE
 #include <dlfcn.h>
