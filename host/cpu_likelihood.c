@@ -7,15 +7,17 @@
 
 #include "cpu_ops.h"
 #include "cpu_threads.h"
+#include "twin_math.h"
 
 /* ---- likelihoods ------------------------------------------------------------------------------
  * exp and log1p in plain float arithmetic (Cephes' expf and logf polynomials, ~1 ulp), because
  * libm's calls do not vectorize without fast-math and evaluation with K = 5000 importance samples
  * takes 4e10 of each. test_losses checks them against libm in double over the whole range used.
+ * The per-pixel formulas around them are twin_math.h's, which the CUDA kernels call with libm's
+ * expf and log1pf.
  *
- * Choices between two values go through select_f, a bitwise blend: GCC will not turn a
- * conditional float expression into a vector select under its default -ftrapping-math (the
- * other branch's arithmetic might raise an exception), but it vectorizes integer blends. */
+ * Choices between two values go through cuvae_select_f (twin_math.h), a bitwise blend that
+ * vectorizes. */
 
 static inline float bits_to_float(int32_t i)
 {
@@ -24,26 +26,13 @@ static inline float bits_to_float(int32_t i)
     return f;
 }
 
-static inline int32_t float_to_bits(float f)
-{
-    int32_t i;
-    memcpy(&i, &f, sizeof i);
-    return i;
-}
-
-/* cond ? a : b, with both a and b already computed. */
-static inline float select_f(int cond, float a, float b)
-{
-    int32_t mask = -(int32_t)(cond != 0);
-    return bits_to_float((float_to_bits(a) & mask) | (float_to_bits(b) & ~mask));
-}
-
 /* exp(x) for x <= 0 (positive x are treated as 0; NaN passes through). Denormal results are
  * produced by scaling in two halves, so the result is right down to exp(-104) and 0 below. */
 static inline float exp_nonpositive(float x)
 {
-    float xc = select_f(x >= -104.0f, x, -104.0f); /* NaN -> -104 here, passed on at the end */
-    xc = select_f(xc <= 0.0f, xc, 0.0f);
+    float xc =
+        cuvae_select_f(x >= -104.0f, x, -104.0f); /* NaN -> -104 here, passed on at the end */
+    xc = cuvae_select_f(xc <= 0.0f, xc, 0.0f);
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;           /* Cody-Waite ln 2 */
     float p = 1.9875691500e-4f;
@@ -56,7 +45,7 @@ static inline float exp_nonpositive(float x)
     int32_t ni = (int32_t)n; /* in [-150, 0] */
     int32_t n1 = ni / 2, n2 = ni - n1;
     y = y * bits_to_float((n1 + 127) << 23) * bits_to_float((n2 + 127) << 23);
-    return select_f(x == x, y, x);
+    return cuvae_select_f(x == x, y, x);
 }
 
 /* log(1 + e) for e in [0, 1] (the softplus of a logit adds log1p(exp(-|l|))). With
@@ -65,8 +54,8 @@ static inline float exp_nonpositive(float x)
 static inline float log1p_unit(float e)
 {
     int big = e > 0.41421356f;
-    float f = select_f(big, 0.5f * (e - 1.0f), e);
-    float k = select_f(big, 1.0f, 0.0f);
+    float f = cuvae_select_f(big, 0.5f * (e - 1.0f), e);
+    float k = cuvae_select_f(big, 1.0f, 0.0f);
     float z = f * f;
     float y = 7.0376836292e-2f;
     y = y * f - 1.1514610310e-1f;
@@ -86,7 +75,7 @@ static inline float log1p_unit(float e)
 /* The Bernoulli term softplus(l) - x l = max(l, 0) - x l + log1p(e), e = exp(-|l|). */
 static inline float bernoulli_term(float l, float x, float e)
 {
-    return (select_f(l > 0.0f, l, 0.0f) - x * l) + log1p_unit(e);
+    return cuvae_bernoulli_nll(l, x, log1p_unit(e));
 }
 
 /* Pixels per inner pass: per-pixel terms go to a float buffer in a vectorized loop, then into
@@ -131,9 +120,7 @@ likelihood_rows(const float *out, const float *x, int B, int D, cuvae_likelihood
                     for (int i = 0; i < n; i++) {
                         float e = exp_nonpositive(-fabsf(l[i]));
                         t[i] = bernoulli_term(l[i], xs[i], e);
-                        /* sigmoid(l) = 1 / (1 + e) for l >= 0, e / (1 + e) below */
-                        float s = select_f(l[i] >= 0.0f, 1.0f, e) / (1.0f + e);
-                        g[i] = grad_scale * (s - xs[i]);
+                        g[i] = grad_scale * (cuvae_sigmoid_from_e(l[i], e) - xs[i]);
                     }
                 } else {
                     for (int i = 0; i < n; i++)
@@ -141,13 +128,11 @@ likelihood_rows(const float *out, const float *x, int B, int D, cuvae_likelihood
                 }
             } else {
                 /* 0.5 ((x - m) / sigma)^2; gradient (m - x) / sigma^2. */
-                for (int i = 0; i < n; i++) {
-                    float r = (xs[i] - l[i]) / sigma;
-                    t[i] = 0.5f * (r * r);
-                }
+                for (int i = 0; i < n; i++) t[i] = cuvae_gaussian_nll(l[i], xs[i], sigma);
                 if (dout) {
                     float *g = dout + at;
-                    for (int i = 0; i < n; i++) g[i] = grad_scale * ((l[i] - xs[i]) / var);
+                    for (int i = 0; i < n; i++)
+                        g[i] = grad_scale * cuvae_gaussian_grad(l[i], xs[i], var);
                 }
             }
             row_sum += sum_double(t, n);

@@ -12,6 +12,7 @@
 
 #include "cpu_threads.h"
 #include "philox.h"
+#include "twin_math.h"
 
 #if defined(__SSE2__)
 #include <immintrin.h> /* SSE2 everywhere on x86-64; AVX only inside target("avx") functions */
@@ -49,8 +50,8 @@ __attribute__((target("avx512f"))) static void philox_rounds_avx512(uint32_t *c0
                                                                     uint32_t *c2, uint32_t *c3,
                                                                     uint32_t k0, uint32_t k1)
 {
-    const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u),
-                  m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+    const __m512i m0 = _mm512_set1_epi32((int)CUVAE_PHILOX_M0),
+                  m1 = _mm512_set1_epi32((int)CUVAE_PHILOX_M1);
     __m512i x0 = _mm512_loadu_si512(c0), x1 = _mm512_loadu_si512(c1);
     __m512i x2 = _mm512_loadu_si512(c2), x3 = _mm512_loadu_si512(c3);
     const __mmask16 odd = 0xAAAA;
@@ -65,8 +66,8 @@ __attribute__((target("avx512f"))) static void philox_rounds_avx512(uint32_t *c0
         x2 = _mm512_xor_si512(_mm512_xor_si512(hi0, x3), _mm512_set1_epi32((int)k1));
         x1 = lo2;
         x3 = lo0;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
+        k0 += CUVAE_PHILOX_W0;
+        k1 += CUVAE_PHILOX_W1;
     }
     _mm512_storeu_si512(c0, x0);
     _mm512_storeu_si512(c1, x1);
@@ -81,7 +82,8 @@ static void philox_rounds_sse2(uint32_t *c0, uint32_t *c1, uint32_t *c2, uint32_
 {
     /* Four blocks per vector. SSE2 multiplies the even 32-bit lanes into 64-bit products
      * (_mm_mul_epu32): the odd lanes go through a shift, and the halves are put back in place. */
-    const __m128i m0 = _mm_set1_epi32((int)0xD2511F53u), m1 = _mm_set1_epi32((int)0xCD9E8D57u);
+    const __m128i m0 = _mm_set1_epi32((int)CUVAE_PHILOX_M0),
+                  m1 = _mm_set1_epi32((int)CUVAE_PHILOX_M1);
     const __m128i low = _mm_set1_epi64x(0xffffffffLL);
     for (int j = 0; j < PHILOX_LANES; j += 4) {
         __m128i x0 = _mm_loadu_si128((const __m128i *)(c0 + j));
@@ -100,8 +102,8 @@ static void philox_rounds_sse2(uint32_t *c0, uint32_t *c1, uint32_t *c2, uint32_
             x2 = _mm_xor_si128(_mm_xor_si128(hi0, x3), _mm_set1_epi32((int)r1));
             x1 = lo2;
             x3 = lo0;
-            r0 += 0x9E3779B9u;
-            r1 += 0xBB67AE85u;
+            r0 += CUVAE_PHILOX_W0;
+            r1 += CUVAE_PHILOX_W1;
         }
         _mm_storeu_si128((__m128i *)(c0 + j), x0);
         _mm_storeu_si128((__m128i *)(c1 + j), x1);
@@ -131,8 +133,8 @@ static void philox_blocks(uint64_t seed, uint32_t stream, uint64_t counter, uint
 #else
     for (int round = 0; round < 10; round++) {
         for (int j = 0; j < PHILOX_LANES; j++) {
-            uint64_t p0 = (uint64_t)0xD2511F53u * c0[j];
-            uint64_t p1 = (uint64_t)0xCD9E8D57u * c2[j];
+            uint64_t p0 = (uint64_t)CUVAE_PHILOX_M0 * c0[j];
+            uint64_t p1 = (uint64_t)CUVAE_PHILOX_M1 * c2[j];
             uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[j] ^ k0;
             uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[j] ^ k1;
             c1[j] = (uint32_t)p1;
@@ -140,8 +142,8 @@ static void philox_blocks(uint64_t seed, uint32_t stream, uint64_t counter, uint
             c0[j] = n0;
             c2[j] = n2;
         }
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
+        k0 += CUVAE_PHILOX_W0;
+        k1 += CUVAE_PHILOX_W1;
     }
 #endif
     memcpy(out[0], c0, sizeof c0);
@@ -213,7 +215,7 @@ void cuvae_cpu_gather(const uint8_t *pixels, int d, const int32_t *idx, int batc
         for (int b = 0; b < batch; b++) {
             const uint8_t *row = pixels + (size_t)idx[b] * (size_t)d;
             float *out = x + (size_t)b * (size_t)d;
-            for (int p = 0; p < d; p++) out[p] = (float)row[p] / 255.0f;
+            for (int p = 0; p < d; p++) out[p] = cuvae_byte_to_unit(row[p]);
         }
         return;
     }
@@ -262,23 +264,8 @@ void cuvae_cpu_normal_fill(uint64_t seed, uint32_t stream, uint64_t counter, uin
     cuvae_cpu_parallel(j.parts, normal_part, &j);
 }
 
-/* ---- reparameterization and KL ----------------------------------------------------------------
+/* ---- reparameterization and KL (the formulas: twin_math.h) ------------------------------------
  */
-
-/* KL of one dimension in float, in this order: ((mu*mu + exp(lv)) - 1) - lv, halved. Forward and
- * backward call this one function so that they agree on where the free-bits floor binds. */
-static inline float kl_term(float mu, float lv)
-{
-    return 0.5f * (mu * mu + expf(lv) - 1.0f - lv);
-}
-
-/* The floor binds (value free_bits, no gradient) only when free bits are on and KL is below
- * them. free_bits <= 0 is "off": no floor at all (a floor at 0 would only cut rounding noise). A
- * NaN KL never binds, so it reaches the loss. */
-static inline int floor_binds(float kl, float free_bits)
-{
-    return free_bits > 0.0f && kl < free_bits;
-}
 
 static void reparam_kl_forward_rows(const float *enc, const float *eps, int b0, int b1, int L,
                                     float free_bits, float *z, double *kl, double *kl_floored)
@@ -289,10 +276,10 @@ static void reparam_kl_forward_rows(const float *enc, const float *eps, int b0, 
         float *zb = z + (size_t)b * (size_t)L;
         double sum = 0.0, sum_floored = 0.0;
         for (int d = 0; d < L; d++) {
-            zb[d] = mu[d] + expf(0.5f * lv[d]) * e[d];
-            float k = kl_term(mu[d], lv[d]);
+            zb[d] = cuvae_reparam_z(mu[d], lv[d], e[d]);
+            float k = cuvae_kl_term(mu[d], lv[d]);
             sum += (double)k;
-            sum_floored += (double)(floor_binds(k, free_bits) ? free_bits : k);
+            sum_floored += (double)cuvae_kl_floored(k, free_bits);
         }
         kl[b] = sum;
         if (kl_floored) kl_floored[b] = sum_floored;
@@ -307,13 +294,12 @@ static void reparam_kl_backward_rows(const float *enc, const float *eps, const f
         const float *e = eps + (size_t)b * (size_t)L, *g = dz + (size_t)b * (size_t)L;
         float *dmu = denc + (size_t)b * 2 * (size_t)L, *dlv = dmu + L;
         for (int d = 0; d < L; d++) {
-            /* dz/dmu = 1, dz/dlv = 0.5 exp(0.5 lv) eps; dKL/dmu = mu, dKL/dlv = 0.5 (exp(lv) - 1)
-             */
-            float sigma = expf(0.5f * lv[d]);
-            int pass = !floor_binds(kl_term(mu[d], lv[d]), free_bits);
+            /* dz/dmu = 1, dKL/dmu = mu; the floor, when it binds, passes no KL gradient */
+            float sigma = cuvae_reparam_sigma(lv[d]);
+            int pass = !cuvae_free_bits_binds(cuvae_kl_term(mu[d], lv[d]), free_bits);
             dmu[d] = g[d] + (pass ? kl_scale * mu[d] : 0.0f);
-            dlv[d] = g[d] * (0.5f * sigma * e[d]) +
-                     (pass ? kl_scale * (0.5f * (expf(lv[d]) - 1.0f)) : 0.0f);
+            dlv[d] = g[d] * cuvae_reparam_dz_dlogvar(sigma, e[d]) +
+                     (pass ? kl_scale * cuvae_kl_dlogvar(lv[d]) : 0.0f);
         }
     }
 }

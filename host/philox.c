@@ -3,26 +3,21 @@
 
 #include <math.h>
 
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
 void cuvae_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
 {
     uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
     uint32_t k0 = key[0], k1 = key[1];
     for (int round = 0; round < 10; round++) {
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c0;
-        uint64_t p1 = (uint64_t)PHILOX_M1 * c2;
+        uint64_t p0 = (uint64_t)CUVAE_PHILOX_M0 * c0;
+        uint64_t p1 = (uint64_t)CUVAE_PHILOX_M1 * c2;
         uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
         uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
         c0 = hi1 ^ c1 ^ k0;
         c1 = lo1;
         c2 = hi0 ^ c3 ^ k1;
         c3 = lo0;
-        k0 += PHILOX_W0;
-        k1 += PHILOX_W1;
+        k0 += CUVAE_PHILOX_W0;
+        k1 += CUVAE_PHILOX_W1;
     }
     out[0] = c0;
     out[1] = c1;
@@ -46,15 +41,9 @@ uint32_t cuvae_philox_word(uint64_t seed, uint32_t stream, uint64_t counter, uin
     return w[element % 4];
 }
 
-float cuvae_u32_to_uniform(uint32_t w)
-{
-    return ((float)(w >> 9) + 0.5f) * (1.0f / 8388608.0f);
-}
-
 void cuvae_normal_fill(uint64_t seed, uint32_t stream, uint64_t counter, uint64_t first, float *out,
                        size_t n)
 {
-    const float two_pi = 6.2831853071795864769f;
     uint64_t e = first, end = first + n;
     while (e < end) {
         uint32_t w[4];
@@ -62,10 +51,8 @@ void cuvae_normal_fill(uint64_t seed, uint32_t stream, uint64_t counter, uint64_
         philox_block(seed, stream, counter, block, w);
         float z[4];
         for (int pair = 0; pair < 2; pair++) {
-            float u1 = cuvae_u32_to_uniform(w[2 * pair]);
-            float u2 = cuvae_u32_to_uniform(w[2 * pair + 1]);
-            float r = sqrtf(-2.0f * logf(u1));
-            float theta = two_pi * u2;
+            float r = cuvae_normal_radius(w[2 * pair]);
+            float theta = cuvae_normal_angle(w[2 * pair + 1]);
             z[2 * pair] = r * cosf(theta);
             z[2 * pair + 1] = r * sinf(theta);
         }

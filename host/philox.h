@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "twin_math.h" /* cuvae_u32_to_uniform, the Box-Muller pieces, cuvae_bernoulli_byte */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -32,27 +34,24 @@ enum {
  * figures compare across runs and seeds. */
 #define CUVAE_TEST_BINARIZE_SEED 0x7e57ULL
 
+/* Philox4x32-10's round multipliers and key (Weyl) increments; the device draws through cuRAND,
+ * which uses the same. */
+#define CUVAE_PHILOX_M0 0xD2511F53u
+#define CUVAE_PHILOX_M1 0xCD9E8D57u
+#define CUVAE_PHILOX_W0 0x9E3779B9u
+#define CUVAE_PHILOX_W1 0xBB67AE85u
+
 /* One Philox4x32-10 block: 10 rounds over ctr with key, as in Salmon et al. (SC'11). */
 void cuvae_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 
 /* The 32-bit word for (seed, stream, counter, element). */
 uint32_t cuvae_philox_word(uint64_t seed, uint32_t stream, uint64_t counter, uint64_t element);
 
-/* Uniform in (0, 1): ((w >> 9) + 0.5) * 2^-23: 23 bits so that
- * the top value plus one half is still exact in float; never 0 or 1. */
-float cuvae_u32_to_uniform(uint32_t w);
-
 /* Standard normals for elements [first, first + n) of (seed, stream, counter). Box-Muller on the
- * word pairs (0,1) and (2,3) of each block: for words a, b with u1 = uniform(a), u2 = uniform(b):
- *   r = sqrtf(-2 logf(u1)), element 2j = r cosf(2 pi u2), element 2j+1 = r sinf(2 pi u2). */
+ * word pairs (0,1) and (2,3) of each block: for words a, b, r = cuvae_normal_radius(a) and
+ * theta = cuvae_normal_angle(b) (twin_math.h), element 2j = r cosf(theta), 2j+1 = r sinf(theta). */
 void cuvae_normal_fill(uint64_t seed, uint32_t stream, uint64_t counter, uint64_t first, float *out,
                        size_t n);
-
-/* Bernoulli(byte / 255) from a word, exactly in integers: 1 iff w * 255 < byte * 2^32. */
-static inline uint8_t cuvae_bernoulli_byte(uint32_t w, uint8_t byte)
-{
-    return (uint64_t)w * 255u < ((uint64_t)byte << 32) ? 1 : 0;
-}
 
 /* Binarizes n images of d bytes once, in place, to 0 or 255 (static binarization, test set):
  * pixel p of image i uses element i*d+p of (seed, CUVAE_STREAM_FIXED_BINARIZE, counter 0). */
