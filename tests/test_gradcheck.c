@@ -1,5 +1,7 @@
-/* Gradient checks: every backward of cpu_ops.c, and the whole training gradient of the CPU
- * backend, against central finite differences.
+/* Gradient checks: the backward of every op of the table (op_table.h) with one, and the whole
+ * training gradient of the CPU backend, against central finite differences, all through one
+ * generic check (fd_check: a loss closure, the parameters to bump, the analytic gradient). Each op
+ * is reported by name; `test_gradcheck OP...` runs only those ops.
  *
  * The forward passes run in float32 (they are the code under test), so a finite difference
  * carries the loss's rounding error divided by the step: with losses of order 1-10 that is
@@ -21,8 +23,10 @@
 #include "config.h"
 #include "cpu_ops.h"
 #include "model.h"
+#include "op_table.h"
 #include "philox.h"
 #include "tests_util.h"
+#include "twin_math.h"
 
 #define FD_RTOL 1e-2
 #define FD_ATOL 1e-3
@@ -81,6 +85,25 @@ static float bump(float *p, double h, int sign, double *applied)
     return old;
 }
 
+/* The generic central-difference check, "what" in its report: for each of v [n], the loss at
+ * v[i] +- h (the float deltas actually applied) against the analytic gradient g[i] / g_div. */
+static void fd_check(const char *what, float *v, size_t n, const float *g, double g_div, double h,
+                     double rtol, double atol, double (*loss)(void *), void *arg)
+{
+    fd_report r = {.what = what};
+    for (size_t i = 0; i < n; i++) {
+        double hp, hm;
+        float old = bump(&v[i], h, +1, &hp);
+        double lp = loss(arg);
+        v[i] = old;
+        bump(&v[i], h, -1, &hm);
+        double lm = loss(arg);
+        v[i] = old;
+        fd_compare(&r, i, (double)g[i] / g_div, (lp - lm) / (hp + hm), rtol, atol);
+    }
+    fd_finish(&r);
+}
+
 /* ---- single ops ---------------------------------------------------------------------------- */
 
 /* Loss sum(y .* R) of y = x.w^T + b: linear in each argument, so differences are exact. */
@@ -91,6 +114,18 @@ static double linear_loss(const float *x, const float *w, const float *b, const 
     double s = 0;
     for (int i = 0; i < B * out; i++) s += (double)y[i] * R[i];
     return s;
+}
+
+typedef struct {
+    const float *x, *w, *b, *R;
+    int B, in, out, relu;
+    float *y;
+} linear_args;
+
+static double linear_loss_of(void *arg)
+{
+    const linear_args *a = arg;
+    return linear_loss(a->x, a->w, a->b, a->R, a->B, a->in, a->out, a->relu, a->y);
 }
 
 static void check_linear(int relu)
@@ -133,22 +168,21 @@ static void check_linear(int relu)
         float *v, *g;
         int n;
     } args[3] = {{"w", w, dw, OUT * IN}, {"b", b, db, OUT}, {"x", x, dx, B * IN}};
+    linear_args la = {
+        .x = x, .w = w, .b = b, .R = R, .B = B, .in = IN, .out = OUT, .relu = relu, .y = y};
     for (int a = 0; a < 3; a++) {
         char what[64];
         snprintf(what, sizeof what, "linear%s backward d%s", relu ? "+relu" : "", args[a].name);
-        fd_report r = {.what = what};
-        for (int i = 0; i < args[a].n; i++) {
-            double hp, hm;
-            float old = bump(&args[a].v[i], h, +1, &hp);
-            double lp = linear_loss(x, w, b, R, B, IN, OUT, relu, y);
-            args[a].v[i] = old;
-            bump(&args[a].v[i], h, -1, &hm);
-            double lm = linear_loss(x, w, b, R, B, IN, OUT, relu, y);
-            args[a].v[i] = old;
-            fd_compare(&r, (size_t)i, args[a].g[i], (lp - lm) / (hp + hm), rtol, atol);
-        }
-        fd_finish(&r);
+        fd_check(what, args[a].v, (size_t)args[a].n, args[a].g, 1.0, h, rtol, atol, linear_loss_of,
+                 &la);
     }
+}
+
+static void gradcheck_linear(void *unused)
+{
+    (void)unused;
+    check_linear(0);
+    check_linear(1);
 }
 
 /* Widest gap between sorted values: the floor goes in its middle. */
@@ -181,8 +215,21 @@ static double reparam_loss(const float *enc, const float *eps, const float *R, i
     return s;
 }
 
-static void check_reparam_kl(void)
+typedef struct {
+    const float *enc, *eps, *R;
+    int B, L;
+    float kl_scale, fb;
+} reparam_args;
+
+static double reparam_loss_of(void *arg)
 {
+    const reparam_args *a = arg;
+    return reparam_loss(a->enc, a->eps, a->R, a->B, a->L, a->kl_scale, a->fb);
+}
+
+static void gradcheck_reparam_kl(void *unused)
+{
+    (void)unused;
     enum { B = 4, L = 5 };
     float enc[B * 2 * L], eps[B * L], R[B * L], denc[B * 2 * L];
     fill_uniform(enc, B * 2 * L, -1.2f, 1.2f, 10);
@@ -194,24 +241,16 @@ static void check_reparam_kl(void)
     for (int b = 0; b < B; b++)
         for (int d = 0; d < L; d++) {
             float mu = enc[b * 2 * L + d], lv = enc[b * 2 * L + L + d];
-            kls[b * L + d] = 0.5f * (mu * mu + expf(lv) - 1.0f - lv);
+            kls[b * L + d] = cuvae_kl_term(mu, lv);
         }
     float gap;
     float fb = widest_gap(kls, B * L, &gap);
     CHECK(gap > 0.02f);
     cuvae_cpu_reparam_kl_backward(enc, eps, R, B, L, kl_scale, fb, denc);
-    fd_report r = {.what = "reparam_kl backward d[mu|logvar] (free bits)"};
-    for (int i = 0; i < B * 2 * L; i++) {
-        double hp, hm;
-        float old = bump(&enc[i], FD_H, +1, &hp);
-        double lp = reparam_loss(enc, eps, R, B, L, kl_scale, fb);
-        enc[i] = old;
-        bump(&enc[i], FD_H, -1, &hm);
-        double lm = reparam_loss(enc, eps, R, B, L, kl_scale, fb);
-        enc[i] = old;
-        fd_compare(&r, (size_t)i, denc[i], (lp - lm) / (hp + hm), FD_RTOL, FD_ATOL);
-    }
-    fd_finish(&r);
+    reparam_args ra = {
+        .enc = enc, .eps = eps, .R = R, .B = B, .L = L, .kl_scale = kl_scale, .fb = fb};
+    fd_check("reparam_kl backward d[mu|logvar] (free bits)", enc, B * 2 * L, denc, 1.0, FD_H,
+             FD_RTOL, FD_ATOL, reparam_loss_of, &ra);
     /* Without the floor the KL gradient is mu and (exp(lv) - 1) / 2 everywhere. */
     float zero_dz[B * L] = {0};
     cuvae_cpu_reparam_kl_backward(enc, eps, zero_dz, B, L, 1.0f, 0.0f, denc);
@@ -234,6 +273,19 @@ static double lik_loss(const float *out, const float *x, int B, int D, cuvae_lik
     return s;
 }
 
+typedef struct {
+    const float *out, *x;
+    int B, D;
+    cuvae_likelihood lik;
+    float sigma, scale;
+} lik_args;
+
+static double lik_loss_of(void *arg)
+{
+    const lik_args *a = arg;
+    return lik_loss(a->out, a->x, a->B, a->D, a->lik, a->sigma, a->scale);
+}
+
 static void check_likelihood(cuvae_likelihood lik, int binary)
 {
     enum { B = 3, D = 9 };
@@ -252,18 +304,21 @@ static void check_likelihood(cuvae_likelihood lik, int binary)
     snprintf(what, sizeof what, "likelihood backward (%s, %s x)",
              lik == CUVAE_LIK_BERNOULLI ? "bernoulli" : "gaussian",
              binary ? "binary" : "continuous");
-    fd_report r = {.what = what};
-    for (int i = 0; i < B * D; i++) {
-        double hp, hm;
-        float old = bump(&out[i], FD_H, +1, &hp);
-        double lp = lik_loss(out, x, B, D, lik, sigma, scale);
-        out[i] = old;
-        bump(&out[i], FD_H, -1, &hm);
-        double lm = lik_loss(out, x, B, D, lik, sigma, scale);
-        out[i] = old;
-        fd_compare(&r, (size_t)i, dout[i], (lp - lm) / (hp + hm), FD_RTOL, FD_ATOL);
-    }
-    fd_finish(&r);
+    lik_args a = {.out = out, .x = x, .B = B, .D = D, .lik = lik, .sigma = sigma, .scale = scale};
+    fd_check(what, out, B * D, dout, 1.0, FD_H, FD_RTOL, FD_ATOL, lik_loss_of, &a);
+}
+
+static void gradcheck_likelihood_bernoulli(void *unused)
+{
+    (void)unused;
+    check_likelihood(CUVAE_LIK_BERNOULLI, 1);
+    check_likelihood(CUVAE_LIK_BERNOULLI, 0);
+}
+
+static void gradcheck_likelihood_gaussian(void *unused)
+{
+    (void)unused;
+    check_likelihood(CUVAE_LIK_GAUSSIAN, 0);
 }
 
 /* ---- the whole model through the backend ---------------------------------------------------- */
@@ -305,7 +360,7 @@ static double reference_forward(const cuvae_model *m, const float *p, const uint
     for (int b = 0; b < TB; b++)
         for (int d = 0; d < TL; d++) {
             float mu = enc[b * 2 * TL + d], lv = enc[b * 2 * TL + TL + d];
-            kl_bd[b * TL + d] = 0.5f * (mu * mu + expf(lv) - 1.0f - lv);
+            kl_bd[b * TL + d] = cuvae_kl_term(mu, lv);
         }
     cuvae_cpu_likelihood(out, x, TB, TD, m->likelihood, m->gaussian_sigma, 1.0f / TB, nll, NULL);
     double loss = 0;
@@ -327,6 +382,18 @@ static double backend_loss(cuvae_backend *be, const float *p, const cuvae_step *
     }
     CHECK(mt.examples == s->batch);
     return mt.loss / (double)s->batch;
+}
+
+typedef struct {
+    cuvae_backend *be;
+    const float *p;
+    const cuvae_step *s;
+} model_args;
+
+static double model_loss_of(void *arg)
+{
+    const model_args *a = arg;
+    return backend_loss(a->be, a->p, a->s);
 }
 
 static void check_model(cuvae_likelihood lik, int binary, uint64_t data_seed)
@@ -413,7 +480,6 @@ static void check_model(cuvae_likelihood lik, int binary, uint64_t data_seed)
              lik == CUVAE_LIK_BERNOULLI ? "bernoulli" : "gaussian",
              binary ? "binary" : "continuous", (unsigned long long)c.train.seed,
              (double)c.train.free_bits);
-    fd_report r = {.what = what};
     int floored = 0, free_dims = 0;
     for (int i = 0; i < TB * TL; i++) {
         floored += kl_bd[i] < c.train.free_bits;
@@ -421,17 +487,8 @@ static void check_model(cuvae_likelihood lik, int binary, uint64_t data_seed)
     }
     CHECK(floored > 0 && free_dims > 0);
     memcpy(p, p0, m.n_params * sizeof *p);
-    for (size_t i = 0; i < m.n_params; i++) {
-        double hp, hm;
-        float old = bump(&p[i], FD_H, +1, &hp);
-        double lp = backend_loss(be, p, &s);
-        p[i] = old;
-        bump(&p[i], FD_H, -1, &hm);
-        double lm = backend_loss(be, p, &s);
-        p[i] = old;
-        fd_compare(&r, i, (double)mom[i] / one_m_b1, (lp - lm) / (hp + hm), FD_RTOL, FD_ATOL);
-    }
-    fd_finish(&r);
+    model_args ma = {.be = be, .p = p, .s = &s};
+    fd_check(what, p, m.n_params, mom, one_m_b1, FD_H, FD_RTOL, FD_ATOL, model_loss_of, &ma);
 done:
     if (be) be->ops->destroy(be);
     free(p0);
@@ -439,15 +496,17 @@ done:
     free(mom);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     printf("test_gradcheck: finite differences (rtol %g, atol %g, h %g)\n", FD_RTOL, FD_ATOL, FD_H);
-    check_linear(0);
-    check_linear(1);
-    check_reparam_kl();
-    check_likelihood(CUVAE_LIK_BERNOULLI, 1);
-    check_likelihood(CUVAE_LIK_BERNOULLI, 0);
-    check_likelihood(CUVAE_LIK_GAUSSIAN, 0);
+#define GRADCHECK_FD(op) gradcheck_##op
+#define GRADCHECK_NONE(op) NULL
+#define GRADCHECK_ROW(op, grad) {#op, GRADCHECK_##grad(op)},
+    static const cuvae_op_test ops[] = {CUVAE_TEST_OPS(GRADCHECK_ROW)};
+    if (cuvae_run_op_tests("test_gradcheck", ops, sizeof ops / sizeof ops[0], NULL, argc, argv))
+        return cuvae_test_finish("test_gradcheck");
+    if (argc > 1) return cuvae_test_finish("test_gradcheck"); /* only the ops named */
+    /* The whole training gradient: the ops composed by the CPU backend. */
     check_model(CUVAE_LIK_BERNOULLI, 0, 1);
     check_model(CUVAE_LIK_BERNOULLI, 1, 2);
     check_model(CUVAE_LIK_GAUSSIAN, 0, 3);

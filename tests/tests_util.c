@@ -49,6 +49,37 @@ int cuvae_check_close(const char *what, const float *got, const float *ref, size
     return bad;
 }
 
+int cuvae_run_op_tests(const char *suite, const cuvae_op_test *tests, size_t n, void *ctx, int argc,
+                       char **argv)
+{
+    for (int a = 1; a < argc; a++) {
+        size_t i = 0;
+        while (i < n && strcmp(tests[i].op, argv[a]) != 0) i++;
+        if (i == n) {
+            fprintf(stderr, "%s: no op \"%s\" in the table (op_table.h)\n", suite, argv[a]);
+            cuvae_test_failures++;
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        int wanted = argc < 2;
+        for (int a = 1; a < argc; a++) wanted |= strcmp(tests[i].op, argv[a]) == 0;
+        if (!wanted) continue;
+        if (!tests[i].run) {
+            printf("%s: op %s: no backward: parity only\n", suite, tests[i].op);
+            continue;
+        }
+        int before = cuvae_test_failures;
+        tests[i].run(ctx);
+        int failed = cuvae_test_failures - before;
+        if (failed)
+            fprintf(stderr, "%s: op %s: %d check(s) failed\n", suite, tests[i].op, failed);
+        else
+            printf("%s: op %s: ok\n", suite, tests[i].op);
+    }
+    return 0;
+}
+
 int cuvae_test_finish(const char *name)
 {
     if (cuvae_test_failures) {

@@ -37,6 +37,19 @@ void cuvae_check_msg(const char *file, int line, const char *msg, const char *ne
 int cuvae_check_close(const char *what, const float *got, const float *ref, size_t n, double rtol,
                       double atol);
 
+/* One entry of a generic op test program (op_table.h): run(ctx) makes the op's checks, counting
+ * failures in cuvae_test_failures; NULL when the program has nothing to check for the op. */
+typedef struct {
+    const char *op;
+    void (*run)(void *ctx);
+} cuvae_op_test;
+
+/* Runs the entries, or only those named as arguments (`program OP...`), and reports each op by
+ * name: "ok", "n check(s) failed" or what it skips. Returns 0, or -1 when an argument names no op
+ * of the table (counted as a failure). */
+int cuvae_run_op_tests(const char *suite, const cuvae_op_test *tests, size_t n, void *ctx, int argc,
+                       char **argv);
+
 /* Ends a test: prints "<name>: ok" or the failure count; returns the exit status. */
 int cuvae_test_finish(const char *name);
 
