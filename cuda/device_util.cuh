@@ -1,8 +1,8 @@
 /* Device-side helpers used by the kernels of several files: the Philox draws with the counter
- * layout of host/philox.h (through cuRAND's curand_Philox4x32_10), the uniform and Box-Muller
- * transforms written exactly as the host writes them, and fixed-order reductions. They are inline
- * in a header because device code built without relocatable device code cannot call a function in
- * another translation unit; everything else lives in the .cu files. */
+ * layout of host/philox.h (through cuRAND's curand_Philox4x32_10), the normal draw built on
+ * host/twin_math.h's uniform and Box-Muller pieces (the host's own), and fixed-order reductions.
+ * They are inline in a header because device code built without relocatable device code cannot call
+ * a function in another translation unit; everything else lives in the .cu files. */
 #ifndef CUVAE_DEVICE_UTIL_CUH
 #define CUVAE_DEVICE_UTIL_CUH
 
@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "philox.h"
+#include "twin_math.h"
 
 /* One Philox4x32-10 block for (seed, stream, counter, block), in host/philox.h's layout:
  *   key     = { seed & 0xffffffff, seed >> 32 }
@@ -39,12 +40,6 @@ __device__ __forceinline__ uint32_t cuvae_dev_philox_word(uint64_t seed, uint32_
                           (int)(element % 4));
 }
 
-/* Uniform in (0, 1), as cuvae_u32_to_uniform: ((w >> 9) + 0.5) * 2^-23. */
-__device__ __forceinline__ float cuvae_dev_uniform(uint32_t w)
-{
-    return ((float)(w >> 9) + 0.5f) * (1.0f / 8388608.0f);
-}
-
 /* Standard normal for one element, as cuvae_normal_fill: Box-Muller on the word pairs (0,1) and
  * (2,3) of the element's block; even lanes take r cos, odd lanes r sin. logf, sinf and cosf are
  * the accurate library functions (the build does not use fast math), so the values match the
@@ -52,22 +47,13 @@ __device__ __forceinline__ float cuvae_dev_uniform(uint32_t w)
 __device__ __forceinline__ float cuvae_dev_normal(uint64_t seed, uint32_t stream, uint64_t counter,
                                                   uint64_t element)
 {
-    const float two_pi = 6.2831853071795864769f;
     uint4 w = cuvae_dev_philox_block(seed, stream, counter, element / 4);
     int lane = (int)(element % 4);
     uint32_t a = lane < 2 ? w.x : w.z;
     uint32_t b = lane < 2 ? w.y : w.w;
-    float u1 = cuvae_dev_uniform(a);
-    float u2 = cuvae_dev_uniform(b);
-    float r = sqrtf(-2.0f * logf(u1));
-    float theta = two_pi * u2;
+    float r = cuvae_normal_radius(a);
+    float theta = cuvae_normal_angle(b);
     return (lane & 1) ? r * sinf(theta) : r * cosf(theta);
-}
-
-/* Bernoulli(byte / 255) from a word in integers, as cuvae_bernoulli_byte. */
-__device__ __forceinline__ int cuvae_dev_bernoulli(uint32_t w, uint8_t byte)
-{
-    return (uint64_t)w * 255u < ((uint64_t)byte << 32) ? 1 : 0;
 }
 
 /* Sum over the 32 lanes of a warp by a butterfly: every lane gets the same value, added in the same

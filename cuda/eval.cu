@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "device_util.cuh"
+#include "twin_math.h"
 #include "evaluate.h"
 #include "gather.h"
 #include "likelihood.h"
@@ -37,13 +38,12 @@ static __global__ void expand_kernel(const float *enc, const int32_t *idx, int n
     for (int d = lane; d < L; d += 32) {
         float e = cuvae_dev_normal(seed, CUVAE_STREAM_EVAL, counter, base + (uint64_t)d);
         float m = mu[d], v = lv[d];
-        float zd = m + expf(0.5f * v) * e;
+        float zd = cuvae_reparam_z(m, v, e);
         z[(size_t)r * (size_t)L + (size_t)d] = zd;
         zz += (double)zd * (double)zd;
         ee += (double)e * (double)e;
         lvs += (double)v;
-        /* The training KL's float order: ((mu*mu + exp(lv)) - 1) - lv, halved. */
-        if (k == 0) s_kl += (double)(0.5f * (m * m + expf(v) - 1.0f - v));
+        if (k == 0) s_kl += (double)cuvae_kl_term(m, v); /* the training KL's formula */
     }
     zz = cuvae_dev_warp_sum(zz);
     ee = cuvae_dev_warp_sum(ee);
@@ -93,7 +93,7 @@ static __global__ void sigmoid_kernel(float *x, size_t n)
          i += (size_t)gridDim.x * blockDim.x) {
         /* exp of a non-positive argument only, as the CPU backend's decode */
         float o = x[i], e = expf(-fabsf(o));
-        x[i] = (o >= 0.0f ? 1.0f : e) / (1.0f + e);
+        x[i] = cuvae_sigmoid_from_e(o, e);
     }
 }
 

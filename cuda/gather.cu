@@ -2,6 +2,7 @@
 #include "gather.h"
 
 #include "device_util.cuh"
+#include "twin_math.h"
 
 #define GATHER_THREADS 256
 
@@ -12,8 +13,7 @@ static __global__ void gather_scale_kernel(const uint8_t *pixels, int d, const i
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total;
          e += (size_t)gridDim.x * blockDim.x) {
         size_t b = e / (size_t)d, p = e % (size_t)d;
-        uint8_t byte = pixels[(size_t)idx[b] * (size_t)d + p];
-        x[e] = (float)byte / 255.0f;
+        x[e] = cuvae_byte_to_unit(pixels[(size_t)idx[b] * (size_t)d + p]);
     }
 }
 
@@ -34,7 +34,7 @@ static __global__ void gather_binarize_kernel(const uint8_t *pixels, int d, cons
             if (e >= total) break;
             size_t b = e / (size_t)d, p = e % (size_t)d;
             uint8_t byte = pixels[(size_t)idx[b] * (size_t)d + p];
-            x[e] = cuvae_dev_bernoulli(cuvae_dev_word(w, lane), byte) ? 1.0f : 0.0f;
+            x[e] = cuvae_bernoulli_byte(cuvae_dev_word(w, lane), byte) ? 1.0f : 0.0f;
         }
     }
 }

@@ -6,10 +6,12 @@
  *   Gaussian  (o = mean):   0.5 ((t - o) / sigma)^2 + log sigma + 0.5 log(2 pi),
  *                                                          d/do = (o - t) / sigma^2
  * softplus(o) = max(o, 0) + log1p(exp(-|o|)) and the sigmoid's two-sided form keep every term
- * finite for any finite logit. */
+ * finite for any finite logit. The per-pixel formulas are host/twin_math.h's, the CPU twin's own;
+ * here with libm's expf and log1pf. */
 #include "likelihood.h"
 
 #include "device_util.cuh"
+#include "twin_math.h"
 
 #define LIK_THREADS 256
 #define METRICS_THREADS 256
@@ -28,13 +30,11 @@ static __global__ void likelihood_kernel(const float *out, const float *x, int D
         float l = o[p], target = t[p], term, grad;
         if (LIK == CUVAE_LIK_BERNOULLI) {
             float e = expf(-fabsf(l));
-            term = ((l > 0.0f ? l : 0.0f) - target * l) + log1pf(e);
-            float sig = (l >= 0.0f ? 1.0f : e) / (1.0f + e);
-            grad = sig - target;
+            term = cuvae_bernoulli_nll(l, target, log1pf(e));
+            grad = cuvae_sigmoid_from_e(l, e) - target;
         } else {
-            float u = (target - l) / sigma;
-            term = 0.5f * (u * u);
-            grad = (l - target) / (sigma * sigma);
+            term = cuvae_gaussian_nll(l, target, sigma);
+            grad = cuvae_gaussian_grad(l, target, sigma * sigma);
         }
         sum += (double)term;
         if (g) g[p] = grad_scale * grad;

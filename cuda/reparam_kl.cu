@@ -11,22 +11,10 @@
 #include "reparam_kl.h"
 
 #include "device_util.cuh"
+#include "twin_math.h"
 
 #define REPARAM_WARPS 4 /* examples per block of the forward */
 #define REPARAM_THREADS 256
-
-/* KL of one dimension in float, in the CPU twin's order: ((mu*mu + exp(lv)) - 1) - lv, halved. */
-__device__ __forceinline__ static float kl_term(float mu, float lv)
-{
-    return 0.5f * (mu * mu + expf(lv) - 1.0f - lv);
-}
-
-/* The floor binds (value free_bits, no gradient) only when free bits are on (> 0) and the KL is
- * below them; a NaN KL never binds, so it reaches the loss and the non-finite check. */
-__device__ __forceinline__ static bool floor_binds(float kl, float free_bits)
-{
-    return free_bits > 0.0f && kl < free_bits;
-}
 
 /* DRAW: eps comes from Philox and is written to eps; otherwise it is read from eps. */
 template <bool DRAW>
@@ -52,10 +40,10 @@ static __global__ void reparam_kl_forward_kernel(const float *enc, float *eps, i
             noise = eps[e];
         }
         float m = mu[d], v = lv[d];
-        z[e] = m + expf(0.5f * v) * noise;
-        float kl_d = kl_term(m, v);
+        z[e] = cuvae_reparam_z(m, v, noise);
+        float kl_d = cuvae_kl_term(m, v);
         sum += (double)kl_d;
-        sum_floored += (double)(floor_binds(kl_d, free_bits) ? free_bits : kl_d);
+        sum_floored += (double)cuvae_kl_floored(kl_d, free_bits);
     }
     sum = cuvae_dev_warp_sum(sum);
     sum_floored = cuvae_dev_warp_sum(sum_floored);
@@ -77,11 +65,11 @@ static __global__ void reparam_kl_backward_kernel(const float *enc, const float 
         size_t im = b * 2 * (size_t)L + d, iv = im + (size_t)L;
         float m = enc[im], v = enc[iv];
         float g = dz[e];
-        float sigma = expf(0.5f * v);
-        bool pass = !floor_binds(kl_term(m, v), free_bits);
+        float sigma = cuvae_reparam_sigma(v);
+        bool pass = !cuvae_free_bits_binds(cuvae_kl_term(m, v), free_bits);
         denc[im] = g + (pass ? kl_scale * m : 0.0f);
-        denc[iv] =
-            g * (0.5f * sigma * eps[e]) + (pass ? kl_scale * (0.5f * (expf(v) - 1.0f)) : 0.0f);
+        denc[iv] = g * cuvae_reparam_dz_dlogvar(sigma, eps[e]) +
+                   (pass ? kl_scale * cuvae_kl_dlogvar(v) : 0.0f);
     }
 }
 
