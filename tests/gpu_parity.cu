@@ -1,4 +1,6 @@
-/* Parity of every CUDA launcher with its C twin (host/cpu_ops.h): the same inputs on both sides,
+/* Parity of every CUDA launcher with its C twin (host/cpu_ops.h), op by op from the table of
+ * op_table.h (parity_<op> below; a failure names its op; `gpu_parity OP...` runs only those): the
+ * same inputs on both sides,
  * the reparameterization noise generated once on the host, and the project's fp32 tolerances
  * (|gpu - cpu| <= CUVAE_FP32_ATOL + CUVAE_FP32_RTOL |cpu|, any NaN or Inf failing). Exact where the
  * computation is integer or a single rounding: Philox words, the gather (scaling and dynamic
@@ -21,6 +23,7 @@ extern "C" {
 #include "gather.h"
 #include "likelihood.h"
 #include "linear.h"
+#include "op_table.h"
 #include "optimizer.h"
 #include "philox.h"
 #include "random.h"
@@ -28,7 +31,7 @@ extern "C" {
 
 /* ---- random numbers -------------------------------------------------------------------------- */
 
-static void test_philox(cuvae_cuda_ctx *ctx)
+static void parity_philox_words(cuvae_cuda_ctx *ctx)
 {
     cuvae_status st;
     /* A counter past 32 bits and an unaligned first element exercise every field of the layout. */
@@ -54,7 +57,7 @@ static void test_philox(cuvae_cuda_ctx *ctx)
     free(got);
 }
 
-static void test_normals(cuvae_cuda_ctx *ctx)
+static void parity_normal_noise(cuvae_cuda_ctx *ctx)
 {
     cuvae_status st;
     const uint64_t counter = 0xfedcba98765ULL, first = 3; /* odd first: starts mid-pair */
@@ -76,7 +79,7 @@ static void test_normals(cuvae_cuda_ctx *ctx)
 
 /* ---- gather ---------------------------------------------------------------------------------- */
 
-static void test_gather(cuvae_cuda_ctx *ctx)
+static void test_gather(cuvae_cuda_ctx *ctx, int dynamic)
 {
     cuvae_status st;
     /* d = 29 and 13 rows: Philox blocks straddle row ends; repeated indices too. */
@@ -93,22 +96,30 @@ static void test_gather(cuvae_cuda_ctx *ctx)
     uint64_t *d_step = (uint64_t *)dev_from(&step, sizeof step);
     float *d_x = (float *)dev_alloc(sizeof(float) * batch * d);
     float *got = host_floats((size_t)batch * d), *ref = host_floats((size_t)batch * d);
-    for (int dynamic = 0; dynamic < 2; dynamic++) {
-        REQUIRE_OK(cuvae_gather_forward(ctx, d_pix, n_rows, d, d_idx, batch, dynamic, d_step, d_x,
-                                        ctx->stream, &st),
-                   st);
-        to_host(ctx, got, d_x, sizeof(float) * batch * d);
-        cuvae_cpu_gather(pixels, d, idx, batch, dynamic, CUVAE_PARITY_SEED, step, ref);
-        int differ = memcmp(got, ref, sizeof(float) * batch * d) != 0;
-        if (differ) fprintf(stderr, "gather (dynamic = %d) is not bit-exact\n", dynamic);
-        CHECK(!differ);
-    }
+    REQUIRE_OK(cuvae_gather_forward(ctx, d_pix, n_rows, d, d_idx, batch, dynamic, d_step, d_x,
+                                    ctx->stream, &st),
+               st);
+    to_host(ctx, got, d_x, sizeof(float) * batch * d);
+    cuvae_cpu_gather(pixels, d, idx, batch, dynamic, CUVAE_PARITY_SEED, step, ref);
+    int differ = memcmp(got, ref, sizeof(float) * batch * d) != 0;
+    if (differ) fprintf(stderr, "gather (dynamic = %d) is not bit-exact\n", dynamic);
+    CHECK(!differ);
     cudaFree(d_pix);
     cudaFree(d_idx);
     cudaFree(d_step);
     cudaFree(d_x);
     free(got);
     free(ref);
+}
+
+static void parity_gather_scale(cuvae_cuda_ctx *ctx)
+{
+    test_gather(ctx, 0);
+}
+
+static void parity_gather_binarize(cuvae_cuda_ctx *ctx)
+{
+    test_gather(ctx, 1);
 }
 
 /* ---- linear layers --------------------------------------------------------------------------- */
@@ -211,6 +222,18 @@ static void test_mlp(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int use_epi
     ctx->use_epilogues = 1;
 }
 
+/* Hidden layers with ReLU and an output layer without, through cuBLASLt's fused epilogues and
+ * through plain GEMMs plus kernels. */
+static void parity_linear(cuvae_cuda_ctx *ctx)
+{
+    for (int epi = 1; epi >= 0; epi--) {
+        const int odd[4] = {37, 29, 19, 11};      /* odd sizes: rows of odd byte lengths */
+        const int mnist[4] = {784, 512, 256, 64}; /* the default model's encoder, 2L = 64 */
+        test_mlp(ctx, 13, odd, epi);
+        test_mlp(ctx, 128, mnist, epi);
+    }
+}
+
 /* ---- reparameterization and KL --------------------------------------------------------------- */
 
 static void test_reparam_kl(cuvae_cuda_ctx *ctx, float free_bits)
@@ -286,6 +309,12 @@ static void test_reparam_kl(cuvae_cuda_ctx *ctx, float free_bits)
     free(z);
     free(denc);
     free(got);
+}
+
+static void parity_reparam_kl(cuvae_cuda_ctx *ctx)
+{
+    test_reparam_kl(ctx, 0.0f);
+    test_reparam_kl(ctx, 0.5f);
 }
 
 /* ---- likelihoods and the batch reduction ----------------------------------------------------- */
@@ -369,9 +398,19 @@ static void test_likelihood(cuvae_cuda_ctx *ctx, cuvae_likelihood lik)
     free(got);
 }
 
+static void parity_likelihood_bernoulli(cuvae_cuda_ctx *ctx)
+{
+    test_likelihood(ctx, CUVAE_LIK_BERNOULLI);
+}
+
+static void parity_likelihood_gaussian(cuvae_cuda_ctx *ctx)
+{
+    test_likelihood(ctx, CUVAE_LIK_GAUSSIAN);
+}
+
 /* ---- optimizer ------------------------------------------------------------------------------- */
 
-static void test_sum_squares(cuvae_cuda_ctx *ctx)
+static void parity_sum_squares(cuvae_cuda_ctx *ctx)
 {
     cuvae_status st;
     const size_t n = 100003;
@@ -432,9 +471,20 @@ static void test_adam(cuvae_cuda_ctx *ctx, int decoupled, float wd)
     free(got);
 }
 
+static void parity_adam(cuvae_cuda_ctx *ctx)
+{
+    test_adam(ctx, 0, 0.0f);
+    test_adam(ctx, 0, 0.01f);
+}
+
+static void parity_adamw(cuvae_cuda_ctx *ctx)
+{
+    test_adam(ctx, 1, 0.01f);
+}
+
 /* The end of a step on the device: clipping, the count, the metrics, and the withheld update of a
  * non-finite step. */
-static void test_optimizer_step(cuvae_cuda_ctx *ctx)
+static void parity_optimizer_step(cuvae_cuda_ctx *ctx)
 {
     cuvae_status st;
     const size_t n = 5003;
@@ -508,7 +558,13 @@ static void test_optimizer_step(cuvae_cuda_ctx *ctx)
     free(before);
 }
 
-int main(void)
+/* The table's rows, each calling parity_<op> with the context. */
+template <void (*PARITY)(cuvae_cuda_ctx *)> static void with_ctx(void *ctx)
+{
+    PARITY((cuvae_cuda_ctx *)ctx);
+}
+
+int main(int argc, char **argv)
 {
     char name[256];
     if (!cuvae_cuda_available(name, sizeof name)) {
@@ -520,24 +576,9 @@ int main(void)
     cuvae_cuda_ctx ctx;
 
     REQUIRE_OK(cuvae_cuda_ctx_init(&ctx, CUVAE_PREC_FP32, CUVAE_PARITY_SEED, &st), st);
-    test_philox(&ctx);
-    test_normals(&ctx);
-    test_gather(&ctx);
-    for (int epi = 1; epi >= 0; epi--) {
-        const int odd[4] = {37, 29, 19, 11};      /* odd sizes: rows of odd byte lengths */
-        const int mnist[4] = {784, 512, 256, 64}; /* the default model's encoder, 2L = 64 */
-        test_mlp(&ctx, 13, odd, epi);
-        test_mlp(&ctx, 128, mnist, epi);
-    }
-    test_reparam_kl(&ctx, 0.0f);
-    test_reparam_kl(&ctx, 0.5f);
-    test_likelihood(&ctx, CUVAE_LIK_BERNOULLI);
-    test_likelihood(&ctx, CUVAE_LIK_GAUSSIAN);
-    test_sum_squares(&ctx);
-    test_adam(&ctx, 0, 0.0f);
-    test_adam(&ctx, 0, 0.01f);
-    test_adam(&ctx, 1, 0.01f);
-    test_optimizer_step(&ctx);
+#define PARITY_ROW(op, grad) {#op, with_ctx<parity_##op>},
+    static const cuvae_op_test ops[] = {CUVAE_TEST_OPS(PARITY_ROW)};
+    cuvae_run_op_tests("gpu_parity", ops, sizeof ops / sizeof ops[0], &ctx, argc, argv);
     cuvae_cuda_ctx_release(&ctx);
 
     return cuvae_test_finish("gpu_parity");
