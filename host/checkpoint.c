@@ -323,7 +323,8 @@ static int match_layout(const entry *e, size_t n, const char *name, cuvae_ckpt *
         if (found[i] < 0) continue;
         const entry *x = &e[found[i]];
         const cuvae_tensor_info *want = &t[i % *n_t];
-        uint64_t ws[2] = {(uint64_t)want->shape[0], (uint64_t)want->shape[1]};
+        uint64_t ws[CUVAE_MAX_DIMS];
+        for (int d = 0; d < want->ndim; d++) ws[d] = (uint64_t)want->shape[d];
         int same = x->ndim == want->ndim;
         for (int d = 0; same && d < want->ndim; d++) same = x->shape[d] == ws[d];
         if (!same)

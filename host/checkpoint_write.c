@@ -45,15 +45,16 @@ static int check_inputs(const cuvae_config *config, const cuvae_model *model,
                         const cuvae_tensor_info *t, int n_t, cuvae_status *st)
 {
     cuvae_model ref;
-    if (cuvae_model_layout(&ref, config, model->x_dim, st))
+    if (cuvae_model_layout_shape(&ref, config, model->x_shape, st))
         return cuvae_fail_prefix(st, "the model does not follow the config");
     cuvae_tensor_info rt[CUVAE_MAX_TENSORS];
     int n_r = cuvae_model_tensors(&ref, rt);
     int same = n_r == n_t && ref.n_params == model->n_params;
-    for (int i = 0; same && i < n_t; i++)
+    for (int i = 0; same && i < n_t; i++) {
         same = strcmp(rt[i].name, t[i].name) == 0 && rt[i].offset == t[i].offset &&
-               rt[i].count == t[i].count && rt[i].shape[0] == t[i].shape[0] &&
-               rt[i].shape[1] == t[i].shape[1];
+               rt[i].count == t[i].count && rt[i].ndim == t[i].ndim;
+        for (int d = 0; same && d < t[i].ndim; d++) same = rt[i].shape[d] == t[i].shape[d];
+    }
     if (!same) return cuvae_fail(st, "the model's layout does not follow the config");
     if (!state || !state->params) return cuvae_fail(st, "no parameters given");
     if ((state->m == NULL) != (state->v == NULL))
