@@ -110,6 +110,13 @@ static int build_file(const cuvae_config *config, const cuvae_model *model,
     }
     snprintf(num, sizeof num, "%.17g", meta->best_valid);
     bad |= json_object_set_new(md, "best_valid", json_string(num)) != 0;
+    /* The input shape only when it is not the one a reader assumes without it: the files of
+     * square one-channel data stay as they were, and older readers read the others. */
+    cuvae_shape x = model->x_shape;
+    if (!cuvae_shape_equal(x, cuvae_shape_default(model->x_dim))) {
+        snprintf(num, sizeof num, "%d,%d,%d", x.c, x.h, x.w);
+        bad |= json_object_set_new(md, CUVAE_CKPT_INPUT_SHAPE_KEY, json_string(num)) != 0;
+    }
     /* json_string refuses text that is not UTF-8 (a path in the config, say). */
     json_t *ini_json = ini ? json_string(ini) : NULL;
     int ini_bad = ini && !ini_json;
