@@ -14,12 +14,10 @@ typedef struct {
     cuvae_bf16 *params16; /* [n_params]: bf16(params), the GEMMs' weights and biases */
     cuvae_bf16 *x16;      /* [max_batch, x_dim]: the batch */
     cuvae_bf16 *z16;      /* [max_batch, latent]: the latents */
-    cuvae_bf16
-        *enc16[CUVAE_MAX_LAYERS]; /* hidden layers [max_batch, enc.layer[i].out]; last NULL */
-    cuvae_bf16
-        *dec16[CUVAE_MAX_LAYERS]; /* hidden layers [max_batch, dec.layer[i].out]; last NULL */
-    cuvae_bf16 *dy16;             /* [max_batch, max_width]: activation gradients */
-    size_t bytes;                 /* all of the above */
+    cuvae_bf16 *enc16[CUVAE_MAX_LAYERS]; /* hidden [max_batch, enc.layer[i].out]; last NULL */
+    cuvae_bf16 *dec16[CUVAE_MAX_LAYERS]; /* hidden [max_batch, dec.layer[i].out]; last NULL */
+    cuvae_bf16 *dy16;                    /* [max_batch, max_width]: activation gradients */
+    size_t bytes;                        /* all of the above */
 } cuvae_bf16_step;
 
 /* Allocates s's buffers for max_batch rows of model m (s zeroed first). On failure what was

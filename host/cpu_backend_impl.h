@@ -31,15 +31,13 @@ typedef struct {
 /* Training activations, all [rows, ...]: sized for the largest batch seen. */
 typedef struct {
     int rows;
-    float *x; /* [rows, x_dim] input (the likelihood's target) */
-    float
-        *enc[CUVAE_MAX_LAYERS]; /* [rows, enc.layer[i].out] post-activation; last = [mu | logvar] */
-    float *eps;                 /* [rows, latent] */
-    float *z;                   /* [rows, latent] */
-    float
-        *dec[CUVAE_MAX_LAYERS]; /* [rows, dec.layer[i].out] post-activation; last = logits/means */
-    float *grad_a, *grad_b;     /* [rows, max_width] gradient ping-pong */
-    float *scratch;             /* the layer kinds' scratch (cuvae_cpu_stack_scratch); NULL: none */
+    float *x;                      /* [rows, x_dim] input (the likelihood's target) */
+    float *enc[CUVAE_MAX_LAYERS];  /* [rows, enc.layer[i].out] post-activation; last = mu|logvar */
+    float *eps;                    /* [rows, latent] */
+    float *z;                      /* [rows, latent] */
+    float *dec[CUVAE_MAX_LAYERS];  /* [rows, dec.layer[i].out] post-activation; last = output */
+    float *grad_a, *grad_b;        /* [rows, max_width] gradient ping-pong */
+    float *scratch;                /* the layer kinds' scratch; NULL when none needs any */
     double *nll, *kl, *kl_floored; /* [rows] */
     size_t bytes;
 } cpu_train_acts;
