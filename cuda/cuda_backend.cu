@@ -59,12 +59,12 @@ static int encoder_forward(cuda_backend *cb, const float *x, int B, cuvae_status
 {
     const cuvae_model *m = &cb->m;
     cuvae_bf16_step *h = &cb->bf16_step;
-    int rc = is_bf16(cb)
-                 ? cuvae_bf16_half_forward(&cb->ctx, m->enc, m->n_enc, cb->params, h->params16, x,
-                                           h->x16, B, h->enc16, cb->enc[m->n_enc - 1], cb->grad_b,
-                                           cb->enc_mask, cb->ctx.stream, st)
-                 : cuvae_mlp_forward(&cb->ctx, m->enc, m->n_enc, cb->params, x, B, cb->enc,
-                                     cb->enc_mask, cb->ctx.stream, st);
+    int rc = is_bf16(cb) ? cuvae_bf16_half_forward(&cb->ctx, m->enc.layer, m->enc.n, cb->params,
+                                                   h->params16, x, h->x16, B, h->enc16,
+                                                   cb->enc[m->enc.n - 1], cb->grad_b, cb->enc_mask,
+                                                   cb->ctx.stream, st)
+                         : cuvae_mlp_forward(&cb->ctx, m->enc.layer, m->enc.n, cb->params, x, B,
+                                             cb->enc, cb->enc_mask, cb->ctx.stream, st);
     if (rc) return cuvae_fail_prefix(st, "encoder");
     return 0;
 }
@@ -73,12 +73,12 @@ static int decoder_forward(cuda_backend *cb, int B, cuvae_status *st)
 {
     const cuvae_model *m = &cb->m;
     cuvae_bf16_step *h = &cb->bf16_step;
-    int rc = is_bf16(cb)
-                 ? cuvae_bf16_half_forward(&cb->ctx, m->dec, m->n_dec, cb->params, h->params16,
-                                           cb->z, h->z16, B, h->dec16, cb->dec[m->n_dec - 1],
-                                           cb->grad_b, cb->dec_mask, cb->ctx.stream, st)
-                 : cuvae_mlp_forward(&cb->ctx, m->dec, m->n_dec, cb->params, cb->z, B, cb->dec,
-                                     cb->dec_mask, cb->ctx.stream, st);
+    int rc = is_bf16(cb) ? cuvae_bf16_half_forward(&cb->ctx, m->dec.layer, m->dec.n, cb->params,
+                                                   h->params16, cb->z, h->z16, B, h->dec16,
+                                                   cb->dec[m->dec.n - 1], cb->grad_b, cb->dec_mask,
+                                                   cb->ctx.stream, st)
+                         : cuvae_mlp_forward(&cb->ctx, m->dec.layer, m->dec.n, cb->params, cb->z, B,
+                                             cb->dec, cb->dec_mask, cb->ctx.stream, st);
     if (rc) return cuvae_fail_prefix(st, "decoder");
     return 0;
 }
@@ -90,24 +90,24 @@ static int network_backward(cuda_backend *cb, int B, int with_reparam, cuvae_sta
     cuvae_bf16_step *h = &cb->bf16_step;
     float *dz = NULL, *discard = NULL;
     /* The decoder's dz comes back in fp32 either way: the reparameterization's backward is fp32. */
-    int rc = is_bf16(cb)
-                 ? cuvae_bf16_half_backward(&cb->ctx, m->dec, m->n_dec, h->params16, cb->grads,
-                                            h->z16, B, h->dec16, cb->dec_mask, cb->grad_a, h->dy16,
-                                            cb->grad_b, 1, &dz, cb->ctx.stream, st)
-                 : cuvae_mlp_backward(&cb->ctx, m->dec, m->n_dec, cb->params, cb->grads, cb->z, B,
-                                      cb->dec, cb->dec_mask, cb->grad_a, cb->grad_b, 1, &dz,
-                                      cb->ctx.stream, st);
+    int rc = is_bf16(cb) ? cuvae_bf16_half_backward(&cb->ctx, m->dec.layer, m->dec.n, h->params16,
+                                                    cb->grads, h->z16, B, h->dec16, cb->dec_mask,
+                                                    cb->grad_a, h->dy16, cb->grad_b, 1, &dz,
+                                                    cb->ctx.stream, st)
+                         : cuvae_mlp_backward(&cb->ctx, m->dec.layer, m->dec.n, cb->params,
+                                              cb->grads, cb->z, B, cb->dec, cb->dec_mask,
+                                              cb->grad_a, cb->grad_b, 1, &dz, cb->ctx.stream, st);
     if (rc) return cuvae_fail_prefix(st, "decoder");
     float *denc = dz == cb->grad_a ? cb->grad_b : cb->grad_a;
-    if (with_reparam && cuvae_reparam_kl_backward(&cb->ctx, cb->enc[m->n_enc - 1], cb->eps, dz, B,
+    if (with_reparam && cuvae_reparam_kl_backward(&cb->ctx, cb->enc[m->enc.n - 1], cb->eps, dz, B,
                                                   m->latent, &cb->ctx.d_step->beta,
                                                   cb->c.train.free_bits, denc, cb->ctx.stream, st))
         return -1;
     rc = is_bf16(cb)
-             ? cuvae_bf16_half_backward(&cb->ctx, m->enc, m->n_enc, h->params16, cb->grads, h->x16,
-                                        B, h->enc16, cb->enc_mask, denc, h->dy16, dz, 0, &discard,
-                                        cb->ctx.stream, st)
-             : cuvae_mlp_backward(&cb->ctx, m->enc, m->n_enc, cb->params, cb->grads, cb->x, B,
+             ? cuvae_bf16_half_backward(&cb->ctx, m->enc.layer, m->enc.n, h->params16, cb->grads,
+                                        h->x16, B, h->enc16, cb->enc_mask, denc, h->dy16, dz, 0,
+                                        &discard, cb->ctx.stream, st)
+             : cuvae_mlp_backward(&cb->ctx, m->enc.layer, m->enc.n, cb->params, cb->grads, cb->x, B,
                                   cb->enc, cb->enc_mask, denc, dz, 0, &discard, cb->ctx.stream, st);
     if (rc) return cuvae_fail_prefix(st, "encoder");
     return 0;
@@ -163,12 +163,12 @@ static int enqueue_step(cuda_backend *cb, int B, cuvae_status *st)
                              cb->x, stream, st))
         return -1;
     if (encoder_forward(cb, cb->x, B, st)) return -1;
-    if (cuvae_reparam_kl_forward(ctx, cb->enc[m->n_enc - 1], B, L, cb->c.train.free_bits,
+    if (cuvae_reparam_kl_forward(ctx, cb->enc[m->enc.n - 1], B, L, cb->c.train.free_bits,
                                  &ctx->d_step->step, cb->eps, cb->z, cb->kl, cb->kl_floored, stream,
                                  st))
         return -1;
     if (decoder_forward(cb, B, st)) return -1;
-    if (cuvae_likelihood_forward(ctx, cb->dec[m->n_dec - 1], cb->x, B, D, 1, m->likelihood,
+    if (cuvae_likelihood_forward(ctx, cb->dec[m->dec.n - 1], cb->x, B, D, 1, m->likelihood,
                                  m->gaussian_sigma, 1.0f / (float)B, cb->nll, cb->grad_a, stream,
                                  st))
         return -1;

@@ -81,7 +81,7 @@ static int alloc_training(cuda_backend *cb, cuvae_status *st)
 {
     const cuvae_model *m = &cb->m;
     size_t B = (size_t)cb->max_batch, n = m->n_params, L = (size_t)m->latent;
-    size_t W = (size_t)m->max_width;
+    size_t W = (size_t)cuvae_model_max_width(m);
     if (cuvae_cuda_alloc(&cb->ctx, (void **)&cb->params, n * sizeof(float), "parameters", st) ||
         cuvae_cuda_alloc(&cb->ctx, (void **)&cb->grads, n * sizeof(float), "gradients", st) ||
         cuvae_cuda_alloc(&cb->ctx, (void **)&cb->adam_m, n * sizeof(float), "Adam first moments",
@@ -100,8 +100,8 @@ static int alloc_training(cuda_backend *cb, cuvae_status *st)
         alloc_act(cb, (void **)&cb->kl_floored, B * sizeof(double), "per-example KL", st))
         return -1;
     for (int dec_half = 0; dec_half < 2; dec_half++) {
-        const cuvae_linear *layers = dec_half ? m->dec : m->enc;
-        int count = dec_half ? m->n_dec : m->n_enc;
+        const cuvae_layer *layers = cuvae_model_stack(m, dec_half)->layer;
+        int count = cuvae_model_stack(m, dec_half)->n;
         float **acts = dec_half ? cb->dec : cb->enc;
         cuvae_relu_mask *masks = dec_half ? cb->dec_mask : cb->enc_mask;
         for (int i = 0; i < count; i++) {
@@ -147,13 +147,13 @@ static void device_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
     cuvae_mem_add(plan, "parameters", p);
     cuvae_mem_add(plan, "gradients", p);
     cuvae_mem_add(plan, "Adam moments", cuvae_mem_mul(p, 2));
-    uint64_t per_row =
-        sizeof(int32_t) + 3 * sizeof(double) +
-        sizeof(float) * ((uint64_t)m->x_dim + 2 * (uint64_t)m->latent + 2 * (uint64_t)m->max_width);
+    uint64_t per_row = sizeof(int32_t) + 3 * sizeof(double) +
+                       sizeof(float) * ((uint64_t)m->x_dim + 2 * (uint64_t)m->latent +
+                                        2 * (uint64_t)cuvae_model_max_width(m));
     uint64_t acts = cuvae_mem_mul(B, per_row);
     for (int half = 0; half < 2; half++) {
-        const cuvae_linear *layers = half ? m->dec : m->enc;
-        int count = half ? m->n_dec : m->n_enc;
+        const cuvae_layer *layers = cuvae_model_stack(m, half)->layer;
+        int count = cuvae_model_stack(m, half)->n;
         for (int i = 0; i < count; i++) {
             acts = cuvae_mem_add_bytes(acts,
                                        cuvae_mem_mul(B * sizeof(float), (uint64_t)layers[i].out));
@@ -197,6 +197,15 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     if (!spec || !spec->model || !spec->config) {
         cuvae_fail(st, "cuda backend: no model or config given");
         return NULL;
+    }
+    for (int half = 0; half < 2; half++) {
+        const cuvae_stack *s = cuvae_model_stack(spec->model, half);
+        for (int i = 0; i < s->n; i++)
+            if (s->layer[i].kind != CUVAE_LAYER_LINEAR) {
+                cuvae_fail(st, "cuda backend: %s layer %d: layer kind %d is not implemented",
+                           half ? "decoder" : "encoder", i, (int)s->layer[i].kind);
+                return NULL;
+            }
     }
     char name[256];
     if (!cuvae_cuda_available(name, sizeof name)) {

@@ -43,8 +43,8 @@ typedef struct {
     /* Training activations for max_batch rows. */
     int32_t *idx;                 /* [max_batch] */
     float *x;                     /* [max_batch, x_dim] */
-    float *enc[CUVAE_MAX_LAYERS]; /* [max_batch, enc[i].out]; last = [mu | logvar] */
-    float *dec[CUVAE_MAX_LAYERS]; /* [max_batch, dec[i].out]; last = logits or means */
+    float *enc[CUVAE_MAX_LAYERS]; /* [max_batch, enc.layer[i].out]; last = [mu | logvar] */
+    float *dec[CUVAE_MAX_LAYERS]; /* [max_batch, dec.layer[i].out]; last = logits or means */
     cuvae_relu_mask enc_mask[CUVAE_MAX_LAYERS], dec_mask[CUVAE_MAX_LAYERS]; /* hidden layers */
     float *eps, *z;                /* [max_batch, latent] */
     float *grad_a, *grad_b;        /* [max_batch, max_width] gradient ping-pong */

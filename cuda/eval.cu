@@ -99,7 +99,7 @@ static __global__ void sigmoid_kernel(float *x, size_t n)
 
 static size_t bytes_per_row(const cuvae_model *m)
 {
-    size_t D = (size_t)m->x_dim, W = (size_t)m->max_width, L = (size_t)m->latent;
+    size_t D = (size_t)m->x_dim, W = (size_t)cuvae_model_max_width(m), L = (size_t)m->latent;
     return sizeof(int32_t) + sizeof(float) * (2 * D + 2 * W + 3 * L) + sizeof(double) * 7;
 }
 
@@ -144,7 +144,7 @@ int cuvae_eval_buffers_alloc(cuvae_cuda_ctx *ctx, const cuvae_model *model, int 
 {
     if (b->cap_rows) cuvae_eval_buffers_free(ctx, b);
     if (cap_rows < 1) return cuvae_fail(st, "evaluation buffers: %d rows", cap_rows);
-    size_t R = (size_t)cap_rows, D = (size_t)model->x_dim, W = (size_t)model->max_width,
+    size_t R = (size_t)cap_rows, D = (size_t)model->x_dim, W = (size_t)cuvae_model_max_width(model),
            L = (size_t)model->latent;
     struct {
         void **p;
@@ -195,15 +195,17 @@ int cuvae_eval_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const floa
     float *act[CUVAE_MAX_LAYERS];
     if (cuvae_gather_forward(ctx, pixels, n_rows, D, b->idx, n, 0, NULL, b->x, stream, st))
         return -1;
-    activations(act, model->n_enc, b, b->enc);
-    if (cuvae_mlp_forward(ctx, model->enc, model->n_enc, params, b->x, n, act, NULL, stream, st))
+    activations(act, model->enc.n, b, b->enc);
+    if (cuvae_mlp_forward(ctx, model->enc.layer, model->enc.n, params, b->x, n, act, NULL, stream,
+                          st))
         return cuvae_fail_prefix(st, "encoder");
     expand_kernel<<<(rows + EXPAND_WARPS - 1) / EXPAND_WARPS, EXPAND_WARPS * 32, 0, stream>>>(
         b->enc, b->idx, n, K, L, ctx->seed, counter, b->z, b->lw, b->kl);
     CUDA_CHECK_LAUNCH(st);
     if (!decode) return 0;
-    activations(act, model->n_dec, b, b->out);
-    if (cuvae_mlp_forward(ctx, model->dec, model->n_dec, params, b->z, rows, act, NULL, stream, st))
+    activations(act, model->dec.n, b, b->out);
+    if (cuvae_mlp_forward(ctx, model->dec.layer, model->dec.n, params, b->z, rows, act, NULL,
+                          stream, st))
         return cuvae_fail_prefix(st, "decoder");
     if (cuvae_likelihood_forward(ctx, b->out, b->x, rows, D, K, model->likelihood,
                                  model->gaussian_sigma, 0.0f, b->nll, NULL, stream, st))
@@ -221,8 +223,9 @@ int cuvae_decode_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const fl
     if (n < 1 || n > b->cap_rows)
         return cuvae_fail(st, "decode: %d latents: expected 1..%d per call", n, b->cap_rows);
     float *act[CUVAE_MAX_LAYERS];
-    activations(act, model->n_dec, b, b->out);
-    if (cuvae_mlp_forward(ctx, model->dec, model->n_dec, params, b->z, n, act, NULL, stream, st))
+    activations(act, model->dec.n, b, b->out);
+    if (cuvae_mlp_forward(ctx, model->dec.layer, model->dec.n, params, b->z, n, act, NULL, stream,
+                          st))
         return cuvae_fail_prefix(st, "decoder");
     if (model->likelihood == CUVAE_LIK_BERNOULLI) {
         size_t total = (size_t)n * (size_t)model->x_dim;

@@ -190,7 +190,7 @@ int cuvae_linear_backward(cuvae_cuda_ctx *ctx, const float *x, const float *w, c
     return 0;
 }
 
-int cuvae_mlp_forward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_mlp_forward(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                       const float *params, const float *x, int B, float *const *act,
                       cuvae_relu_mask *masks, cudaStream_t stream, cuvae_status *st)
 {
@@ -210,7 +210,7 @@ int cuvae_mlp_forward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_lay
     return 0;
 }
 
-int cuvae_mlp_backward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_mlp_backward(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                        const float *params, float *grads, const float *x, int B, float *const *act,
                        const cuvae_relu_mask *masks, float *dy, float *scratch, int want_dx,
                        float **result, cudaStream_t stream, cuvae_status *st)
@@ -224,7 +224,7 @@ int cuvae_mlp_backward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_la
     if (!layers || !params || !grads || !x || !dy || !scratch || (n_layers > 1 && !act))
         return cuvae_fail(st, "mlp backward: a NULL buffer");
     for (int i = n_layers - 1; i >= 0; i--) {
-        const cuvae_linear *l = &layers[i];
+        const cuvae_layer *l = &layers[i];
         int hidden_input = i > 0;
         int need_dx = hidden_input || want_dx;
         if (cuvae_linear_backward(ctx, hidden_input ? act[i - 1] : x, params + l->w, dy, B, l->in,

@@ -47,7 +47,7 @@ int cuvae_linear_backward(cuvae_cuda_ctx *ctx, const float *x, const float *w, c
  * layer but the last. act[i] [B, layers[i].out] receives layer i's output (consecutive layers must
  * not share a buffer); masks (NULL, or one per layer, the last unused) receive the ReLU masks for
  * the backward. x [B, layers[0].in]. */
-int cuvae_mlp_forward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_mlp_forward(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                       const float *params, const float *x, int B, float *const *act,
                       cuvae_relu_mask *masks, cudaStream_t stream, cuvae_status *st);
 
@@ -57,7 +57,7 @@ int cuvae_mlp_forward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_lay
  * [B, widest layer]) are used in turn, so both are overwritten. Layer i > 0 also produces layer
  * i-1's bias gradient (its input is that layer's ReLU output). *result is the buffer holding the
  * gradient with respect to x when want_dx, else NULL (an encoder's input is data). */
-int cuvae_mlp_backward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_mlp_backward(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                        const float *params, float *grads, const float *x, int B, float *const *act,
                        const cuvae_relu_mask *masks, float *dy, float *scratch, int want_dx,
                        float **result, cudaStream_t stream, cuvae_status *st);

@@ -156,7 +156,7 @@ static int layer_forward(cuvae_cuda_ctx *ctx, const cuvae_bf16 *x16, const cuvae
     return 0;
 }
 
-int cuvae_mlp_forward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_mlp_forward_bf16(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                            const float *params, const cuvae_bf16 *params16, const cuvae_bf16 *x16,
                            int B, cuvae_bf16 *const *act16, float *out, float *scratch,
                            cuvae_relu_mask *masks, cudaStream_t stream, cuvae_status *st)
@@ -167,7 +167,7 @@ int cuvae_mlp_forward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int 
         return cuvae_fail(st, "bf16 mlp forward: a NULL buffer");
     const cuvae_bf16 *in = x16;
     for (int i = 0; i < n_layers; i++) {
-        const cuvae_linear *l = &layers[i];
+        const cuvae_layer *l = &layers[i];
         int hidden = i + 1 < n_layers;
         if (hidden && !act16[i]) return cuvae_fail(st, "bf16 mlp forward: layer %d: no output", i);
         if (layer_forward(ctx, in, params16 + l->w, params16 + l->b, params + l->b, B, l->in,
@@ -238,7 +238,7 @@ static int layer_backward(cuvae_cuda_ctx *ctx, const cuvae_bf16 *x16, const cuva
     return 0;
 }
 
-int cuvae_mlp_backward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_mlp_backward_bf16(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                             const cuvae_bf16 *params16, float *grads, const cuvae_bf16 *x16, int B,
                             cuvae_bf16 *const *act16, const cuvae_relu_mask *masks, float *dy,
                             cuvae_bf16 *dy16, float *scratch, int want_dx, float **result,
@@ -254,7 +254,7 @@ int cuvae_mlp_backward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int
         (n_layers > 1 && !act16))
         return cuvae_fail(st, "bf16 mlp backward: a NULL buffer");
     for (int i = n_layers - 1; i >= 0; i--) {
-        const cuvae_linear *l = &layers[i];
+        const cuvae_layer *l = &layers[i];
         int hidden_input = i > 0;
         int need_dx = hidden_input || want_dx;
         /* The previous layer's GEMMs read the input gradient in bf16; the decoder's dz goes to

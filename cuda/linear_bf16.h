@@ -36,7 +36,7 @@ int cuvae_bf16_from_f32(const float *x, cuvae_bf16 *y, size_t n, cudaStream_t st
  * [B, widest hidden layer]; may be NULL for a single layer) holds a hidden layer's accumulators
  * where no fused epilogue runs, and is overwritten. masks (NULL, or one per layer, the last
  * unused) receive the ReLU masks. */
-int cuvae_mlp_forward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_mlp_forward_bf16(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                            const float *params, const cuvae_bf16 *params16, const cuvae_bf16 *x16,
                            int B, cuvae_bf16 *const *act16, float *out, float *scratch,
                            cuvae_relu_mask *masks, cudaStream_t stream, cuvae_status *st);
@@ -47,7 +47,7 @@ int cuvae_mlp_forward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int 
  * scratch (fp32, each [B, widest layer]) are used in turn and dy16 is rewritten with each
  * layer's input gradient, so all three are overwritten. *result is the fp32 buffer holding the
  * gradient with respect to the input when want_dx (the decoder's dz), else NULL. */
-int cuvae_mlp_backward_bf16(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_mlp_backward_bf16(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                             const cuvae_bf16 *params16, float *grads, const cuvae_bf16 *x16, int B,
                             cuvae_bf16 *const *act16, const cuvae_relu_mask *masks, float *dy,
                             cuvae_bf16 *dy16, float *scratch, int want_dx, float **result,

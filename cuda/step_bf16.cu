@@ -20,16 +20,17 @@ int cuvae_bf16_step_alloc(cuvae_cuda_ctx *ctx, const cuvae_model *m, int max_bat
     if (alloc_bf16(ctx, s, &s->params16, m->n_params, "bf16 parameters", st) ||
         alloc_bf16(ctx, s, &s->x16, B * (size_t)m->x_dim, "bf16 batch inputs", st) ||
         alloc_bf16(ctx, s, &s->z16, B * (size_t)m->latent, "bf16 latents", st) ||
-        alloc_bf16(ctx, s, &s->dy16, B * (size_t)m->max_width, "bf16 activation gradients", st))
+        alloc_bf16(ctx, s, &s->dy16, B * (size_t)cuvae_model_max_width(m),
+                   "bf16 activation gradients", st))
         return -1;
     /* The last layer of each half writes its fp32 buffer (cuda_backend.cu's enc/dec). */
-    for (int i = 0; i + 1 < m->n_enc; i++)
-        if (alloc_bf16(ctx, s, &s->enc16[i], B * (size_t)m->enc[i].out, "bf16 encoder activations",
-                       st))
+    for (int i = 0; i + 1 < m->enc.n; i++)
+        if (alloc_bf16(ctx, s, &s->enc16[i], B * (size_t)m->enc.layer[i].out,
+                       "bf16 encoder activations", st))
             return -1;
-    for (int i = 0; i + 1 < m->n_dec; i++)
-        if (alloc_bf16(ctx, s, &s->dec16[i], B * (size_t)m->dec[i].out, "bf16 decoder activations",
-                       st))
+    for (int i = 0; i + 1 < m->dec.n; i++)
+        if (alloc_bf16(ctx, s, &s->dec16[i], B * (size_t)m->dec.layer[i].out,
+                       "bf16 decoder activations", st))
             return -1;
     return 0;
 }
@@ -45,7 +46,7 @@ void cuvae_bf16_step_free(cuvae_bf16_step *s)
     memset(s, 0, sizeof *s);
 }
 
-int cuvae_bf16_half_forward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_bf16_half_forward(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                             const float *params, const cuvae_bf16 *params16, const float *x,
                             cuvae_bf16 *x16, int B, cuvae_bf16 *const *act16, float *out,
                             float *scratch, cuvae_relu_mask *masks, cudaStream_t stream,
@@ -61,7 +62,7 @@ int cuvae_bf16_half_forward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int
                                   scratch, masks, stream, st);
 }
 
-int cuvae_bf16_half_backward(cuvae_cuda_ctx *ctx, const cuvae_linear *layers, int n_layers,
+int cuvae_bf16_half_backward(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
                              const cuvae_bf16 *params16, float *grads, const cuvae_bf16 *x16, int B,
                              cuvae_bf16 *const *act16, const cuvae_relu_mask *masks, float *dy,
                              cuvae_bf16 *dy16, float *scratch, int want_dx, float **result,

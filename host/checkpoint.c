@@ -94,6 +94,23 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+/* input_shape: "C,H,W", three positive decimal integers. */
+static int parse_shape(const char *s, cuvae_shape *out)
+{
+    int v[3];
+    for (int k = 0; k < 3; k++) {
+        if (!s || *s < '0' || *s > '9') return -1;
+        int64_t n = 0;
+        for (; *s >= '0' && *s <= '9'; s++)
+            if ((n = n * 10 + (*s - '0')) > INT32_MAX) return -1;
+        if (n < 1 || *s != (k < 2 ? ',' : '\0')) return -1;
+        v[k] = (int)n;
+        s++;
+    }
+    *out = (cuvae_shape){v[0], v[1], v[2]};
+    return 0;
+}
+
 /* best_valid: a number written with %.17g, or inf (no validation yet); never NaN or -inf. */
 static int parse_best(const char *s, double *out)
 {
@@ -277,8 +294,9 @@ static int check_coverage(entry *e, size_t n, uint64_t data_len, const char *nam
 /* The model's layout from the metadata's config and encoder.0.weight's input width, and every
  * tensor's name and shape against it. found[g * n_t + i] is the entry of tensor i of group g
  * (0 params, 1 optim.m, 2 optim.v), or -1. */
-static int match_layout(const entry *e, size_t n, const char *name, cuvae_ckpt *out,
-                        cuvae_tensor_info *t, int *n_t, long *found, cuvae_status *st)
+static int match_layout(const entry *e, size_t n, const char *name, const char *shape_text,
+                        cuvae_ckpt *out, cuvae_tensor_info *t, int *n_t, long *found,
+                        cuvae_status *st)
 {
     const cuvae_config *c = &out->config;
     /* Sizes beyond these would overflow int arithmetic in the layout; the config's own range
@@ -297,7 +315,23 @@ static int match_layout(const entry *e, size_t n, const char *name, cuvae_ckpt *
                           "%s: tensor encoder.0.weight: shape %s, expected [%d,x_dim] with x_dim "
                           ">= 1 for the model in the checkpoint's config",
                           name, show_shape(first->ndim, first->shape).s, h1);
-    if (cuvae_model_layout(&out->model, c, (int)first->shape[1], st))
+    /* The input shape: recorded when it is not the default one (cuvae_shape_default), which
+     * checkpoints written before it was recorded keep. */
+    int x_dim = (int)first->shape[1];
+    cuvae_shape x = cuvae_shape_default(x_dim);
+    if (shape_text) {
+        if (parse_shape(shape_text, &x))
+            return cuvae_fail(st,
+                              "%s: metadata key input_shape malformed (expected C,H,W: three "
+                              "positive decimal integers, got '%s')",
+                              name, show(shape_text).s);
+        if ((int64_t)x.c * x.h * x.w != x_dim)
+            return cuvae_fail(st,
+                              "%s: metadata: input_shape %d,%d,%d holds %" PRId64
+                              " values but encoder.0.weight takes %d",
+                              name, x.c, x.h, x.w, (int64_t)x.c * x.h * x.w, x_dim);
+    }
+    if (cuvae_model_layout_shape(&out->model, c, x, st))
         return cuvae_fail_prefix(st, "%s: config in metadata", name);
     *n_t = cuvae_model_tensors(&out->model, t);
     int total = 3 * *n_t;
@@ -323,7 +357,8 @@ static int match_layout(const entry *e, size_t n, const char *name, cuvae_ckpt *
         if (found[i] < 0) continue;
         const entry *x = &e[found[i]];
         const cuvae_tensor_info *want = &t[i % *n_t];
-        uint64_t ws[2] = {(uint64_t)want->shape[0], (uint64_t)want->shape[1]};
+        uint64_t ws[CUVAE_MAX_DIMS];
+        for (int d = 0; d < want->ndim; d++) ws[d] = (uint64_t)want->shape[d];
         int same = x->ndim == want->ndim;
         for (int d = 0; same && d < want->ndim; d++) same = x->shape[d] == ws[d];
         if (!same)
@@ -410,7 +445,8 @@ static int parse_header(const json_t *root, const uint8_t *section, uint64_t dat
     cuvae_tensor_info t[CUVAE_MAX_TENSORS];
     long found[3 * CUVAE_MAX_TENSORS];
     int n_t = 0;
-    if (match_layout(e, n, name, out, t, &n_t, found, st)) goto done;
+    const char *shape_text = json_string_value(json_object_get(md, CUVAE_CKPT_INPUT_SHAPE_KEY));
+    if (match_layout(e, n, name, shape_text, out, t, &n_t, found, st)) goto done;
 
     /* The values' consistency before the checksum, so that an edited field is named. */
     if (cuvae_ckpt_check_meta(out, name, st)) goto done;

@@ -2,7 +2,9 @@
  * little-endian F32 data. Tensors: the model's (encoder.{i}.weight ...), plus optim.m.<name> and
  * optim.v.<name> when the optimizer state is saved. __metadata__ (all values strings): format
  * ("cuvae-checkpoint"), format_version, step, epoch, epoch_step, seed, data_seed, adam_t,
- * rng_counter, best_valid, config (the resolved INI text), crc32 (8 hex digits). Format 2 (written
+ * rng_counter, best_valid, config (the resolved INI text), crc32 (8 hex digits), and input_shape
+ * ("C,H,W" of one example) when it is not the default of cuvae_shape_default (one channel, square
+ * when x_dim is a perfect square, else one row: what files without the key get). Format 2 (written
  * today): the zlib CRC-32 covers the metadata, the tensors' order and the data
  * (cuvae_ckpt_crc_v2 in checkpoint_format.h); format 1 (still read, its metadata "unchecked"):
  * the data section only. PyTorch's safetensors.torch.load_file reads both. */

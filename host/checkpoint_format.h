@@ -14,6 +14,9 @@
 #define CUVAE_CKPT_FORMAT_NAME "cuvae-checkpoint"
 #define CUVAE_CKPT_HEADER_ALIGN 8 /* JSON padded with spaces so that the data are 8-aligned */
 #define CUVAE_CKPT_N_U64_KEYS 7
+/* Optional metadata key: the input shape "C,H,W", written only when it differs from
+ * cuvae_shape_default(x_dim) (model.h), which a file without it gets. */
+#define CUVAE_CKPT_INPUT_SHAPE_KEY "input_shape"
 
 /* Metadata keys holding decimal u64 values, in the order they are written:
  * step, epoch, epoch_step, seed, data_seed, adam_t, rng_counter. */

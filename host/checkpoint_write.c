@@ -45,15 +45,16 @@ static int check_inputs(const cuvae_config *config, const cuvae_model *model,
                         const cuvae_tensor_info *t, int n_t, cuvae_status *st)
 {
     cuvae_model ref;
-    if (cuvae_model_layout(&ref, config, model->x_dim, st))
+    if (cuvae_model_layout_shape(&ref, config, model->x_shape, st))
         return cuvae_fail_prefix(st, "the model does not follow the config");
     cuvae_tensor_info rt[CUVAE_MAX_TENSORS];
     int n_r = cuvae_model_tensors(&ref, rt);
     int same = n_r == n_t && ref.n_params == model->n_params;
-    for (int i = 0; same && i < n_t; i++)
+    for (int i = 0; same && i < n_t; i++) {
         same = strcmp(rt[i].name, t[i].name) == 0 && rt[i].offset == t[i].offset &&
-               rt[i].count == t[i].count && rt[i].shape[0] == t[i].shape[0] &&
-               rt[i].shape[1] == t[i].shape[1];
+               rt[i].count == t[i].count && rt[i].ndim == t[i].ndim;
+        for (int d = 0; same && d < t[i].ndim; d++) same = rt[i].shape[d] == t[i].shape[d];
+    }
     if (!same) return cuvae_fail(st, "the model's layout does not follow the config");
     if (!state || !state->params) return cuvae_fail(st, "no parameters given");
     if ((state->m == NULL) != (state->v == NULL))
@@ -109,6 +110,13 @@ static int build_file(const cuvae_config *config, const cuvae_model *model,
     }
     snprintf(num, sizeof num, "%.17g", meta->best_valid);
     bad |= json_object_set_new(md, "best_valid", json_string(num)) != 0;
+    /* The input shape only when it is not the one a reader assumes without it: the files of
+     * square one-channel data stay as they were, and older readers read the others. */
+    cuvae_shape x = model->x_shape;
+    if (!cuvae_shape_equal(x, cuvae_shape_default(model->x_dim))) {
+        snprintf(num, sizeof num, "%d,%d,%d", x.c, x.h, x.w);
+        bad |= json_object_set_new(md, CUVAE_CKPT_INPUT_SHAPE_KEY, json_string(num)) != 0;
+    }
     /* json_string refuses text that is not UTF-8 (a path in the config, say). */
     json_t *ini_json = ini ? json_string(ini) : NULL;
     int ini_bad = ini && !ini_json;

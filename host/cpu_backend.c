@@ -39,6 +39,7 @@ static void acts_free(cpu_train_acts *a)
     free(a->z);
     free(a->grad_a);
     free(a->grad_b);
+    free(a->scratch);
     free(a->nll);
     free(a->kl);
     free(a->kl_floored);
@@ -54,12 +55,15 @@ static int acts_table(const cuvae_model *m, size_t r, cpu_train_acts *a, int dry
     int ok = 1;
 #define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, b, dry)
     ALLOC(a->x, r * (size_t)m->x_dim);
-    for (int i = 0; i < m->n_enc; i++) ALLOC(a->enc[i], r * (size_t)m->enc[i].out);
-    for (int i = 0; i < m->n_dec; i++) ALLOC(a->dec[i], r * (size_t)m->dec[i].out);
+    for (int i = 0; i < m->enc.n; i++) ALLOC(a->enc[i], r * (size_t)m->enc.layer[i].out);
+    for (int i = 0; i < m->dec.n; i++) ALLOC(a->dec[i], r * (size_t)m->dec.layer[i].out);
     ALLOC(a->eps, r * (size_t)m->latent);
     ALLOC(a->z, r * (size_t)m->latent);
-    ALLOC(a->grad_a, r * (size_t)m->max_width);
-    ALLOC(a->grad_b, r * (size_t)m->max_width);
+    size_t widest = (size_t)cuvae_model_max_width(m);
+    ALLOC(a->grad_a, r * widest);
+    ALLOC(a->grad_b, r * widest);
+    size_t scratch = cuvae_cpu_stack_scratch(m, (int)r);
+    if (scratch) ALLOC(a->scratch, scratch);
     ALLOC(a->nll, r);
     ALLOC(a->kl, r);
     ALLOC(a->kl_floored, r);
@@ -86,17 +90,6 @@ static int acts_reserve(cpu_backend *cb, int rows, cuvae_status *st)
     a->rows = rows;
     a->bytes = bytes;
     return 0;
-}
-
-void cuvae_cpu_mlp_forward(const cpu_backend *cb, const cuvae_linear *layers, int n,
-                           const float *in, int rows, float *const *outs)
-{
-    for (int i = 0; i < n; i++) {
-        const cuvae_linear *l = &layers[i];
-        cuvae_cpu_linear_forward(in, cb->params + l->w, cb->params + l->b, rows, l->in, l->out,
-                                 i < n - 1, outs[i]);
-        in = outs[i];
-    }
 }
 
 static void cpu_destroy(cuvae_backend *be)
@@ -161,54 +154,6 @@ int cuvae_cpu_check_indices(const cpu_backend *cb, cuvae_set set, const int32_t 
     return 0;
 }
 
-/* The training step's forward pass through one MLP half (ReLU after all but the last layer),
- * each layer timed. */
-static void mlp_forward_timed(cpu_backend *cb, int decoder, const float *in, int rows,
-                              float *const *outs)
-{
-    const cuvae_model *m = &cb->m;
-    const cuvae_linear *layers = decoder ? m->dec : m->enc;
-    int n = decoder ? m->n_dec : m->n_enc;
-    for (int i = 0; i < n; i++) {
-        const cuvae_linear *l = &layers[i];
-        cuvae_cpu_linear_forward(in, cb->params + l->w, cb->params + l->b, rows, l->in, l->out,
-                                 i < n - 1, outs[i]);
-        cuvae_cpu_prof_mark(&cb->prof, cpu_gemm_slot(decoder, i, CPU_GEMM_FWD),
-                            2.0 * rows * l->in * l->out);
-        in = outs[i];
-    }
-}
-
-/* Backward through one MLP half. dy holds the gradient w.r.t. the last layer's pre-activation;
- * dy and scratch ([rows, max_width] each) are used in turn. Returns the buffer that holds the
- * gradient w.r.t. the half's input, or NULL when want_dx is 0 (the encoder's input is data). */
-static float *mlp_backward(cpu_backend *cb, int decoder, float *const *outs, const float *input,
-                           int rows, float *dy, float *scratch, int want_dx, double *sq)
-{
-    const cuvae_model *m = &cb->m;
-    const cuvae_linear *layers = decoder ? m->dec : m->enc;
-    int n = decoder ? m->n_dec : m->n_enc;
-    float *dx = scratch;
-    for (int i = n - 1; i >= 0; i--) {
-        const cuvae_linear *l = &layers[i];
-        const float *in = i > 0 ? outs[i - 1] : input;
-        int need_dx = i > 0 || want_dx;
-        double layer_sq = 0.0;
-        /* A hidden layer's dx leaves through the ReLU of the layer before: masked in the call. */
-        cuvae_cpu_linear_backward_relu(in, cb->params + l->w, dy, rows, l->in, l->out,
-                                       cb->grads + l->w, cb->grads + l->b, need_dx ? dx : NULL,
-                                       i > 0 ? outs[i - 1] : NULL, &layer_sq);
-        *sq += layer_sq;
-        cuvae_cpu_prof_mark(&cb->prof, cpu_gemm_slot(decoder, i, CPU_GEMM_BWD),
-                            (need_dx ? 4.0 : 2.0) * rows * l->in * l->out);
-        if (!need_dx) return NULL;
-        float *t = dy;
-        dy = dx;
-        dx = t;
-    }
-    return dy;
-}
-
 static int cpu_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_status *st)
 {
     cpu_backend *cb = cpu_of(be);
@@ -227,15 +172,15 @@ static int cpu_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_statu
     cuvae_cpu_gather(s->pixels, m->x_dim, step->idx, B, s->dynamic, cb->c.train.seed, step->step,
                      a->x);
     cuvae_cpu_prof_mark(pf, CPU_PH_GATHER, 0);
-    mlp_forward_timed(cb, 0, a->x, B, a->enc);
-    float *enc_out = a->enc[m->n_enc - 1];
+    cuvae_cpu_stack_forward(cb->params, m, 0, a->x, B, a->scratch, a->enc, pf);
+    float *enc_out = a->enc[m->enc.n - 1];
     cuvae_cpu_normal_fill(cb->c.train.seed, CUVAE_STREAM_REPARAM, step->step, 0, a->eps,
                           (size_t)B * (size_t)L);
     cuvae_cpu_prof_mark(pf, CPU_PH_NOISE, 0);
     cuvae_cpu_reparam_kl_forward(enc_out, a->eps, B, L, free_bits, a->z, a->kl, a->kl_floored);
     cuvae_cpu_prof_mark(pf, CPU_PH_REPARAM_KL, 0);
-    mlp_forward_timed(cb, 1, a->z, B, a->dec);
-    cuvae_cpu_likelihood(a->dec[m->n_dec - 1], a->x, B, m->x_dim, m->likelihood, m->gaussian_sigma,
+    cuvae_cpu_stack_forward(cb->params, m, 1, a->z, B, a->scratch, a->dec, pf);
+    cuvae_cpu_likelihood(a->dec[m->dec.n - 1], a->x, B, m->x_dim, m->likelihood, m->gaussian_sigma,
                          1.0f / (float)B, a->nll, a->grad_a);
     cuvae_cpu_prof_mark(pf, CPU_PH_LIKELIHOOD, 0);
     double loss = 0, rec = 0, kl = 0;
@@ -250,12 +195,14 @@ static int cpu_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_statu
      * accumulated, so nothing needs zeroing. */
     /* The squared gradient norm is summed layer by layer as the backward pass writes them. */
     double sq = 0.0;
-    float *dz = mlp_backward(cb, 1, a->dec, a->z, B, a->grad_a, a->grad_b, 1, &sq);
+    float *dz = cuvae_cpu_stack_backward(cb->params, cb->grads, m, 1, a->dec, a->z, B, a->grad_a,
+                                         a->grad_b, a->scratch, 1, &sq, pf);
     float *denc = dz == a->grad_a ? a->grad_b : a->grad_a;
     cuvae_cpu_reparam_kl_backward(enc_out, a->eps, dz, B, L, step->beta / (float)B, free_bits,
                                   denc);
     cuvae_cpu_prof_mark(pf, CPU_PH_REPARAM_KL_BWD, 0);
-    mlp_backward(cb, 0, a->enc, a->x, B, denc, dz, 0, &sq);
+    cuvae_cpu_stack_backward(cb->params, cb->grads, m, 0, a->enc, a->x, B, denc, dz, a->scratch, 0,
+                             &sq, pf);
     double norm = sqrt(sq);
     if (!isfinite(loss) || !isfinite(norm)) {
         /* The update is withheld: parameters and Adam state stay as they were. */
@@ -397,6 +344,15 @@ cuvae_backend *cuvae_cpu_backend_create(const cuvae_backend_spec *spec, cuvae_st
     if (!spec || !spec->model || !spec->config) {
         cuvae_fail(st, "cpu backend: no model or config given");
         return NULL;
+    }
+    for (int half = 0; half < 2; half++) {
+        const cuvae_stack *s = cuvae_model_stack(spec->model, half);
+        for (int i = 0; i < s->n; i++)
+            if (!cuvae_cpu_layer_ops(s->layer[i].kind)) {
+                cuvae_fail(st, "cpu backend: %s layer %d: layer kind %d is not implemented",
+                           half ? "decoder" : "encoder", i, (int)s->layer[i].kind);
+                return NULL;
+            }
     }
     cuvae_mem_plan plan = {.n = 0};
     cuvae_cpu_memory_plan(spec, &plan);

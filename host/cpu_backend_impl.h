@@ -32,11 +32,12 @@ typedef struct {
 typedef struct {
     int rows;
     float *x;                      /* [rows, x_dim] input (the likelihood's target) */
-    float *enc[CUVAE_MAX_LAYERS];  /* [rows, enc[i].out] post-activation; last = [mu | logvar] */
+    float *enc[CUVAE_MAX_LAYERS];  /* [rows, enc.layer[i].out] post-activation; last = mu|logvar */
     float *eps;                    /* [rows, latent] */
     float *z;                      /* [rows, latent] */
-    float *dec[CUVAE_MAX_LAYERS];  /* [rows, dec[i].out] post-activation; last = logits/means */
+    float *dec[CUVAE_MAX_LAYERS];  /* [rows, dec.layer[i].out] post-activation; last = output */
     float *grad_a, *grad_b;        /* [rows, max_width] gradient ping-pong */
+    float *scratch;                /* the layer kinds' scratch; NULL when none needs any */
     double *nll, *kl, *kl_floored; /* [rows] */
     size_t bytes;
 } cpu_train_acts;
@@ -73,7 +74,7 @@ typedef struct {
     int allocated;
     /* encoder block activations */
     float *enc_x;                 /* [CPU_ENC_BLOCK, x_dim] */
-    float *enc[CUVAE_MAX_LAYERS]; /* [CPU_ENC_BLOCK, enc[i].out] */
+    float *enc[CUVAE_MAX_LAYERS]; /* [CPU_ENC_BLOCK, enc.layer[i].out] */
     float *enc_zero, *enc_z;      /* [CPU_ENC_BLOCK, latent] zero noise and its z (KL) */
     cpu_enc_memo memo[CPU_ENC_MEMO];
     uint64_t uses;
@@ -81,7 +82,8 @@ typedef struct {
     float *eps, *z;               /* [CPU_DEC_BLOCK, latent] */
     float *target;                /* [CPU_DEC_BLOCK, x_dim] x of the block's examples, once each */
     const float **target_row;     /* [CPU_DEC_BLOCK] each row's target: a row of `target` */
-    float *dec[CUVAE_MAX_LAYERS]; /* [CPU_DEC_BLOCK, dec[i].out] */
+    float *dec[CUVAE_MAX_LAYERS]; /* [CPU_DEC_BLOCK, dec.layer[i].out] */
+    float *scratch;               /* the layer kinds' scratch for CPU_DEC_BLOCK rows; NULL: none */
     double *nll, *log_w;          /* [CPU_DEC_BLOCK] the block's results */
     double *row_lv_sum;           /* [CPU_DEC_BLOCK] sum of logvar of each row's example */
     uint8_t *valid;               /* [CPU_DEC_BLOCK] row inside the set */
@@ -146,10 +148,42 @@ typedef struct {
     cpu_prof prof;
 } cpu_backend;
 
-/* The forward pass of n linear layers (ReLU after all but the last) over `rows` rows of `in`;
- * outs[i] [rows, layers[i].out] receives each layer's output. */
-void cuvae_cpu_mlp_forward(const cpu_backend *cb, const cuvae_linear *layers, int n,
-                           const float *in, int rows, float *const *outs);
+/* cpu_layers.c: one row per layer kind (model.h), and the stack loops over a model's layer
+ * table. Kinds write their gradients (=), never accumulate. */
+typedef struct {
+    /* out [rows, l->out] = the layer of in [rows, l->in], its activation applied. */
+    void (*forward)(const float *params, const cuvae_layer *l, const float *in, int rows,
+                    float *scratch, float *out);
+    /* Given dy [rows, l->out] (the gradient w.r.t. the pre-activation): the layer's weight and
+     * bias gradients into grads, dx [rows, l->in] (skipped when NULL) masked by relu_in > 0 when
+     * relu_in (the ReLU output feeding the layer) is given, *sq = the sum of squares of the
+     * layer's gradients. */
+    void (*backward)(const float *params, float *grads, const cuvae_layer *l, const float *in,
+                     const float *dy, int rows, float *scratch, float *dx, const float *relu_in,
+                     double *sq);
+    size_t (*scratch)(const cuvae_layer *l, int rows); /* floats of scratch a call needs */
+} cpu_layer_ops;
+
+/* The row of a kind; NULL when the CPU backend does not implement it. */
+const cpu_layer_ops *cuvae_cpu_layer_ops(cuvae_layer_kind kind);
+
+/* The most scratch (floats) any layer of m needs for `rows` rows. */
+size_t cuvae_cpu_stack_scratch(const cuvae_model *m, int rows);
+
+/* The forward pass of a stack (0 encoder, 1 decoder) over `rows` rows of `in`; outs[i]
+ * [rows, layer[i].out] receives each layer's output. With prof, each layer is timed. */
+void cuvae_cpu_stack_forward(const float *params, const cuvae_model *m, int decoder,
+                             const float *in, int rows, float *scratch, float *const *outs,
+                             cpu_prof *prof);
+
+/* Backward through a stack. dy holds the gradient w.r.t. the last layer's pre-activation; dy
+ * and dx ([rows, max_width] each) are used in turn. Returns the buffer that holds the gradient
+ * w.r.t. the stack's input, or NULL when want_dx is 0 (the encoder's input is data). *sq gets
+ * each layer's sum of squared gradients added. */
+float *cuvae_cpu_stack_backward(const float *params, float *grads, const cuvae_model *m,
+                                int decoder, float *const *outs, const float *input, int rows,
+                                float *dy, float *dx, float *scratch, int want_dx, double *sq,
+                                cpu_prof *prof);
 
 /* Fails unless the set is uploaded and every index names one of its examples. */
 int cuvae_cpu_check_indices(const cpu_backend *cb, cuvae_set set, const int32_t *idx, int n,

@@ -17,6 +17,7 @@ void cuvae_cpu_eval_free(cpu_eval_state *e)
         free(e->enc[i]);
         free(e->dec[i]);
     }
+    free(e->scratch);
     free(e->enc_zero);
     free(e->enc_z);
     for (int j = 0; j < CPU_ENC_MEMO; j++) {
@@ -46,7 +47,7 @@ static int eval_table(const cuvae_model *m, cpu_eval_state *e, int dry, size_t *
     int ok = 1;
 #define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, b, dry)
     ALLOC(e->enc_x, TE * D);
-    for (int i = 0; i < m->n_enc; i++) ALLOC(e->enc[i], TE * (size_t)m->enc[i].out);
+    for (int i = 0; i < m->enc.n; i++) ALLOC(e->enc[i], TE * (size_t)m->enc.layer[i].out);
     ALLOC(e->enc_zero, TE * L);
     ALLOC(e->enc_z, TE * L);
     for (int j = 0; j < CPU_ENC_MEMO; j++) {
@@ -59,7 +60,10 @@ static int eval_table(const cuvae_model *m, cpu_eval_state *e, int dry, size_t *
     ALLOC(e->z, TD * L);
     ALLOC(e->target, TD * D);
     ALLOC(e->target_row, TD);
-    for (int i = 0; i < m->n_dec; i++) ALLOC(e->dec[i], TD * (size_t)m->dec[i].out);
+    for (int i = 0; i < m->dec.n; i++) ALLOC(e->dec[i], TD * (size_t)m->dec.layer[i].out);
+    size_t scratch =
+        cuvae_cpu_stack_scratch(m, CPU_DEC_BLOCK > CPU_ENC_BLOCK ? CPU_DEC_BLOCK : CPU_ENC_BLOCK);
+    if (scratch) ALLOC(e->scratch, scratch);
     ALLOC(e->nll, TD);
     ALLOC(e->log_w, TD);
     ALLOC(e->row_lv_sum, TD);
@@ -111,8 +115,8 @@ static void encode_block(cpu_backend *cb, int set, int64_t block, cpu_enc_memo *
     for (int r = 0; r < count; r++) idx[r] = (int32_t)(first + r);
     cuvae_cpu_gather(s->pixels, D, idx, count, 0, 0, 0, e->enc_x);
     memset(e->enc_x + (size_t)count * D, 0, (size_t)(T - count) * D * sizeof *e->enc_x);
-    cuvae_cpu_mlp_forward(cb, m->enc, m->n_enc, e->enc_x, T, e->enc);
-    memcpy(memo->mu_lv, e->enc[m->n_enc - 1], (size_t)T * 2 * L * sizeof *memo->mu_lv);
+    cuvae_cpu_stack_forward(cb->params, m, 0, e->enc_x, T, e->scratch, e->enc, NULL);
+    memcpy(memo->mu_lv, e->enc[m->enc.n - 1], (size_t)T * 2 * L * sizeof *memo->mu_lv);
     /* The closed-form KL through the training op itself (zero noise, no floor): the same float
      * computation as training. */
     cuvae_cpu_reparam_kl_forward(memo->mu_lv, e->enc_zero, T, L, 0.0f, e->enc_z, memo->kl, NULL);
@@ -211,8 +215,8 @@ static void decode_block(cpu_backend *cb, int set, int64_t block, int K, uint64_
         for (size_t d = 0; d < L; d++) z[d] = mu[d] + sg[d] * ep[d];
         e->row_lv_sum[r] = em->lv_sum[row];
     }
-    cuvae_cpu_mlp_forward(cb, m->dec, m->n_dec, e->z, T, e->dec);
-    cuvae_cpu_likelihood_rows_of(e->dec[m->n_dec - 1], e->target_row, T, (int)D, m->likelihood,
+    cuvae_cpu_stack_forward(cb->params, m, 1, e->z, T, e->scratch, e->dec, NULL);
+    cuvae_cpu_likelihood_rows_of(e->dec[m->dec.n - 1], e->target_row, T, (int)D, m->likelihood,
                                  m->gaussian_sigma, e->nll);
     for (int r = 0; r < T; r++) {
         /* log w = log p(x|z) + log p(z) - log q(z|x) with
@@ -300,9 +304,9 @@ int cuvae_cpu_decode(cuvae_backend *be, const float *z, int n, float *x_mean, cu
     if (eval_reserve(cb, st)) return -1;
     for (int first = 0; first < n; first += CPU_DEC_BLOCK) {
         int rows = n - first < CPU_DEC_BLOCK ? n - first : CPU_DEC_BLOCK;
-        cuvae_cpu_mlp_forward(cb, m->dec, m->n_dec, z + (size_t)first * (size_t)m->latent, rows,
-                              cb->e.dec);
-        const float *o = cb->e.dec[m->n_dec - 1];
+        cuvae_cpu_stack_forward(cb->params, m, 1, z + (size_t)first * (size_t)m->latent, rows,
+                                cb->e.scratch, cb->e.dec, NULL);
+        const float *o = cb->e.dec[m->dec.n - 1];
         float *x = x_mean + (size_t)first * (size_t)m->x_dim;
         size_t count = (size_t)rows * (size_t)m->x_dim;
         if (m->likelihood == CUVAE_LIK_GAUSSIAN) {

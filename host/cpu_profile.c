@@ -1,7 +1,7 @@
 /* Where the CPU backend's training step spends its time: the step marks the end of each phase
  * (cuvae_cpu_prof_mark) and `cuvae bench` reads the totals through the backend's profile entry,
- * one row per phase and two per linear layer: "enc.0 fwd 512x784" (its GEMM with the bias and
- * ReLU passes) and "enc.0 bwd" (dW and dX with the bias gradient and the ReLU mask). */
+ * one row per phase and two per layer of the layer table: "enc.0 fwd 512x784" (its GEMM with the
+ * bias and ReLU passes) and "enc.0 bwd" (dW and dX with the bias gradient and the ReLU mask). */
 #include <stdio.h>
 #include <string.h>
 
@@ -48,14 +48,15 @@ int cuvae_cpu_profile(cuvae_backend *be, cuvae_profile *out, int reset, cuvae_st
     /* GEMMs first, in the order the step runs them, then the other phases. */
     static const char *const KIND[CPU_GEMM_KINDS] = {"fwd", "bwd"};
     for (int half = 0; half < 2; half++) {
-        int n = half ? cb->m.n_dec : cb->m.n_enc;
+        const cuvae_stack *s = cuvae_model_stack(&cb->m, half);
+        int n = s->n;
         for (int kind = 0; kind < CPU_GEMM_KINDS; kind++)
             for (int l = 0; l < n; l++) {
                 int i = kind == CPU_GEMM_FWD ? l : n - 1 - l;
                 int slot = cpu_gemm_slot(half, i, kind);
                 if (!p->calls[slot] || out->n == CUVAE_PROFILE_MAX) continue;
                 cuvae_profile_entry *e = &out->e[out->n++];
-                const cuvae_linear *lin = half ? &cb->m.dec[i] : &cb->m.enc[i];
+                const cuvae_layer *lin = &s->layer[i];
                 snprintf(e->name, sizeof e->name, "%s.%d %s %dx%d", half ? "dec" : "enc", i,
                          KIND[kind], lin->out, lin->in);
                 e->seconds = p->seconds[slot];

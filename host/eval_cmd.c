@@ -206,19 +206,6 @@ static int upload_test_set(cuvae_backend *be, const cuvae_config *c, const cuvae
     return 0;
 }
 
-/* The image shape of a model whose pixel layout is not stored: square when x_dim is a perfect
- * square (28x28 for 784), otherwise one row of x_dim pixels. */
-static void image_shape(int x_dim, int *rows, int *cols)
-{
-    int r = (int)lround(sqrt((double)x_dim));
-    if (r * r == x_dim) {
-        *rows = *cols = r;
-    } else {
-        *rows = 1;
-        *cols = x_dim;
-    }
-}
-
 /* ---- eval ------------------------------------------------------------------------------------ */
 
 static const char EVAL_HELP[] =
@@ -395,8 +382,8 @@ out:
 static const char SAMPLE_HELP[] =
     "usage: cuvae sample CHECKPOINT [options]\n"
     "Decodes draws z ~ N(0, I) from the prior and writes the decoder means as a PNG grid. Images\n"
-    "are square (sqrt(x_dim) pixels a side) when x_dim is a perfect square, else one row of\n"
-    "x_dim pixels (the checkpoint does not store the pixel layout).\n"
+    "have the height and width of the training data, as the checkpoint records them (a checkpoint\n"
+    "written before cuvae recorded them: square when x_dim is a perfect square, else one row).\n"
     "  --n N                    number of samples (default 64)\n"
     "  --out FILE.png           output file (default samples.png in the current directory)\n"
     "  --seed S                 seed of the prior draws (default: the run's train.seed); the\n"
@@ -452,8 +439,7 @@ int cuvae_cmd_sample(int argc, char **argv)
     int rc = CUVAE_EXIT_RUNTIME;
     if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
     if (!have_seed) seed = ck.config.train.seed;
-    int rows, cols;
-    image_shape(ck.model.x_dim, &rows, &cols);
+    int rows = ck.model.x_shape.h, cols = ck.model.x_shape.c * ck.model.x_shape.w;
     if (!(be = make_backend(&ck, &ck.config, co.device, 0, &st))) goto fail;
     if (cuvae_write_sample_grid(be, &ck.model, seed, 0, n, rows, cols, per_row, DECODE_BATCH,
                                 out_path, &st))

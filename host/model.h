@@ -1,10 +1,13 @@
-/* The VAE's shape and its one flat parameter layout. Parameters, gradients and Adam's m and v all
- * use this layout; the checkpoint's tensors are views into it, in this order:
- *   encoder.0.weight [h1, x_dim], encoder.0.bias [h1], ..., encoder.{n}.weight [2*latent, h_n],
- *   encoder.{n}.bias [2*latent], decoder.0.weight [h_n, latent], ..., decoder.{n}.bias [x_dim].
- * Weights are row-major [out, in] like torch.nn.Linear. The encoder's last layer outputs
- * [mu (latent) | log sigma^2 (latent)]; the decoder's last layer outputs logits (Bernoulli) or
- * means (Gaussian). Hidden layers use ReLU. */
+/* The VAE as a table of layers, and its one flat parameter layout derived from that table.
+ * The encoder and the decoder are lists of layers (cuvae_stack); each layer (cuvae_layer) says
+ * its kind, its input and output shapes, its activation and where its weight and bias sit in the
+ * flat buffer. Tensor names, shapes, initialisation fan-in, FLOP counts, activation sizes and the
+ * checkpoint's tensors all come from that table. Parameters, gradients and Adam's m and v use
+ * the layout; the checkpoint's tensors are views into it, in this order:
+ *   encoder.0.weight, encoder.0.bias, ..., encoder.{n}.bias, decoder.0.weight, ...,
+ * decoder.{n}.bias. Linear weights are row-major [out, in] like torch.nn.Linear. The encoder's last
+ * layer outputs [mu (latent) | log sigma^2 (latent)]; the decoder's last layer outputs logits
+ * (Bernoulli) or means (Gaussian). Hidden layers use ReLU. */
 #ifndef CUVAE_MODEL_H
 #define CUVAE_MODEL_H
 
@@ -19,40 +22,87 @@ extern "C" {
 
 #define CUVAE_MAX_LAYERS (CUVAE_MAX_HIDDEN + 1)
 #define CUVAE_MAX_TENSORS (4 * CUVAE_MAX_LAYERS)
+#define CUVAE_MAX_DIMS 4 /* a tensor's dimensions: [out, in] today, [out, in, kh, kw] for conv */
+
+/* Layer kinds. Only linear is implemented; the others name the next step (model.c refuses them). */
+typedef enum {
+    CUVAE_LAYER_LINEAR,
+    CUVAE_LAYER_CONV2D,
+    CUVAE_LAYER_CONV_TRANSPOSE2D,
+    CUVAE_LAYER_KINDS
+} cuvae_layer_kind;
+
+typedef enum { CUVAE_ACT_NONE, CUVAE_ACT_RELU } cuvae_activation;
+
+/* The shape of one example: channels x height x width. A flat vector of n features is n x 1 x 1. */
+typedef struct {
+    int c, h, w;
+} cuvae_shape;
 
 typedef struct {
-    int in, out;
-    size_t w; /* offset of weight [out, in] in the flat buffer */
-    size_t b; /* offset of bias [out] */
-} cuvae_linear;
+    cuvae_layer_kind kind;
+    cuvae_shape in_shape, out_shape;
+    int in, out;                 /* values per example in and out (c*h*w of the shapes) */
+    int kernel, stride, padding; /* conv kinds; 0 for linear */
+    cuvae_activation act;        /* applied to the output */
+    int fan_in;                  /* inputs each output sees: the init's bound */
+    double macs;                 /* multiply-adds of the forward pass per example */
+    size_t w;                    /* offset of the weight in the flat buffer */
+    size_t b;                    /* offset of the bias */
+    int w_ndim;
+    int64_t w_shape[CUVAE_MAX_DIMS]; /* linear: [out, in] */
+    size_t w_count, b_count;         /* values of the weight and of the bias ([b_count]) */
+} cuvae_layer;
+
+/* One half of the VAE: its layers in the order the forward pass runs them. */
+typedef struct {
+    int n;
+    cuvae_layer layer[CUVAE_MAX_LAYERS];
+} cuvae_stack;
 
 typedef struct {
-    int x_dim, latent;
-    int n_enc, n_dec; /* linear layers in each half (n_hidden + 1) */
-    cuvae_linear enc[CUVAE_MAX_LAYERS];
-    cuvae_linear dec[CUVAE_MAX_LAYERS];
+    cuvae_shape x_shape; /* one example of the data */
+    int x_dim, latent;   /* x_dim = c*h*w of x_shape */
+    cuvae_stack enc, dec;
     size_t n_params;
     cuvae_likelihood likelihood;
     float gaussian_sigma;
-    int max_width; /* widest layer output (2*latent included): sizes activation buffers */
 } cuvae_model;
 
 typedef struct {
     char name[32]; /* "encoder.0.weight" */
-    int ndim;      /* 1 or 2 */
-    int64_t shape[2];
+    int ndim;      /* 1 to CUVAE_MAX_DIMS */
+    int64_t shape[CUVAE_MAX_DIMS];
     size_t offset; /* in floats, into the flat buffer */
     size_t count;
 } cuvae_tensor_info;
 
-/* Layout from the config's [model] section and the data's pixel count. */
+/* The shape assumed for data whose layout is not known (checkpoints written before the input
+ * shape was recorded): one channel, square when x_dim is a perfect square (28x28 for 784),
+ * otherwise one row of x_dim values. */
+cuvae_shape cuvae_shape_default(int x_dim);
+
+int cuvae_shape_equal(cuvae_shape a, cuvae_shape b);
+
+/* Layout from the config's [model] section and the shape of one example of the data. */
+int cuvae_model_layout_shape(cuvae_model *m, const cuvae_config *c, cuvae_shape x,
+                             cuvae_status *st);
+
+/* The same for x_dim values per example of the default shape (cuvae_shape_default). */
 int cuvae_model_layout(cuvae_model *m, const cuvae_config *c, int x_dim, cuvae_status *st);
+
+/* The stack of a half: 0 the encoder, 1 the decoder. */
+const cuvae_stack *cuvae_model_stack(const cuvae_model *m, int decoder);
+
+/* The widest activation of one example over both stacks (inputs and outputs of every layer): the
+ * size of a buffer any layer's input or output fits in. */
+int cuvae_model_max_width(const cuvae_model *m);
 
 /* Number of tensors and their names/shapes/offsets in flat-buffer order. */
 int cuvae_model_tensors(const cuvae_model *m, cuvae_tensor_info *out /* [CUVAE_MAX_TENSORS] */);
 
-/* torch.nn.Linear-style init: weight and bias uniform in [-1/sqrt(in), 1/sqrt(in)), drawn from
- * (seed, CUVAE_STREAM_INIT, counter = tensor index, element = value index). */
+/* torch.nn.Linear-style init: weight and bias uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)),
+ * drawn from (seed, CUVAE_STREAM_INIT, counter = tensor index, element = value index). */
 void cuvae_model_init(const cuvae_model *m, uint64_t seed, float *params /* [n_params] */);
 
 /* Floating-point operations of one training step on a batch (forward + backward, GEMMs only). */

@@ -170,7 +170,8 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
      * read or anything sized from the data is allocated. */
     cuvae_run_shape shape;
     if (cuvae_run_data_peek(c, 1, &shape, st)) return -1;
-    if (cuvae_model_layout(&t->model, c, shape.d, st)) return usage_fail(t);
+    if (cuvae_model_layout_shape(&t->model, c, (cuvae_shape){1, shape.rows, shape.cols}, st))
+        return usage_fail(t);
     t->n_train = shape.n_train;
     t->steps_per_epoch = t->n_train / c->train.batch_size;
     if (t->steps_per_epoch <= 0) {

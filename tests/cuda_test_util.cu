@@ -138,14 +138,25 @@ int check_close_d(const char *what, const double *got, const double *ref, size_t
     return bad;
 }
 
-size_t mlp3_layout(const int sizes[4], cuvae_linear layers[3], int *widest)
+size_t mlp3_layout(const int sizes[4], cuvae_layer layers[3], int *widest)
 {
     size_t n_params = 0;
     for (int i = 0; i < 3; i++) {
-        layers[i].in = sizes[i];
-        layers[i].out = sizes[i + 1];
-        layers[i].w = n_params;
-        layers[i].b = n_params + (size_t)sizes[i] * (size_t)sizes[i + 1];
+        size_t w_count = (size_t)sizes[i] * (size_t)sizes[i + 1];
+        layers[i] = (cuvae_layer){.kind = CUVAE_LAYER_LINEAR,
+                                  .in_shape = {sizes[i], 1, 1},
+                                  .out_shape = {sizes[i + 1], 1, 1},
+                                  .in = sizes[i],
+                                  .out = sizes[i + 1],
+                                  .act = i < 2 ? CUVAE_ACT_RELU : CUVAE_ACT_NONE,
+                                  .fan_in = sizes[i],
+                                  .macs = (double)w_count,
+                                  .w = n_params,
+                                  .b = n_params + w_count,
+                                  .w_ndim = 2,
+                                  .w_shape = {sizes[i + 1], sizes[i]},
+                                  .w_count = w_count,
+                                  .b_count = (size_t)sizes[i + 1]};
         n_params = layers[i].b + (size_t)sizes[i + 1];
     }
     *widest = 0;
@@ -153,7 +164,7 @@ size_t mlp3_layout(const int sizes[4], cuvae_linear layers[3], int *widest)
     return n_params;
 }
 
-void check_mlp3_gradients(cuvae_cuda_ctx *ctx, const char *tag, const cuvae_linear layers[3],
+void check_mlp3_gradients(cuvae_cuda_ctx *ctx, const char *tag, const cuvae_layer layers[3],
                           size_t n_params, const float *d_grads, const float *grads,
                           const float *d_dx, const float *dx, size_t nx, float *got, double rtol,
                           double atol)
@@ -161,7 +172,7 @@ void check_mlp3_gradients(cuvae_cuda_ctx *ctx, const char *tag, const cuvae_line
     char what[160];
     to_host(ctx, got, d_grads, n_params * 4);
     for (int i = 0; i < 3; i++) {
-        const cuvae_linear *l = &layers[i];
+        const cuvae_layer *l = &layers[i];
         snprintf(what, sizeof what, "%s: layer %d weight gradient", tag, i);
         cuvae_check_close(what, got + l->w, grads + l->w, (size_t)l->in * (size_t)l->out, rtol,
                           atol);

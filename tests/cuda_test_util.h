@@ -80,12 +80,12 @@ int check_close_d(const char *what, const double *got, const double *ref, size_t
 /* The three-layer MLP of the linear-layer tests, sizes[0] -> sizes[1] (ReLU) -> sizes[2] (ReLU)
  * -> sizes[3], laid out in a flat buffer as cuvae_model lays out a half: fills layers, sets
  * *widest to the widest size, returns the parameter count. */
-size_t mlp3_layout(const int sizes[4], cuvae_linear layers[3], int *widest);
+size_t mlp3_layout(const int sizes[4], cuvae_layer layers[3], int *widest);
 
 /* Checks an MLP test's weight and bias gradients (d_grads [n_params] against grads) and input
  * gradient (d_dx [nx] against dx) within rtol/atol, labelled "<tag>: layer i ...". got is host
  * scratch of at least max(n_params, nx) floats. */
-void check_mlp3_gradients(cuvae_cuda_ctx *ctx, const char *tag, const cuvae_linear layers[3],
+void check_mlp3_gradients(cuvae_cuda_ctx *ctx, const char *tag, const cuvae_layer layers[3],
                           size_t n_params, const float *d_grads, const float *grads,
                           const float *d_dx, const float *dx, size_t nx, float *got, double rtol,
                           double atol);

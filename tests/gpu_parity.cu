@@ -133,7 +133,7 @@ static void test_mlp(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int use_epi
     cuvae_status st;
     char what[128];
     ctx->use_epilogues = use_epilogues;
-    cuvae_linear layers[3];
+    cuvae_layer layers[3];
     int widest = 0;
     size_t n_params = mlp3_layout(sizes, layers, &widest);
     float *params = host_floats(n_params), *grads = host_floats(n_params);
@@ -166,7 +166,7 @@ static void test_mlp(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int use_epi
     memcpy(dA, dy, ny * sizeof(float));
     float *cur = dA, *next = dB;
     for (int i = 2; i >= 0; i--) {
-        const cuvae_linear *l = &layers[i];
+        const cuvae_layer *l = &layers[i];
         cuvae_cpu_linear_backward(i > 0 ? act[i - 1] : x, params + l->w, cur, B, l->in, l->out,
                                   grads + l->w, grads + l->b, next);
         if (i > 0) cuvae_cpu_relu_backward(act[i - 1], next, (size_t)B * (size_t)l->in);

@@ -41,7 +41,7 @@ static void test_mlp_bf16(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int us
     cuvae_status st;
     char what[128];
     ctx->use_epilogues = use_epilogues;
-    cuvae_linear layers[3];
+    cuvae_layer layers[3];
     int widest = 0;
     size_t n_params = mlp3_layout(sizes, layers, &widest);
     float *params = host_floats(n_params), *grads = host_floats(n_params);
@@ -78,7 +78,7 @@ static void test_mlp_bf16(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int us
     round_bf16(dA, ny);
     float *cur = dA, *next = dB;
     for (int i = 2; i >= 0; i--) {
-        const cuvae_linear *l = &layers[i];
+        const cuvae_layer *l = &layers[i];
         size_t n_in = (size_t)B * (size_t)l->in;
         cuvae_cpu_linear_backward(i > 0 ? act[i - 1] : x, params + l->w, cur, B, l->in, l->out,
                                   grads + l->w, grads + l->b, next);

@@ -320,7 +320,7 @@ int main(void)
         get_state(&f, gg, &b);
         CHECK(same_state(&a, &b, n) && a.adam_t == STEPS);
         /* A NaN set through set_state reaches the replayed step, which withholds its update. */
-        b.params[f.m.dec[f.m.n_dec - 1].b] = NAN;
+        b.params[f.m.dec.layer[f.m.dec.n - 1].b] = NAN;
         cuvae_train_state ts = {b.params, b.m, b.v, b.adam_t};
         REQUIRE(gg->ops->set_state(gg, &ts, &st) == 0, st);
         cuvae_step stp;
@@ -344,7 +344,7 @@ int main(void)
         compare_eval(&f, gpu, cpu2, "after 100 CUDA steps");
 
         /* 6: a NaN in the decoder's output bias makes every logit, so the loss, NaN. */
-        const cuvae_linear *last = &f.m.dec[f.m.n_dec - 1];
+        const cuvae_layer *last = &f.m.dec.layer[f.m.dec.n - 1];
         s.params[last->b] = NAN;
         cuvae_backend *be[2] = {gpu, cpu2};
         for (int k = 0; k < 2; k++) {

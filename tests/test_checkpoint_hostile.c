@@ -377,7 +377,8 @@ static void test_tensor_damage(const parts *p, const fixture *f)
         cuvae_status st;
         CHECK(cuvae_ckpt_parse(g, n, "swapped", &ck, &st) == 0);
         if (ck.state.params) {
-            CHECK(memcmp(ck.state.params + f->model.enc[0].b, f->params, 5 * sizeof(float)) == 0);
+            CHECK(memcmp(ck.state.params + f->model.enc.layer[0].b, f->params, 5 * sizeof(float)) ==
+                  0);
             CHECK(memcmp(ck.state.params, f->params + 5, 30 * sizeof(float)) == 0);
         }
         cuvae_ckpt_free(&ck);

@@ -338,15 +338,15 @@ static double reference_forward(const cuvae_model *m, const float *p, const uint
     *min_pre = INFINITY;
     const float *in = x;
     for (int half = 0; half < 2; half++) {
-        const cuvae_linear *layers = half ? m->dec : m->enc;
-        int n = half ? m->n_dec : m->n_enc;
+        const cuvae_layer *layers = cuvae_model_stack(m, half)->layer;
+        int n = cuvae_model_stack(m, half)->n;
         if (half) {
             cuvae_normal_fill(seed, CUVAE_STREAM_REPARAM, step, 0, eps, TB * TL);
             cuvae_cpu_reparam_kl_forward(enc, eps, TB, TL, fb, z, kl, klf);
             in = z;
         }
         for (int i = 0; i < n; i++) {
-            const cuvae_linear *l = &layers[i];
+            const cuvae_layer *l = &layers[i];
             float *y = i == n - 1 ? (half ? out : enc) : h[i % 2];
             cuvae_cpu_linear_forward(in, p + l->w, p + l->b, TB, l->in, l->out, 0, y);
             if (i < n - 1)
