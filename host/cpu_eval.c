@@ -125,7 +125,7 @@ static void encode_block(cpu_backend *cb, int set, int64_t block, cpu_enc_memo *
         double sum = 0;
         for (int d = 0; d < L; d++) {
             /* exp(logvar / 2) as the reparameterization computes it */
-            memo->sigma[(size_t)r * L + d] = expf(0.5f * lv[d]);
+            memo->sigma[(size_t)r * L + d] = cuvae_reparam_sigma(lv[d]);
             sum += (double)lv[d];
         }
         memo->lv_sum[r] = sum;
@@ -314,8 +314,7 @@ int cuvae_cpu_decode(cuvae_backend *be, const float *z, int n, float *x_mean, cu
         } else {
             /* sigmoid without overflow: exp of a non-positive argument only */
             for (size_t j = 0; j < count; j++) {
-                float ex = expf(-fabsf(o[j]));
-                x[j] = (o[j] >= 0.0f ? 1.0f : ex) / (1.0f + ex);
+                x[j] = cuvae_sigmoid_from_e(o[j], expf(-fabsf(o[j])));
             }
         }
     }
