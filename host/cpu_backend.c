@@ -30,46 +30,31 @@ static cpu_backend *cpu_of(cuvae_backend *be)
 
 static void acts_free(cpu_train_acts *a)
 {
-    free(a->x);
-    for (int i = 0; i < CUVAE_MAX_LAYERS; i++) {
-        free(a->enc[i]);
-        free(a->dec[i]);
-    }
-    free(a->eps);
-    free(a->z);
-    free(a->grad_a);
-    free(a->grad_b);
-    free(a->scratch);
-    free(a->nll);
-    free(a->kl);
-    free(a->kl_floored);
+    free(a->block);
     memset(a, 0, sizeof *a);
 }
 
-/* The table of the training activations for `rows` rows: allocates them into a (dry: counts
- * only, a's pointers stay NULL) and returns 0, or -1 when an allocation failed; *bytes gets their
- * size. */
-static int acts_table(const cuvae_model *m, size_t r, cpu_train_acts *a, int dry, size_t *bytes)
+/* The table of the training activations for `rows` rows, carved from base (NULL: counting only);
+ * returns their size in bytes. */
+static size_t acts_table(const cuvae_model *m, size_t r, cpu_train_acts *a, void *base)
 {
-    size_t b = 0;
-    int ok = 1;
-#define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, b, dry)
-    ALLOC(a->x, r * (size_t)m->x_dim);
-    for (int i = 0; i < m->enc.n; i++) ALLOC(a->enc[i], r * (size_t)m->enc.layer[i].out);
-    for (int i = 0; i < m->dec.n; i++) ALLOC(a->dec[i], r * (size_t)m->dec.layer[i].out);
-    ALLOC(a->eps, r * (size_t)m->latent);
-    ALLOC(a->z, r * (size_t)m->latent);
+    size_t off = 0;
+#define CARVE(ptr, count) CPU_CARVE(ptr, count, base, off)
+    CARVE(a->x, r * (size_t)m->x_dim);
+    for (int i = 0; i < m->enc.n; i++) CARVE(a->enc[i], r * (size_t)m->enc.layer[i].out);
+    for (int i = 0; i < m->dec.n; i++) CARVE(a->dec[i], r * (size_t)m->dec.layer[i].out);
+    CARVE(a->eps, r * (size_t)m->latent);
+    CARVE(a->z, r * (size_t)m->latent);
     size_t widest = (size_t)cuvae_model_max_width(m);
-    ALLOC(a->grad_a, r * widest);
-    ALLOC(a->grad_b, r * widest);
+    CARVE(a->grad_a, r * widest);
+    CARVE(a->grad_b, r * widest);
     size_t scratch = cuvae_cpu_stack_scratch(m, (int)r);
-    if (scratch) ALLOC(a->scratch, scratch);
-    ALLOC(a->nll, r);
-    ALLOC(a->kl, r);
-    ALLOC(a->kl_floored, r);
-#undef ALLOC
-    *bytes = b;
-    return ok ? 0 : -1;
+    if (scratch) CARVE(a->scratch, scratch);
+    CARVE(a->nll, r);
+    CARVE(a->kl, r);
+    CARVE(a->kl_floored, r);
+#undef CARVE
+    return off;
 }
 
 /* Grows the training activations to at least `rows` rows (never shrinks). Contents are not kept:
@@ -79,14 +64,15 @@ static int acts_reserve(cpu_backend *cb, int rows, cuvae_status *st)
     cpu_train_acts *a = &cb->a;
     if (rows <= a->rows) return 0;
     acts_free(a);
-    size_t bytes = 0;
-    if (acts_table(&cb->m, (size_t)rows, a, 0, &bytes)) {
-        acts_free(a);
+    size_t bytes = acts_table(&cb->m, (size_t)rows, a, NULL);
+    void *block = cuvae_cpu_alloc(bytes);
+    if (!block)
         return cuvae_fail(st,
                           "cpu backend: out of memory allocating activations for a batch of %d "
                           "(%.1f MiB)",
                           rows, (double)bytes / 1048576.0);
-    }
+    acts_table(&cb->m, (size_t)rows, a, block);
+    a->block = block;
     a->rows = rows;
     a->bytes = bytes;
     return 0;
@@ -319,7 +305,7 @@ void cuvae_cpu_memory_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
     memset(&scratch, 0, sizeof scratch);
     size_t acts = 0;
     int rows = spec->config->train.batch_size > 0 ? spec->config->train.batch_size : 1;
-    acts_table(m, (size_t)rows, &scratch, 1, &acts);
+    acts = acts_table(m, (size_t)rows, &scratch, NULL);
     cuvae_mem_add(plan, "activations", acts);
     cuvae_mem_add(plan, "activations", cuvae_cpu_eval_bytes(m));
     cuvae_mem_add_uploads(plan, spec->upload_rows, CUVAE_SET_COUNT, m->x_dim);

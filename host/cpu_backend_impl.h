@@ -39,6 +39,7 @@ typedef struct {
     float *grad_a, *grad_b;        /* [rows, max_width] gradient ping-pong */
     float *scratch;                /* the layer kinds' scratch; NULL when none needs any */
     double *nll, *kl, *kl_floored; /* [rows] */
+    void *block;                   /* the one allocation the buffers above are carved from */
     size_t bytes;
 } cpu_train_acts;
 
@@ -46,16 +47,17 @@ typedef struct {
  * has the same alignment, so BLAS sees the same layout whenever a block is recomputed. */
 void *cuvae_cpu_alloc(size_t bytes);
 
-/* Sets ptr to cuvae_cpu_alloc'ed room for `count` of its elements, adding the bytes to `bytes` and
- * clearing `ok` on failure: the pattern of the buffer tables, which free everything at the end
- * when one allocation failed. With `dry` set nothing is allocated (ptr = NULL) and only the bytes
- * are counted: the same table gives the memory estimate before anything is allocated. */
-#define CPU_ALLOC(ptr, count, ok, bytes, dry)                                                      \
+/* The buffer tables (acts_table, eval_table) lay a group of buffers out in one allocation, as
+ * llm.c's tensor table does: CPU_CARVE points ptr at room for `count` of its elements at offset
+ * `off` of the group's block `base` (NULL: counting only, ptr stays NULL) and advances `off` by
+ * that room rounded up to 64 bytes. Every buffer starts 64-byte aligned, so BLAS sees the same
+ * layout whenever a block is recomputed; the table's final offset is the group's size, which the
+ * memory estimate and describe() report; releasing the group is one free(). */
+#define CPU_CARVE(ptr, count, base, off)                                                           \
     do {                                                                                           \
-        size_t n_ = (size_t)(count);                                                               \
-        (ptr) = (dry) ? NULL : cuvae_cpu_alloc(n_ * sizeof *(ptr));                                \
-        (ok) = (ok) && ((dry) || (ptr) != NULL);                                                   \
-        (bytes) += n_ * sizeof *(ptr);                                                             \
+        size_t n_ = (size_t)(count) * sizeof *(ptr);                                               \
+        (ptr) = (base) ? (void *)((char *)(base) + (off)) : NULL;                                  \
+        (off) += (n_ + 63) / 64 * 64;                                                              \
     } while (0)
 
 /* One encoded block of CPU_ENC_BLOCK examples; valid while `generation` matches. */
@@ -91,6 +93,7 @@ typedef struct {
     int dec_set, dec_K;
     int64_t dec_block;
     uint64_t dec_counter;
+    void *block; /* the one allocation the buffers above are carved from */
     size_t bytes;
 } cpu_eval_state;
 

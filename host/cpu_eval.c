@@ -12,74 +12,49 @@
 
 void cuvae_cpu_eval_free(cpu_eval_state *e)
 {
-    free(e->enc_x);
-    for (int i = 0; i < CUVAE_MAX_LAYERS; i++) {
-        free(e->enc[i]);
-        free(e->dec[i]);
-    }
-    free(e->scratch);
-    free(e->enc_zero);
-    free(e->enc_z);
-    for (int j = 0; j < CPU_ENC_MEMO; j++) {
-        free(e->memo[j].mu_lv);
-        free(e->memo[j].sigma);
-        free(e->memo[j].kl);
-        free(e->memo[j].lv_sum);
-    }
-    free(e->eps);
-    free(e->z);
-    free(e->target);
-    free(e->target_row);
-    free(e->nll);
-    free(e->log_w);
-    free(e->row_lv_sum);
-    free(e->valid);
+    free(e->block);
     memset(e, 0, sizeof *e);
 }
 
-/* The table of the evaluation buffers: allocates them into e (dry: counts only, e's pointers
- * stay NULL) and returns 0, or -1 when an allocation failed; *bytes gets their size. */
-static int eval_table(const cuvae_model *m, cpu_eval_state *e, int dry, size_t *bytes)
+/* The table of the evaluation buffers, carved from base (NULL: counting only); returns their size
+ * in bytes. */
+static size_t eval_table(const cuvae_model *m, cpu_eval_state *e, void *base)
 {
     const size_t TE = CPU_ENC_BLOCK, TD = CPU_DEC_BLOCK, L = (size_t)m->latent;
     const size_t D = (size_t)m->x_dim;
-    size_t b = 0;
-    int ok = 1;
-#define ALLOC(ptr, count) CPU_ALLOC(ptr, count, ok, b, dry)
-    ALLOC(e->enc_x, TE * D);
-    for (int i = 0; i < m->enc.n; i++) ALLOC(e->enc[i], TE * (size_t)m->enc.layer[i].out);
-    ALLOC(e->enc_zero, TE * L);
-    ALLOC(e->enc_z, TE * L);
+    size_t off = 0;
+#define CARVE(ptr, count) CPU_CARVE(ptr, count, base, off)
+    CARVE(e->enc_x, TE * D);
+    for (int i = 0; i < m->enc.n; i++) CARVE(e->enc[i], TE * (size_t)m->enc.layer[i].out);
+    CARVE(e->enc_zero, TE * L);
+    CARVE(e->enc_z, TE * L);
     for (int j = 0; j < CPU_ENC_MEMO; j++) {
-        ALLOC(e->memo[j].mu_lv, TE * 2 * L);
-        ALLOC(e->memo[j].sigma, TE * L);
-        ALLOC(e->memo[j].kl, TE);
-        ALLOC(e->memo[j].lv_sum, TE);
+        CARVE(e->memo[j].mu_lv, TE * 2 * L);
+        CARVE(e->memo[j].sigma, TE * L);
+        CARVE(e->memo[j].kl, TE);
+        CARVE(e->memo[j].lv_sum, TE);
     }
-    ALLOC(e->eps, TD * L);
-    ALLOC(e->z, TD * L);
-    ALLOC(e->target, TD * D);
-    ALLOC(e->target_row, TD);
-    for (int i = 0; i < m->dec.n; i++) ALLOC(e->dec[i], TD * (size_t)m->dec.layer[i].out);
+    CARVE(e->eps, TD * L);
+    CARVE(e->z, TD * L);
+    CARVE(e->target, TD * D);
+    CARVE(e->target_row, TD);
+    for (int i = 0; i < m->dec.n; i++) CARVE(e->dec[i], TD * (size_t)m->dec.layer[i].out);
     size_t scratch =
         cuvae_cpu_stack_scratch(m, CPU_DEC_BLOCK > CPU_ENC_BLOCK ? CPU_DEC_BLOCK : CPU_ENC_BLOCK);
-    if (scratch) ALLOC(e->scratch, scratch);
-    ALLOC(e->nll, TD);
-    ALLOC(e->log_w, TD);
-    ALLOC(e->row_lv_sum, TD);
-    ALLOC(e->valid, TD);
-#undef ALLOC
-    *bytes = b;
-    return ok ? 0 : -1;
+    if (scratch) CARVE(e->scratch, scratch);
+    CARVE(e->nll, TD);
+    CARVE(e->log_w, TD);
+    CARVE(e->row_lv_sum, TD);
+    CARVE(e->valid, TD);
+#undef CARVE
+    return off;
 }
 
 size_t cuvae_cpu_eval_bytes(const cuvae_model *m)
 {
     cpu_eval_state scratch;
     memset(&scratch, 0, sizeof scratch);
-    size_t bytes = 0;
-    eval_table(m, &scratch, 1, &bytes);
-    return bytes;
+    return eval_table(m, &scratch, NULL);
 }
 
 /* The evaluation buffers are fixed in size (blocks), allocated at first use. */
@@ -87,14 +62,15 @@ static int eval_reserve(cpu_backend *cb, cuvae_status *st)
 {
     cpu_eval_state *e = &cb->e;
     if (e->allocated) return 0;
-    size_t bytes = 0;
-    if (eval_table(&cb->m, e, 0, &bytes)) {
-        cuvae_cpu_eval_free(e);
+    size_t bytes = eval_table(&cb->m, e, NULL);
+    void *block = cuvae_cpu_alloc(bytes);
+    if (!block)
         return cuvae_fail(st,
                           "cpu backend: out of memory allocating evaluation buffers "
                           "(%.1f MiB)",
                           (double)bytes / 1048576.0);
-    }
+    eval_table(&cb->m, e, block);
+    e->block = block;
     memset(e->enc_zero, 0, (size_t)CPU_ENC_BLOCK * (size_t)cb->m.latent * sizeof *e->enc_zero);
     e->allocated = 1;
     e->bytes = bytes;
