@@ -279,11 +279,11 @@ static int run_steps(cuvae_backend *be, const cuvae_config *c, const int32_t *or
                         .beta = c->train.beta,
                         .idx = idx,
                         .batch = batch};
-        if (be->ops->train_step(be, &s, st))
+        if (cuvae_backend_train_step(be, &s, st))
             return cuvae_fail_prefix(st, "training step %llu", (unsigned long long)*next_step + 1);
         (*next_step)++;
     }
-    if (be->ops->read_metrics(be, m, 1, st)) return -1;
+    if (cuvae_backend_read_metrics(be, m, 1, st)) return -1;
     if (m->first_nonfinite_step >= 0 || m->skipped > 0 || !isfinite(m->loss))
         return cuvae_fail(st,
                           "step %lld gave a non-finite loss or gradient (%lld of %lld steps "
@@ -308,8 +308,8 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
     int rc = -1;
     int32_t *idx = cuvae_malloc((size_t)r->batch * sizeof *idx, "batch indices", st);
     if (!idx) goto done;
-    if (be->ops->upload(be, CUVAE_SET_TRAIN, bd->train, bd->n_train, bd->d, bd->train_dynamic,
-                        st)) {
+    if (cuvae_backend_upload(be, CUVAE_SET_TRAIN, bd->train, bd->n_train, bd->d, bd->train_dynamic,
+                             st)) {
         cuvae_fail_prefix(st, "uploading the training set");
         goto done;
     }
@@ -333,15 +333,15 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
         run_steps(be, &c, order, bd->n_train, r->batch, o->warmup, &step, idx, &m, st))
         goto done;
     cuvae_profile *prof = &r->profile;
-    if (be->ops->profile && be->ops->profile(be, prof, 1, st)) goto done; /* drop the warm-up's */
+    if (cuvae_backend_profile(be, prof, 1, st)) goto done; /* drop the warm-up's */
     for (int k = 0; k < o->repeats; k++) {
         double t0 = cuvae_now();
         if (run_steps(be, &c, order, bd->n_train, r->batch, o->steps, &step, idx, &m, st))
             goto done;
         r->repeat_s[k] = cuvae_now() - t0;
     }
-    if (be->ops->profile) {
-        if (be->ops->profile(be, prof, 1, st)) goto done;
+    if (cuvae_backend_has_profile(be)) {
+        if (cuvae_backend_profile(be, prof, 1, st)) goto done;
         r->has_profile = prof->steps > 0;
     }
     double med = median(r->repeat_s, o->repeats);
@@ -358,7 +358,7 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
          * The set is uploaded afresh before each pass: a backend may keep the results of its
          * latest blocks (the CPU's memo), and a pass must not time a lookup of the last one's. */
         for (int k = -1; k < o->repeats; k++) {
-            if (be->ops->upload(be, CUVAE_SET_TEST, bd->test, bd->n_test, bd->d, 0, st)) {
+            if (cuvae_backend_upload(be, CUVAE_SET_TEST, bd->test, bd->n_test, bd->d, 0, st)) {
                 cuvae_fail_prefix(st, "uploading the evaluation set");
                 goto done;
             }
@@ -380,11 +380,11 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
         r->has_eval = 1;
     }
     r->peak_mib = cuvae_bench_peak_rss_mib();
-    be->ops->describe(be, r->memory, sizeof r->memory);
+    cuvae_backend_describe(be, r->memory, sizeof r->memory);
     rc = 0;
 done:
     free(idx);
-    be->ops->destroy(be);
+    cuvae_backend_destroy(be);
     return rc;
 }
 

@@ -151,10 +151,6 @@ typedef struct {
 void cuvae_cpu_mlp_forward(const cpu_backend *cb, const cuvae_linear *layers, int n,
                            const float *in, int rows, float *const *outs);
 
-/* Fails unless the set is uploaded and every index names one of its examples. */
-int cuvae_cpu_check_indices(const cpu_backend *cb, cuvae_set set, const int32_t *idx, int n,
-                            const char *what, cuvae_status *st);
-
 /* cpu_eval.c: the evaluate and decode entries, and the evaluation buffers. */
 int cuvae_cpu_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,
                        uint64_t counter, cuvae_eval_out *out, cuvae_status *st);

@@ -90,7 +90,7 @@ static double wall(const cuvae_trainer *t)
 static int sync_point(cuvae_trainer *t, cuvae_status *st)
 {
     cuvae_metrics m;
-    if (t->be->ops->read_metrics(t->be, &m, 1, st)) return -1;
+    if (cuvae_backend_read_metrics(t->be, &m, 1, st)) return -1;
     double now = cuvae_now();
     double dt = now - t->mark;
     t->mark = now;
@@ -158,7 +158,7 @@ static int save_checkpoint(cuvae_trainer *t, int is_best, cuvae_status *st)
 {
     int r = sync_point(t, st);
     if (r) return r > 0 ? stop_nonfinite(t, st) : -1;
-    if (t->be->ops->get_state(t->be, &t->state, st)) return -1;
+    if (cuvae_backend_get_state(t->be, &t->state, st)) return -1;
     cuvae_ckpt_meta meta = {
         .step = t->step,
         .epoch = t->epoch,
@@ -307,7 +307,7 @@ static int run_epochs(cuvae_trainer *t, cuvae_status *st)
                 .idx = t->perm + t->epoch_step * (uint64_t)bs,
                 .batch = bs,
             };
-            if (t->be->ops->train_step(t->be, &s, st))
+            if (cuvae_backend_train_step(t->be, &s, st))
                 return cuvae_fail_prefix(st, "training step %llu", (unsigned long long)t->step + 1);
             t->last_lr = s.lr;
             t->last_beta = s.beta;
@@ -348,7 +348,7 @@ static int finish(cuvae_trainer *t, cuvae_status *st)
 
     char model_path[CUVAE_PATH_LEN + 64];
     snprintf(model_path, sizeof model_path, "%s/model.safetensors", t->res->run_dir);
-    if (t->be->ops->get_state(t->be, &t->state, st)) return -1;
+    if (cuvae_backend_get_state(t->be, &t->state, st)) return -1;
     cuvae_train_state model_only = {.params = t->state.params, .adam_t = t->state.adam_t};
     cuvae_ckpt_meta meta = {
         .step = t->step,
