@@ -17,7 +17,6 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "backend.h"
 #include "bench.h"
@@ -164,26 +163,18 @@ static void random_bytes(uint8_t *p, size_t n, uint64_t seed)
     }
 }
 
-/* The pixel count of the config's training images from the IDX header alone (gzip or raw), so
- * the synthetic data has the real data's shape without reading it. */
+/* The image size of the config's training images from the IDX header alone, read by the one IDX
+ * reader (dataset.c), so the synthetic data has the real data's shape without reading it. Sizes
+ * beyond 4096 x 4096 are refused here: the synthetic sets are made in memory. */
 static int idx_image_dims(const char *path, int *rows, int *cols, cuvae_status *st)
 {
-    gzFile f = gzopen(path, "rb");
-    if (!f) return cuvae_fail(st, "%s: %s", path, errno ? strerror(errno) : "cannot open");
-    unsigned char h[16];
-    int got = gzread(f, h, sizeof h);
-    gzclose(f);
-    if (got != (int)sizeof h) return cuvae_fail(st, "%s: shorter than an IDX image header", path);
-    uint32_t magic = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-    if (magic != 0x00000803u)
-        return cuvae_fail(st, "%s: magic 0x%08x, expected 0x00000803 (an IDX image file)", path,
-                          magic);
-    uint32_t r = (uint32_t)h[8] << 24 | (uint32_t)h[9] << 16 | (uint32_t)h[10] << 8 | h[11];
-    uint32_t c = (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 | (uint32_t)h[14] << 8 | h[15];
-    if (r == 0 || c == 0 || r > 4096 || c > 4096)
-        return cuvae_fail(st, "%s: image size %ux%u out of range", path, r, c);
-    *rows = (int)r;
-    *cols = (int)c;
+    int64_t n_kept = 0, n_file = 0;
+    int r = 0, c = 0;
+    if (cuvae_idx_peek_images(path, 1, &n_kept, &n_file, &r, &c, st)) return -1;
+    if (r > 4096 || c > 4096)
+        return cuvae_fail(st, "%s: image size %dx%d out of range", path, r, c);
+    *rows = r;
+    *cols = c;
     return 0;
 }
 
