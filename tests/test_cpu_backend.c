@@ -204,6 +204,27 @@ static void test_errors(const uint8_t *pixels)
     CHECK_MSG(st.msg, "outside the training set");
     CHECK(cuvae_backend_upload(a.be, CUVAE_SET_VALID, pixels, 4, D - 1, 0, &st) != 0);
     CHECK_MSG(st.msg, "255 values per example, the model expects 256");
+    /* The front door (backend.c) refuses the rest of what no backend can take, naming the
+     * backend and the call. */
+    CHECK(cuvae_backend_evaluate(a.be, CUVAE_SET_COUNT, idx, 1, 1, 0, &o, &st) != 0);
+    CHECK_MSG(st.msg, "cpu backend: evaluate: unknown set 3");
+    CHECK(cuvae_backend_evaluate(a.be, CUVAE_SET_TRAIN, idx, 0, 1, 0, &o, &st) != 0);
+    CHECK_MSG(st.msg, "cpu backend: evaluate: 0 examples");
+    CHECK(cuvae_backend_decode(a.be, NULL, 0, NULL, &st) != 0);
+    CHECK_MSG(st.msg, "cpu backend: decode: 0 latents");
+    cuvae_step none = {.step = 0, .lr = 1e-3f, .beta = 1, .idx = idx, .batch = 0};
+    CHECK(cuvae_backend_train_step(a.be, &none, &st) != 0);
+    CHECK_MSG(st.msg, "cpu backend: train step: batch of 0 examples");
+    CHECK(cuvae_backend_upload(a.be, CUVAE_SET_VALID, pixels, -1, D, 0, &st) != 0);
+    CHECK_MSG(st.msg, "upload of the validation set: -1 examples");
+    cuvae_train_state empty = {.params = NULL};
+    CHECK(cuvae_backend_set_state(a.be, &empty, &st) != 0);
+    CHECK_MSG(st.msg, "cpu backend: set_state without parameters");
+    /* A set uploaded with fewer examples bounds the indices anew. */
+    CHECK(cuvae_backend_upload(a.be, CUVAE_SET_VALID, pixels, 2, D, 0, &st) == 0);
+    int32_t third[1] = {2};
+    CHECK(cuvae_backend_evaluate(a.be, CUVAE_SET_VALID, third, 1, 1, 0, &o, &st) != 0);
+    CHECK_MSG(st.msg, "index 2 at position 0 is outside the validation set (2 examples)");
     /* A batch larger than the configured one grows the buffers. */
     int32_t *many = malloc(N * sizeof *many);
     for (int i = 0; i < N; i++) many[i] = i;
