@@ -1,6 +1,8 @@
-/* Backend selection per --device: auto takes CUDA when a device is usable (and falls back to the
- * CPU, saying why, when the CUDA backend cannot be created); cpu and cuda are taken as asked. The
- * choice is reported on the log so that every run says where it ran. */
+/* The backends' front door. Selection per --device: auto takes CUDA when a device is usable (and
+ * falls back to the CPU, saying why, when the CUDA backend cannot be created); cpu and cuda are
+ * taken as asked. The choice is reported on the log so that every run says where it ran. Then
+ * every call: the checks that do not depend on the backend happen here, once, before dispatch
+ * (as ggml_backend_tensor_set asserts, then calls the backend), so neither backend repeats them. */
 #include "backend.h"
 
 #include <string.h>
