@@ -17,7 +17,6 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "backend.h"
 #include "bench.h"
@@ -164,26 +163,18 @@ static void random_bytes(uint8_t *p, size_t n, uint64_t seed)
     }
 }
 
-/* The pixel count of the config's training images from the IDX header alone (gzip or raw), so
- * the synthetic data has the real data's shape without reading it. */
+/* The image size of the config's training images from the IDX header alone, read by the one IDX
+ * reader (dataset.c), so the synthetic data has the real data's shape without reading it. Sizes
+ * beyond 4096 x 4096 are refused here: the synthetic sets are made in memory. */
 static int idx_image_dims(const char *path, int *rows, int *cols, cuvae_status *st)
 {
-    gzFile f = gzopen(path, "rb");
-    if (!f) return cuvae_fail(st, "%s: %s", path, errno ? strerror(errno) : "cannot open");
-    unsigned char h[16];
-    int got = gzread(f, h, sizeof h);
-    gzclose(f);
-    if (got != (int)sizeof h) return cuvae_fail(st, "%s: shorter than an IDX image header", path);
-    uint32_t magic = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-    if (magic != 0x00000803u)
-        return cuvae_fail(st, "%s: magic 0x%08x, expected 0x00000803 (an IDX image file)", path,
-                          magic);
-    uint32_t r = (uint32_t)h[8] << 24 | (uint32_t)h[9] << 16 | (uint32_t)h[10] << 8 | h[11];
-    uint32_t c = (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 | (uint32_t)h[14] << 8 | h[15];
-    if (r == 0 || c == 0 || r > 4096 || c > 4096)
-        return cuvae_fail(st, "%s: image size %ux%u out of range", path, r, c);
-    *rows = (int)r;
-    *cols = (int)c;
+    int64_t n_kept = 0, n_file = 0;
+    int r = 0, c = 0;
+    if (cuvae_idx_peek_images(path, 1, &n_kept, &n_file, &r, &c, st)) return -1;
+    if (r > 4096 || c > 4096)
+        return cuvae_fail(st, "%s: image size %dx%d out of range", path, r, c);
+    *rows = r;
+    *cols = c;
     return 0;
 }
 
@@ -279,11 +270,11 @@ static int run_steps(cuvae_backend *be, const cuvae_config *c, const int32_t *or
                         .beta = c->train.beta,
                         .idx = idx,
                         .batch = batch};
-        if (be->ops->train_step(be, &s, st))
+        if (cuvae_backend_train_step(be, &s, st))
             return cuvae_fail_prefix(st, "training step %llu", (unsigned long long)*next_step + 1);
         (*next_step)++;
     }
-    if (be->ops->read_metrics(be, m, 1, st)) return -1;
+    if (cuvae_backend_read_metrics(be, m, 1, st)) return -1;
     if (m->first_nonfinite_step >= 0 || m->skipped > 0 || !isfinite(m->loss))
         return cuvae_fail(st,
                           "step %lld gave a non-finite loss or gradient (%lld of %lld steps "
@@ -308,8 +299,8 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
     int rc = -1;
     int32_t *idx = cuvae_malloc((size_t)r->batch * sizeof *idx, "batch indices", st);
     if (!idx) goto done;
-    if (be->ops->upload(be, CUVAE_SET_TRAIN, bd->train, bd->n_train, bd->d, bd->train_dynamic,
-                        st)) {
+    if (cuvae_backend_upload(be, CUVAE_SET_TRAIN, bd->train, bd->n_train, bd->d, bd->train_dynamic,
+                             st)) {
         cuvae_fail_prefix(st, "uploading the training set");
         goto done;
     }
@@ -333,15 +324,15 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
         run_steps(be, &c, order, bd->n_train, r->batch, o->warmup, &step, idx, &m, st))
         goto done;
     cuvae_profile *prof = &r->profile;
-    if (be->ops->profile && be->ops->profile(be, prof, 1, st)) goto done; /* drop the warm-up's */
+    if (cuvae_backend_profile(be, prof, 1, st)) goto done; /* drop the warm-up's */
     for (int k = 0; k < o->repeats; k++) {
         double t0 = cuvae_now();
         if (run_steps(be, &c, order, bd->n_train, r->batch, o->steps, &step, idx, &m, st))
             goto done;
         r->repeat_s[k] = cuvae_now() - t0;
     }
-    if (be->ops->profile) {
-        if (be->ops->profile(be, prof, 1, st)) goto done;
+    if (cuvae_backend_has_profile(be)) {
+        if (cuvae_backend_profile(be, prof, 1, st)) goto done;
         r->has_profile = prof->steps > 0;
     }
     double med = median(r->repeat_s, o->repeats);
@@ -358,7 +349,7 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
          * The set is uploaded afresh before each pass: a backend may keep the results of its
          * latest blocks (the CPU's memo), and a pass must not time a lookup of the last one's. */
         for (int k = -1; k < o->repeats; k++) {
-            if (be->ops->upload(be, CUVAE_SET_TEST, bd->test, bd->n_test, bd->d, 0, st)) {
+            if (cuvae_backend_upload(be, CUVAE_SET_TEST, bd->test, bd->n_test, bd->d, 0, st)) {
                 cuvae_fail_prefix(st, "uploading the evaluation set");
                 goto done;
             }
@@ -380,11 +371,11 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
         r->has_eval = 1;
     }
     r->peak_mib = cuvae_bench_peak_rss_mib();
-    be->ops->describe(be, r->memory, sizeof r->memory);
+    cuvae_backend_describe(be, r->memory, sizeof r->memory);
     rc = 0;
 done:
     free(idx);
-    be->ops->destroy(be);
+    cuvae_backend_destroy(be);
     return rc;
 }
 

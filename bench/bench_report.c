@@ -10,6 +10,7 @@
 
 #include "bench.h"
 #include "blas_info.h"
+#include "file_write.h"
 
 /* ---- machine --------------------------------------------------------------------------------- */
 
@@ -241,8 +242,11 @@ int cuvae_bench_write_json(const char *path, const bench_opts *o, int argc, char
         json_array_append_new(arr, e);
     }
     json_object_set_new(root, "settings", arr);
-    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
     json_decref(root);
-    if (rc != 0) return cuvae_fail(st, "--json %s: cannot write the file", path);
-    return 0;
+    if (!text) return cuvae_fail(st, "--json %s: out of memory formatting the report", path);
+    /* The one writer (file_write.h): atomic replace of a regular file, a symlink kept. */
+    int rc = cuvae_write_file(path, text, strlen(text), st);
+    free(text);
+    return rc ? cuvae_fail_prefix(st, "--json") : 0;
 }

@@ -132,20 +132,6 @@ int cuvae_cuda_backend_prepare_plans(cuda_backend *cb, int B, cuvae_status *st)
     return rc;
 }
 
-static int check_indices(const cuda_set *s, cuvae_set set, const int32_t *idx, int n,
-                         const char *what, cuvae_status *st)
-{
-    if (!s->pixels)
-        return cuvae_fail(st, "cuda backend: %s: the %s set was not uploaded", what, set_name(set));
-    for (int i = 0; i < n; i++)
-        if (idx[i] < 0 || idx[i] >= s->n)
-            return cuvae_fail(st,
-                              "cuda backend: %s: index %d at position %d is outside the %s set "
-                              "(%lld examples)",
-                              what, idx[i], i, set_name(set), (long long)s->n);
-    return 0;
-}
-
 /* The device work of a training step of B rows, from the gather to Adam, enqueued on the
  * context's stream. Every per-step input (the step counter that keys the noise and the
  * binarization, the learning rate, beta, the batch indices) is read from device memory at fixed
@@ -216,16 +202,13 @@ static int cuda_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_stat
 {
     cuda_backend *cb = cuda_of(be);
     cuvae_cuda_ctx *ctx = &cb->ctx;
-    const cuda_set *s = &cb->sets[CUVAE_SET_TRAIN];
     cudaStream_t stream = ctx->stream;
-    int B = step->batch;
-    if (B <= 0) return cuvae_fail(st, "cuda backend: train step: batch of %d examples", B);
+    int B = step->batch; /* > 0, indices checked: the front door's (backend.c) */
     if (B > cb->max_batch)
         return cuvae_fail(st,
                           "cuda backend: train step: batch of %d examples, the backend was "
                           "created for at most %d (train.batch_size)",
                           B, cb->max_batch);
-    if (check_indices(s, CUVAE_SET_TRAIN, step->idx, B, "train step", st)) return -1;
 
     /* The step's inputs through a pinned slot, reused once the device has read it. */
     staging_slot *slot = &cb->slots[cb->next_slot];
@@ -314,7 +297,6 @@ static int cuda_get_state(cuvae_backend *be, cuvae_train_state *out, cuvae_statu
 static int cuda_set_state(cuvae_backend *be, const cuvae_train_state *in, cuvae_status *st)
 {
     cuda_backend *cb = cuda_of(be);
-    if (!in->params) return cuvae_fail(st, "cuda backend: set_state without parameters");
     size_t bytes = cb->m.n_params * sizeof(float);
     cudaStream_t stream = cb->ctx.stream;
     CUDA_CHECK(st, cudaMemcpyAsync(cb->params, in->params, bytes, cudaMemcpyHostToDevice, stream));
@@ -340,18 +322,6 @@ static int cuda_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, 
                        int dynamic, cuvae_status *st)
 {
     cuda_backend *cb = cuda_of(be);
-    if ((int)set < 0 || set >= CUVAE_SET_COUNT)
-        return cuvae_fail(st, "cuda backend: upload: unknown set %d", (int)set);
-    if (d != cb->m.x_dim)
-        return cuvae_fail(st,
-                          "cuda backend: upload of the %s set: %d values per example, the "
-                          "model expects %d",
-                          set_name(set), d, cb->m.x_dim);
-    if (n < 0 || n > INT32_MAX)
-        return cuvae_fail(st,
-                          "cuda backend: upload of the %s set: %lld examples (expected 0 to "
-                          "%d)",
-                          set_name(set), (long long)n, INT32_MAX);
     cuda_set *s = &cb->sets[set];
     /* The old copy goes first, so a replacement does not need room for both. */
     if (cuvae_cuda_backend_sync(cb, "before an upload", st)) return -1;
@@ -408,12 +378,7 @@ static int cuda_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, i
     cuda_backend *cb = cuda_of(be);
     const cuvae_model *m = &cb->m;
     cudaStream_t stream = cb->ctx.stream;
-    if ((int)set < 0 || set >= CUVAE_SET_COUNT)
-        return cuvae_fail(st, "cuda backend: evaluate: unknown set %d", (int)set);
-    if (n <= 0) return cuvae_fail(st, "cuda backend: evaluate: %d examples", n);
-    if (K <= 0) return cuvae_fail(st, "cuda backend: evaluate: K = %d, expected at least 1", K);
     const cuda_set *s = &cb->sets[set];
-    if (check_indices(s, set, idx, n, "evaluate", st)) return -1;
     int decode = out->neg_elbo || out->neg_iw || out->rec;
     if (eval_reserve(cb, decode ? (int64_t)n * K : (int64_t)n, decode ? K : 1, st)) return -1;
     cuvae_eval_buffers *ev = &cb->ev;
@@ -461,7 +426,6 @@ static int cuda_decode(cuvae_backend *be, const float *z, int n, float *x_mean, 
     cuda_backend *cb = cuda_of(be);
     const cuvae_model *m = &cb->m;
     cudaStream_t stream = cb->ctx.stream;
-    if (n <= 0) return cuvae_fail(st, "cuda backend: decode: %d latents", n);
     if (eval_reserve(cb, n, 1, st)) return -1;
     cuvae_eval_buffers *ev = &cb->ev;
     for (int first = 0; first < n; first += ev->cap_rows) {

@@ -216,6 +216,7 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     if (!cb) return NULL;
     cb->base.ops = &cuvae_cuda_backend_ops;
     cb->base.eval_rows_per_call = CUVAE_CUDA_EVAL_MAX_ROWS; /* passes split by memory */
+    cb->base.x_dim = spec->model->x_dim;
     cb->m = *spec->model;
     cb->c = *spec->config;
     snprintf(cb->device_name, sizeof cb->device_name, "%s", name);

@@ -112,6 +112,10 @@ struct cuvae_backend {
      * A backend that splits a call into passes of its own memory budget sets more, so that the
      * host's calls (and their synchronizations) do not cut its passes short. */
     int64_t eval_rows_per_call;
+    int x_dim; /* the model's values per example, set by the backend at creation */
+    /* Kept by the front door (below), which checks indices against them. */
+    int64_t set_rows[CUVAE_SET_COUNT]; /* examples of each uploaded set */
+    int set_uploaded[CUVAE_SET_COUNT]; /* 0 until an upload of the set succeeds */
 };
 
 /* Everything a backend is created from. Parameters start at cuvae_model_init(seed) and zero Adam
@@ -145,6 +149,27 @@ int cuvae_cuda_available(char *name, size_t len);
 /* Picks per --device: auto = CUDA when available, else CPU; says which on `log` (may be NULL). */
 cuvae_backend *cuvae_backend_create(cuvae_device device, const cuvae_backend_spec *spec, FILE *log,
                                     cuvae_status *st);
+
+/* The front door: every caller goes through these. They check what does not depend on the
+ * backend (the set, counts, K, indices within the uploaded set, the values per example) once,
+ * with messages that name the backend and the call, then dispatch to be->ops. The backends
+ * assume arguments that passed these checks. */
+void cuvae_backend_destroy(cuvae_backend *be); /* NULL: nothing */
+const char *cuvae_backend_name(const cuvae_backend *be);
+int cuvae_backend_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, int64_t n, int d,
+                         int dynamic, cuvae_status *st);
+int cuvae_backend_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_status *st);
+int cuvae_backend_read_metrics(cuvae_backend *be, cuvae_metrics *out, int reset, cuvae_status *st);
+int cuvae_backend_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,
+                           uint64_t counter, cuvae_eval_out *out, cuvae_status *st);
+int cuvae_backend_decode(cuvae_backend *be, const float *z, int n, float *x_mean, cuvae_status *st);
+int cuvae_backend_get_state(cuvae_backend *be, cuvae_train_state *out, cuvae_status *st);
+int cuvae_backend_set_state(cuvae_backend *be, const cuvae_train_state *in, cuvae_status *st);
+void cuvae_backend_describe(cuvae_backend *be, char *buf, size_t len);
+/* 1 when the backend can break its training steps down by phase (the profile op). */
+int cuvae_backend_has_profile(const cuvae_backend *be);
+/* The breakdown since the last reset; a backend without one reports no phases (out->n = 0). */
+int cuvae_backend_profile(cuvae_backend *be, cuvae_profile *out, int reset, cuvae_status *st);
 
 #ifdef __cplusplus
 }

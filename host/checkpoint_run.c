@@ -124,10 +124,13 @@ int cuvae_ckpt_save_run(const char *run_dir, int keep_last, const cuvae_config *
     if (cuvae_mkdirs(dir, st)) return cuvae_fail_prefix(st, "cannot save a checkpoint");
     snprintf(name, sizeof name, STEP_PREFIX "%012" PRIu64 STEP_SUFFIX, meta->step);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    /* best.safetensors before the step file: a step file whose best_valid counts an improvement
-     * must never exist without the best file that records it, or a resume from it would never
-     * write that best file again. (A crash in between leaves best one save ahead; the resumed run
-     * recomputes the same steps and writes the same best.) */
+    /* best.safetensors before the step file, the one place this rule lives: a step file whose
+     * best_valid counts an improvement must never exist without the best file that records it, or
+     * a resume from it would never write that best file again. Were the step file durable first
+     * and the best write then failed, that is what would happen; this way a failure leaves the
+     * older step file newest, and the resume redoes the epoch end and writes the same best file.
+     * (A crash in between leaves best one save ahead; the resumed run recomputes the same steps
+     * and writes the same best.) */
     if (is_best) {
         char best[sizeof path];
         snprintf(best, sizeof best, "%s/" BEST_NAME, dir);

@@ -188,10 +188,6 @@ float *cuvae_cpu_stack_backward(const float *params, float *grads, const cuvae_m
                                 float *dy, float *dx, float *scratch, int want_dx, double *sq,
                                 cpu_prof *prof);
 
-/* Fails unless the set is uploaded and every index names one of its examples. */
-int cuvae_cpu_check_indices(const cpu_backend *cb, cuvae_set set, const int32_t *idx, int n,
-                            const char *what, cuvae_status *st);
-
 /* cpu_eval.c: the evaluate and decode entries, and the evaluation buffers. */
 int cuvae_cpu_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,
                        uint64_t counter, cuvae_eval_out *out, cuvae_status *st);

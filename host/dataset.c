@@ -401,53 +401,64 @@ static int ends_with(const char *s, const char *suffix)
     return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
 }
 
-/* Writes header + data to path (gzip when it ends in .gz); a failed write removes the file. */
+/* out = in compressed as gzip exactly as gzopen(path, "wb6") would write it (the same zlib
+ * settings, so the same bytes), in memory, for the one writer. */
+static int gzip_buffer(const uint8_t *in, size_t n, uint8_t **out, size_t *out_len,
+                       const char *path, cuvae_status *st)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (deflateInit2(&zs, 6, Z_DEFLATED, MAX_WBITS + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return cuvae_fail(st, "%s: cannot start gzip compression", path);
+    size_t cap = (size_t)deflateBound(&zs, (uLong)n), in_at = 0, out_at = 0;
+    uint8_t *buf = cuvae_malloc(cap, "a compressed IDX file", st);
+    int zrc = Z_OK;
+    /* zlib counts in unsigned int: 1 GiB pieces; the buffer grows should the bound fall short. */
+    const size_t piece = (size_t)1 << 30;
+    while (buf && zrc == Z_OK) {
+        if (out_at == cap) {
+            uint8_t *more = realloc(buf, cap * 2);
+            if (!more) break;
+            buf = more;
+            cap *= 2;
+        }
+        size_t ni = n - in_at < piece ? n - in_at : piece;
+        size_t no = cap - out_at < piece ? cap - out_at : piece;
+        zs.next_in = (Bytef *)(uintptr_t)(in + in_at);
+        zs.avail_in = (uInt)ni;
+        zs.next_out = buf + out_at;
+        zs.avail_out = (uInt)no;
+        zrc = deflate(&zs, in_at + ni == n ? Z_FINISH : Z_NO_FLUSH);
+        in_at += ni - zs.avail_in;
+        out_at += no - zs.avail_out;
+        if (zrc == Z_BUF_ERROR && out_at == cap) zrc = Z_OK; /* out of room: grow and go on */
+    }
+    deflateEnd(&zs);
+    if (zrc != Z_STREAM_END) {
+        free(buf);
+        return buf ? cuvae_fail(st, "%s: gzip compression failed", path) : -1;
+    }
+    *out = buf;
+    *out_len = out_at;
+    return 0;
+}
+
+/* Writes header + data to path (gzip when it ends in .gz) through the one writer (file_write.h):
+ * whatever fails, no partial file is left. */
 static int write_idx_file(const char *path, const unsigned char *hdr, size_t hlen,
                           const uint8_t *data, size_t len, cuvae_status *st)
 {
-    if (ends_with(path, ".gz")) {
-        gzFile g = gzopen(path, "wb6");
-        if (!g) return cuvae_fail(st, "%s: cannot create: %s", path, strerror(errno));
-        const uint8_t *parts[2] = {hdr, data};
-        size_t sizes[2] = {hlen, len};
-        for (int p = 0; p < 2; p++) {
-            for (size_t at = 0; at < sizes[p];) {
-                /* gzwrite counts in unsigned int and answers in int: write in 1 GiB pieces. */
-                size_t k = sizes[p] - at < ((size_t)1 << 30) ? sizes[p] - at : ((size_t)1 << 30);
-                if (gzwrite(g, parts[p] + at, (unsigned)k) != (int)k) {
-                    int zerr = Z_OK;
-                    const char *why = gzerror(g, &zerr);
-                    cuvae_fail(st, "%s: write failed: %s", path,
-                               zerr == Z_ERRNO ? strerror(errno) : why);
-                    gzclose(g);
-                    remove(path);
-                    return -1;
-                }
-                at += k;
-            }
-        }
-        int rc = gzclose(g);
-        if (rc != Z_OK) {
-            cuvae_fail(st, "%s: write failed when closing: %s", path,
-                       rc == Z_ERRNO ? strerror(errno) : zError(rc));
-            remove(path);
-            return -1;
-        }
-        return 0;
-    }
-    FILE *f = fopen(path, "wb");
-    if (!f) return cuvae_fail(st, "%s: cannot create: %s", path, strerror(errno));
-    int ok = fwrite(hdr, 1, hlen, f) == hlen && fwrite(data, 1, len, f) == len;
-    int err = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        err = errno;
-    }
-    if (!ok) {
-        remove(path);
-        return cuvae_fail(st, "%s: write failed: %s", path, strerror(err));
-    }
-    return 0;
+    uint8_t *raw = cuvae_malloc(hlen + len, "an IDX file", st), *gz = NULL;
+    if (!raw) return -1;
+    memcpy(raw, hdr, hlen);
+    memcpy(raw + hlen, data, len);
+    size_t out_len = hlen + len;
+    int rc = ends_with(path, ".gz") ? gzip_buffer(raw, hlen + len, &gz, &out_len, path, st) : 0;
+    if (!rc && cuvae_write_file(path, gz ? gz : raw, out_len, st))
+        rc = cuvae_fail_prefix(st, "cannot create the IDX file");
+    free(gz);
+    free(raw);
+    return rc;
 }
 
 static void put_be32(unsigned char *p, uint32_t v)

@@ -42,7 +42,8 @@ int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int
                          int64_t n, cuvae_status *st);
 
 /* Writes an IDX image file (and labels when ds->labels and labels_path): used by tests and tools
- * to make small data. gzip when the path ends in .gz. */
+ * to make small data. gzip when the path ends in .gz (the bytes gzopen "wb6" writes). Through
+ * the one writer (file_write.h), built in memory first. */
 int cuvae_dataset_write_idx(const cuvae_dataset *ds, const char *images_path,
                             const char *labels_path, cuvae_status *st);
 

@@ -129,12 +129,12 @@ static cuvae_backend *make_backend(const cuvae_ckpt *ck, const cuvae_config *cfg
         if (!state.m) state.m = zeros;
         if (!state.v) state.v = zeros;
     }
-    if (be->ops->set_state(be, &state, st)) goto fail;
+    if (cuvae_backend_set_state(be, &state, st)) goto fail;
     free(zeros);
     return be;
 fail:
     free(zeros);
-    be->ops->destroy(be);
+    cuvae_backend_destroy(be);
     return NULL;
 }
 
@@ -201,7 +201,7 @@ static int load_test_set(const cuvae_ckpt *ck, const cuvae_config *c, cuvae_run_
 static int upload_test_set(cuvae_backend *be, const cuvae_config *c, const cuvae_run_data *rd,
                            cuvae_status *st)
 {
-    if (be->ops->upload(be, CUVAE_SET_TEST, rd->test.pixels, rd->test.n, rd->test.d, 0, st))
+    if (cuvae_backend_upload(be, CUVAE_SET_TEST, rd->test.pixels, rd->test.n, rd->test.d, 0, st))
         return cuvae_fail_prefix(st, "uploading the test set %s", c->data.test_images);
     return 0;
 }
@@ -315,8 +315,9 @@ int cuvae_cmd_eval(int argc, char **argv)
 
     printf("%-22s %s (step %llu)\n", "checkpoint", ckpt_path, (unsigned long long)ck.meta.step);
     printf("%-22s %s\n", "test set", cfg.data.test_images);
-    printf("%-22s %s%s%s\n", "device", be->ops->name, strcmp(be->ops->name, "cpu") ? ", " : "",
-           strcmp(be->ops->name, "cpu") ? cuvae_precision_name(precision) : "");
+    printf("%-22s %s%s%s\n", "device", cuvae_backend_name(be),
+           strcmp(cuvae_backend_name(be), "cpu") ? ", " : "",
+           strcmp(cuvae_backend_name(be), "cpu") ? cuvae_precision_name(precision) : "");
     printf("%-22s %d\n", "samples (K)", K);
     printf("%-22s %lld\n", "examples", (long long)res.n);
     printf("%-22s %.4f nats\n", "negative ELBO", res.neg_elbo);
@@ -340,9 +341,10 @@ int cuvae_cmd_eval(int argc, char **argv)
         cuvae_json_str(&j, "checkpoint", ckpt_path);
         cuvae_json_int(&j, "step", (int64_t)ck.meta.step);
         cuvae_json_str(&j, "test_images", cfg.data.test_images);
-        cuvae_json_str(&j, "device", be->ops->name);
+        cuvae_json_str(&j, "device", cuvae_backend_name(be));
         cuvae_json_str(&j, "precision",
-                       strcmp(be->ops->name, "cpu") ? cuvae_precision_name(precision) : "fp32");
+                       strcmp(cuvae_backend_name(be), "cpu") ? cuvae_precision_name(precision)
+                                                             : "fp32");
         cuvae_json_int(&j, "samples", K);
         cuvae_json_int(&j, "examples", res.n);
         cuvae_json_num(&j, "neg_elbo", res.neg_elbo);
@@ -371,7 +373,7 @@ int cuvae_cmd_eval(int argc, char **argv)
 fail:
     rc = runtime_error(cmd, &st);
 out:
-    if (be) be->ops->destroy(be);
+    cuvae_backend_destroy(be);
     cuvae_run_data_free(&rd);
     cuvae_ckpt_free(&ck);
     return rc;
@@ -451,7 +453,7 @@ int cuvae_cmd_sample(int argc, char **argv)
 fail:
     rc = runtime_error(cmd, &st);
 out:
-    if (be) be->ops->destroy(be);
+    cuvae_backend_destroy(be);
     cuvae_ckpt_free(&ck);
     return rc;
 }
@@ -532,7 +534,7 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
 fail:
     rc = runtime_error(cmd, &st);
 out:
-    if (be) be->ops->destroy(be);
+    cuvae_backend_destroy(be);
     cuvae_run_data_free(&rd);
     cuvae_ckpt_free(&ck);
     return rc;

@@ -84,7 +84,7 @@ int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set se
                               .kl = buf + 3 * chunk,
                               .mu = mu,
                               .logvar = NULL};
-        if (be->ops->evaluate(be, set, idx, b, K, counter, &out, st)) {
+        if (cuvae_backend_evaluate(be, set, idx, b, K, counter, &out, st)) {
             if (tty) fprintf(progress, "\r\033[K");
             cuvae_fail_prefix(st, "evaluate: examples %lld..%lld", (long long)first,
                               (long long)(first + b - 1));

@@ -1,5 +1,6 @@
-/* The one way cuvae writes a file (checkpoints, config.ini, latest, PNGs, eval's JSON): the
- * durability policy lives here once; and the one way it opens an input file (config, data). */
+/* The one way cuvae writes a file (checkpoints, config.ini, latest, PNGs, eval's and bench's
+ * JSON, IDX files): the durability policy lives here once; and the one way it opens an input
+ * file (config, data). metrics.jsonl alone appends instead (metrics.c says why). */
 #ifndef CUVAE_FILE_WRITE_H
 #define CUVAE_FILE_WRITE_H
 

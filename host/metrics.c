@@ -89,6 +89,10 @@ const char *cuvae_json_end(cuvae_json_line *j)
     return j->overflow ? NULL : j->buf;
 }
 
+/* The one file cuvae does not write through cuvae_write_file (file_write.h), on purpose: it is an
+ * append log, not a document replaced whole. Rewriting it atomically at every log line would copy
+ * the whole history each time, and a resumed run must keep the lines of the run before it. A
+ * crash can at worst cut its last line short; every line before stays, flushed as written. */
 int cuvae_metrics_open(cuvae_metrics_log *log, const char *run_dir, cuvae_status *st)
 {
     int n = snprintf(log->path, sizeof log->path, "%s/metrics.jsonl", run_dir);

@@ -13,8 +13,8 @@ static int decode_all(cuvae_backend *be, const cuvae_model *m, const float *z, i
     if (batch <= 0) batch = n;
     for (int first = 0; first < n; first += batch) {
         int b = n - first < batch ? n - first : batch;
-        if (be->ops->decode(be, z + (size_t)first * (size_t)m->latent, b,
-                            x + (size_t)first * (size_t)m->x_dim, st))
+        if (cuvae_backend_decode(be, z + (size_t)first * (size_t)m->latent, b,
+                                 x + (size_t)first * (size_t)m->x_dim, st))
             return -1;
     }
     return 0;
@@ -42,7 +42,7 @@ int cuvae_write_recon_grid(cuvae_backend *be, const cuvae_model *m, const cuvae_
         for (int i = 0; i < b; i++) idx[i] = first + i;
         cuvae_eval_out out = {0};
         out.mu = mu + (size_t)first * L;
-        if (be->ops->evaluate(be, set, idx, b, 1, 0, &out, st)) goto done;
+        if (cuvae_backend_evaluate(be, set, idx, b, 1, 0, &out, st)) goto done;
     }
     if (decode_all(be, m, mu, n, batch, recon, st)) goto done;
     /* Cell (2r, c) is input r*per_row + c, cell (2r+1, c) its reconstruction; cells past n stay

@@ -90,7 +90,7 @@ static double wall(const cuvae_trainer *t)
 static int sync_point(cuvae_trainer *t, cuvae_status *st)
 {
     cuvae_metrics m;
-    if (t->be->ops->read_metrics(t->be, &m, 1, st)) return -1;
+    if (cuvae_backend_read_metrics(t->be, &m, 1, st)) return -1;
     double now = cuvae_now();
     double dt = now - t->mark;
     t->mark = now;
@@ -152,14 +152,11 @@ static int stop_nonfinite(cuvae_trainer *t, cuvae_status *st)
     return 1;
 }
 
-/* Writes a checkpoint of the current position. Returns 1 when the sync point before it found a
- * non-finite step to stop at (nothing is written then), 0 when saved, -1 on error. */
-static int save_checkpoint(cuvae_trainer *t, int is_best, cuvae_status *st)
+/* The metadata of every file the run writes (step files, best, model.safetensors): the position
+ * of the run now and the state last read from the backend (t->state). */
+static cuvae_ckpt_meta run_meta(const cuvae_trainer *t)
 {
-    int r = sync_point(t, st);
-    if (r) return r > 0 ? stop_nonfinite(t, st) : -1;
-    if (t->be->ops->get_state(t->be, &t->state, st)) return -1;
-    cuvae_ckpt_meta meta = {
+    return (cuvae_ckpt_meta){
         .step = t->step,
         .epoch = t->epoch,
         .epoch_step = t->epoch_step,
@@ -169,17 +166,19 @@ static int save_checkpoint(cuvae_trainer *t, int is_best, cuvae_status *st)
         .rng_counter = t->step,
         .best_valid = t->best_valid,
     };
-    if (is_best) {
-        /* best.safetensors before the step file: the step file's best_valid counts the
-         * improvement, so were it durable first and the best write then failed, a resume from it
-         * would never record that best. This way a failure leaves the older step file newest,
-         * and the resume redoes the epoch end and writes the same best file. */
-        char best[sizeof t->res->run_dir + 64];
-        snprintf(best, sizeof best, "%s/checkpoints/best.safetensors", t->res->run_dir);
-        if (cuvae_ckpt_write(best, t->cfg, &t->model, &meta, &t->state, st)) return -1;
-    }
+}
+
+/* Writes a checkpoint of the current position. Returns 1 when the sync point before it found a
+ * non-finite step to stop at (nothing is written then), 0 when saved, -1 on error. */
+static int save_checkpoint(cuvae_trainer *t, int is_best, cuvae_status *st)
+{
+    int r = sync_point(t, st);
+    if (r) return r > 0 ? stop_nonfinite(t, st) : -1;
+    if (cuvae_backend_get_state(t->be, &t->state, st)) return -1;
+    cuvae_ckpt_meta meta = run_meta(t);
+    /* best.safetensors goes first when is_best: the rule and its reason live in save_run. */
     if (cuvae_ckpt_save_run(t->res->run_dir, t->cfg->output.keep_last, t->cfg, &t->model, &meta,
-                            &t->state, 0, t->res->checkpoint, sizeof t->res->checkpoint, st))
+                            &t->state, is_best, t->res->checkpoint, sizeof t->res->checkpoint, st))
         return -1;
     t->saved_any = 1;
     t->saved_step = t->step;
@@ -307,7 +306,7 @@ static int run_epochs(cuvae_trainer *t, cuvae_status *st)
                 .idx = t->perm + t->epoch_step * (uint64_t)bs,
                 .batch = bs,
             };
-            if (t->be->ops->train_step(t->be, &s, st))
+            if (cuvae_backend_train_step(t->be, &s, st))
                 return cuvae_fail_prefix(st, "training step %llu", (unsigned long long)t->step + 1);
             t->last_lr = s.lr;
             t->last_beta = s.beta;
@@ -348,18 +347,9 @@ static int finish(cuvae_trainer *t, cuvae_status *st)
 
     char model_path[CUVAE_PATH_LEN + 64];
     snprintf(model_path, sizeof model_path, "%s/model.safetensors", t->res->run_dir);
-    if (t->be->ops->get_state(t->be, &t->state, st)) return -1;
+    if (cuvae_backend_get_state(t->be, &t->state, st)) return -1;
     cuvae_train_state model_only = {.params = t->state.params, .adam_t = t->state.adam_t};
-    cuvae_ckpt_meta meta = {
-        .step = t->step,
-        .epoch = t->epoch,
-        .epoch_step = t->epoch_step,
-        .seed = t->cfg->train.seed,
-        .data_seed = t->cfg->train.seed,
-        .adam_t = t->state.adam_t,
-        .rng_counter = t->step,
-        .best_valid = t->best_valid,
-    };
+    cuvae_ckpt_meta meta = run_meta(t);
     if (cuvae_ckpt_write(model_path, t->cfg, &t->model, &meta, &model_only, st)) return -1;
 
     /* A stop request that came during the final checkpoint or model write is honoured before the

@@ -78,7 +78,7 @@ static int apply_resume(cuvae_trainer *t, cuvae_status *st)
                    t->model.n_params);
         return usage_fail(t);
     }
-    if (t->be->ops->set_state(t->be, &ck->state, st))
+    if (cuvae_backend_set_state(t->be, &ck->state, st))
         return cuvae_fail_prefix(st, "--resume %s", t->resume_path);
     /* Same batches per epoch as when it was saved: its epoch_step must lie inside an epoch. */
     const cuvae_config *sc = &ck->config, *nc = t->cfg;
@@ -123,8 +123,8 @@ static int upload_sets(cuvae_trainer *t, cuvae_status *st)
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
         if (sets[i].ds->n <= 0) continue;
-        if (t->be->ops->upload(t->be, sets[i].set, sets[i].ds->pixels, sets[i].ds->n, sets[i].ds->d,
-                               sets[i].dynamic, st))
+        if (cuvae_backend_upload(t->be, sets[i].set, sets[i].ds->pixels, sets[i].ds->n,
+                                 sets[i].ds->d, sets[i].dynamic, st))
             return cuvae_fail_prefix(st, "uploading the %s set", sets[i].name);
     }
     return 0;
@@ -214,8 +214,8 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
 
     char desc[1024];
     desc[0] = '\0';
-    t->be->ops->describe(t->be, desc, sizeof desc);
-    fprintf(t->opt->out, "model: %zu parameters; backend %s%s%s\n", n, t->be->ops->name,
+    cuvae_backend_describe(t->be, desc, sizeof desc);
+    fprintf(t->opt->out, "model: %zu parameters; backend %s%s%s\n", n, cuvae_backend_name(t->be),
             desc[0] ? ": " : "", desc);
     if (upload_sets(t, st)) return -1;
     if (t->resuming && apply_resume(t, st)) return -1;
@@ -230,7 +230,7 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
     cuvae_json_int(&j, "steps_per_epoch", t->steps_per_epoch);
     cuvae_json_int(&j, "batch_size", c->train.batch_size);
     cuvae_json_int(&j, "n_params", (int64_t)n);
-    cuvae_json_str(&j, "device", t->be->ops->name);
+    cuvae_json_str(&j, "device", cuvae_backend_name(t->be));
     cuvae_json_str(&j, "resumed_from", t->resuming ? t->resume_path : NULL);
     if (cuvae_metrics_append(&t->mlog, &j, st)) return -1;
 
@@ -248,7 +248,7 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
 
 void cuvae_trainer_cleanup(cuvae_trainer *t)
 {
-    if (t->be) t->be->ops->destroy(t->be);
+    cuvae_backend_destroy(t->be);
     if (t->data_loaded) cuvae_run_data_free(&t->data);
     if (t->resuming) cuvae_ckpt_free(&t->resume_ck);
     cuvae_metrics_close(&t->mlog, NULL);

@@ -30,4 +30,25 @@ assert all(r["gflop_per_s"] > 0 for r in rows if " fwd " in r["phase"] or " bwd 
 # 0.1 ms. A pass that took less was a memo lookup.
 assert s["eval"]["pass_s"] > 1e-4, s["eval"]
 PY
+
+# --json goes through the one writer (file_write.h): an existing regular file is replaced whole (a
+# new file renamed over it, no temporary left behind); a symlink stays a link and its target gets
+# the report.
+ino_before=$(stat -c %i "$T/bench.json")
+quick=(bench --device cpu --batch 8 --steps 1 --warmup 0 --repeats 1 --eval-samples 0)
+expect_rc 0 "$BIN" "${quick[@]}" --json "$T/bench.json"
+[ "$(stat -c %i "$T/bench.json")" != "$ino_before" ] || fail "--json rewrote the file in place"
+ls "$T" | grep -q '\.tmp\.' && fail "--json left a temporary file: $(ls "$T")"
+python3 -c 'import json, sys; json.load(open(sys.argv[1]))["settings"][0]' "$T/bench.json" ||
+    fail "--json over a regular file did not write the report"
+echo old >"$T/target.json"
+ln -s target.json "$T/link.json"
+expect_rc 0 "$BIN" "${quick[@]}" --json "$T/link.json"
+[ -L "$T/link.json" ] || fail "--json replaced the symlink instead of writing through it"
+python3 -c 'import json, sys; json.load(open(sys.argv[1]))["settings"][0]' "$T/target.json" ||
+    fail "--json through a symlink did not write the report to its target"
+# A directory is refused with a message naming the path, and nothing is written.
+mkdir "$T/dir.json"
+expect_rc 1 "$BIN" "${quick[@]}" --json "$T/dir.json"
+grep -qF -- "--json: $T/dir.json" "$T/err" || { cat "$T/err"; fail "no message naming --json's path"; }
 echo "$NAME: ok"

@@ -59,18 +59,20 @@ static void run_case(const epilogue_case *k, int strict)
     cuvae_backend_spec spec = {&m, &c, NULL, {0, 0, 0}, NULL};
     cuvae_backend *be = cuvae_cuda_backend_create(&spec, &st);
     REQUIRE(be != NULL, st);
-    REQUIRE(be->ops->upload(be, CUVAE_SET_TRAIN, train_px, N_TRAIN, ROWS * COLS, 1, &st) == 0, st);
-    REQUIRE(be->ops->upload(be, CUVAE_SET_TEST, test_px, N_TEST, ROWS * COLS, 0, &st) == 0, st);
+    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TRAIN, train_px, N_TRAIN, ROWS * COLS, 1, &st) == 0,
+            st);
+    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TEST, test_px, N_TEST, ROWS * COLS, 0, &st) == 0,
+            st);
     int32_t *perm = (int32_t *)malloc(N_TRAIN * sizeof *perm);
     REQUIRE(perm != NULL, st);
     cuvae_permutation(c.train.seed, CUVAE_STREAM_SHUFFLE, 0, perm, N_TRAIN);
     /* Enough steps that the graph is captured and replayed. */
     for (int s = 0; s < 4; s++) {
         cuvae_step step = {(uint64_t)s, 1e-3f, 1.0f, perm + (s * k->batch) % N_TRAIN, k->batch};
-        REQUIRE(be->ops->train_step(be, &step, &st) == 0, st);
+        REQUIRE(cuvae_backend_train_step(be, &step, &st) == 0, st);
     }
     cuvae_metrics mt;
-    REQUIRE(be->ops->read_metrics(be, &mt, 1, &st) == 0, st);
+    REQUIRE(cuvae_backend_read_metrics(be, &mt, 1, &st) == 0, st);
     CHECK(mt.steps == 4 && mt.skipped == 0);
     double neg_iw[64];
     int32_t rows[64];
@@ -78,10 +80,10 @@ static void run_case(const epilogue_case *k, int strict)
     cuvae_eval_out out;
     memset(&out, 0, sizeof out);
     out.neg_iw = neg_iw;
-    REQUIRE(be->ops->evaluate(be, CUVAE_SET_TEST, rows, 64, 8, 0, &out, &st) == 0, st);
+    REQUIRE(cuvae_backend_evaluate(be, CUVAE_SET_TEST, rows, 64, 8, 0, &out, &st) == 0, st);
 
     char text[1024];
-    be->ops->describe(be, text, sizeof text);
+    cuvae_backend_describe(be, text, sizeof text);
     cuvae_plan_stats ps;
     cuvae_linear_plan_stats(&cuda_of(be)->ctx, &ps);
     printf("gpu_epilogues: %s: fused %d of %d plans, refused %d (%d with an error status), %d at "
@@ -97,7 +99,7 @@ static void run_case(const epilogue_case *k, int strict)
         CHECK(ps.run_refusals == 0);
     }
     free(perm);
-    be->ops->destroy(be);
+    cuvae_backend_destroy(be);
 }
 
 int main(void)

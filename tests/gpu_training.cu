@@ -92,8 +92,10 @@ static cuvae_backend *make(const fixture *f, int cuda)
     cuvae_backend *be =
         cuda ? cuvae_cuda_backend_create(&spec, &st) : cuvae_cpu_backend_create(&spec, &st);
     REQUIRE(be != NULL, st);
-    REQUIRE(be->ops->upload(be, CUVAE_SET_TRAIN, f->train, N_TRAIN, ROWS * COLS, 1, &st) == 0, st);
-    REQUIRE(be->ops->upload(be, CUVAE_SET_TEST, f->test, N_TEST, ROWS * COLS, 0, &st) == 0, st);
+    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TRAIN, f->train, N_TRAIN, ROWS * COLS, 1, &st) == 0,
+            st);
+    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TEST, f->test, N_TEST, ROWS * COLS, 0, &st) == 0,
+            st);
     return be;
 }
 
@@ -117,9 +119,9 @@ static void run_steps(fixture *f, cuvae_backend *be, uint64_t first, int n, doub
     for (int i = 0; i < n; i++) {
         cuvae_step s;
         step_of(f, first + (uint64_t)i, &s);
-        REQUIRE(be->ops->train_step(be, &s, &st) == 0, st);
+        REQUIRE(cuvae_backend_train_step(be, &s, &st) == 0, st);
         cuvae_metrics m;
-        REQUIRE(be->ops->read_metrics(be, &m, 1, &st) == 0, st);
+        REQUIRE(cuvae_backend_read_metrics(be, &m, 1, &st) == 0, st);
         CHECK(m.steps == 1 && m.skipped == 0 && m.examples == BATCH);
         losses[i] = m.examples > 0 ? m.loss / (double)m.examples : NAN;
     }
@@ -139,7 +141,7 @@ static void get_state(const fixture *f, cuvae_backend *be, state_copy *s)
     s->v = (float *)malloc(n * sizeof(float));
     REQUIRE(s->params && s->m && s->v, st);
     cuvae_train_state ts = {s->params, s->m, s->v, 0};
-    REQUIRE(be->ops->get_state(be, &ts, &st) == 0, st);
+    REQUIRE(cuvae_backend_get_state(be, &ts, &st) == 0, st);
     s->adam_t = ts.adam_t;
 }
 
@@ -203,7 +205,8 @@ static void compare_eval(const fixture *f, cuvae_backend *gpu, cuvae_backend *cp
     cuvae_backend *be[2] = {gpu, cpu};
     for (int k = 0; k < 2; k++) {
         cuvae_eval_out out = {res[k][0], res[k][1], res[k][2], res[k][3], mu[k], lv[k]};
-        REQUIRE(be[k]->ops->evaluate(be[k], CUVAE_SET_TEST, idx, n, EVAL_K, 5, &out, &st) == 0, st);
+        REQUIRE(cuvae_backend_evaluate(be[k], CUVAE_SET_TEST, idx, n, EVAL_K, 5, &out, &st) == 0,
+                st);
     }
     const char *names[4] = {"neg_elbo", "neg_iw", "rec", "kl"};
     char what[96];
@@ -219,7 +222,7 @@ static void compare_eval(const fixture *f, cuvae_backend *gpu, cuvae_backend *cp
     /* Decoding the same latents. */
     float z[16 * 8], xm[2][16 * ROWS * COLS];
     cuvae_normal_fill(1, CUVAE_STREAM_SAMPLE, 0, 0, z, 16 * 8);
-    for (int k = 0; k < 2; k++) REQUIRE(be[k]->ops->decode(be[k], z, 16, xm[k], &st) == 0, st);
+    for (int k = 0; k < 2; k++) REQUIRE(cuvae_backend_decode(be[k], z, 16, xm[k], &st) == 0, st);
     snprintf(what, sizeof what, "%s: decode", tag);
     cuvae_check_close(what, xm[0], xm[1], 16 * ROWS * COLS, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
 }
@@ -239,7 +242,7 @@ int main(void)
 
     cuvae_backend *gpu = make(&f, 1), *cpu = make(&f, 0);
     char desc[512];
-    gpu->ops->describe(gpu, desc, sizeof desc);
+    cuvae_backend_describe(gpu, desc, sizeof desc);
     printf("%s\n", desc);
 
     /* 4 (first part): the same initial parameters give the same evaluation. */
@@ -251,10 +254,10 @@ int main(void)
         cuvae_step s;
         step_of(&f, 0, &s);
         cuvae_metrics mg, mc;
-        REQUIRE(gpu->ops->train_step(gpu, &s, &st) == 0, st);
-        REQUIRE(cpu->ops->train_step(cpu, &s, &st) == 0, st);
-        REQUIRE(gpu->ops->read_metrics(gpu, &mg, 1, &st) == 0, st);
-        REQUIRE(cpu->ops->read_metrics(cpu, &mc, 1, &st) == 0, st);
+        REQUIRE(cuvae_backend_train_step(gpu, &s, &st) == 0, st);
+        REQUIRE(cuvae_backend_train_step(cpu, &s, &st) == 0, st);
+        REQUIRE(cuvae_backend_read_metrics(gpu, &mg, 1, &st) == 0, st);
+        REQUIRE(cuvae_backend_read_metrics(cpu, &mc, 1, &st) == 0, st);
         CHECK(mg.steps == 1 && mc.steps == 1 && mg.examples == BATCH && mg.skipped == 0);
         CHECK(mg.first_nonfinite_step == -1);
         double g4[4] = {mg.loss, mg.rec, mg.kl, mg.grad_norm_sum};
@@ -296,7 +299,7 @@ int main(void)
         CHECK(same_state(&a, &b, n) && a.adam_t == STEPS);
         free_state(&a);
         free_state(&b);
-        gpu2->ops->destroy(gpu2);
+        cuvae_backend_destroy(gpu2);
     }
 
     /* 7: the same run with the step captured once as a CUDA graph and replayed
@@ -310,7 +313,7 @@ int main(void)
         double first[1];
         run_steps(&f, gg, 0, 1, first);
         run_steps(&f, gg, 1, STEPS - 1, lg3);
-        gg->ops->describe(gg, desc, sizeof desc);
+        cuvae_backend_describe(gg, desc, sizeof desc);
         CHECK_MSG(desc, "step graph captured");
         int same = memcmp(lg, lg3, sizeof(double) * (STEPS - 1)) == 0;
         if (!same) fprintf(stderr, "graph replays gave other losses than direct steps\n");
@@ -322,16 +325,16 @@ int main(void)
         /* A NaN set through set_state reaches the replayed step, which withholds its update. */
         b.params[f.m.dec.layer[f.m.dec.n - 1].b] = NAN;
         cuvae_train_state ts = {b.params, b.m, b.v, b.adam_t};
-        REQUIRE(gg->ops->set_state(gg, &ts, &st) == 0, st);
+        REQUIRE(cuvae_backend_set_state(gg, &ts, &st) == 0, st);
         cuvae_step stp;
         step_of(&f, STEPS, &stp);
-        REQUIRE(gg->ops->train_step(gg, &stp, &st) == 0, st);
+        REQUIRE(cuvae_backend_train_step(gg, &stp, &st) == 0, st);
         cuvae_metrics m;
-        REQUIRE(gg->ops->read_metrics(gg, &m, 1, &st) == 0, st);
+        REQUIRE(cuvae_backend_read_metrics(gg, &m, 1, &st) == 0, st);
         CHECK(m.skipped == 1 && m.steps == 0 && m.first_nonfinite_step == STEPS);
         free_state(&a);
         free_state(&b);
-        gg->ops->destroy(gg);
+        cuvae_backend_destroy(gg);
     }
 
     /* 5: the CUDA state, as a checkpoint holds it, loaded into a fresh CPU backend. */
@@ -340,7 +343,7 @@ int main(void)
         get_state(&f, gpu, &s);
         cuvae_backend *cpu2 = make(&f, 0);
         cuvae_train_state ts = {s.params, s.m, s.v, s.adam_t};
-        REQUIRE(cpu2->ops->set_state(cpu2, &ts, &st) == 0, st);
+        REQUIRE(cuvae_backend_set_state(cpu2, &ts, &st) == 0, st);
         compare_eval(&f, gpu, cpu2, "after 100 CUDA steps");
 
         /* 6: a NaN in the decoder's output bias makes every logit, so the loss, NaN. */
@@ -348,12 +351,12 @@ int main(void)
         s.params[last->b] = NAN;
         cuvae_backend *be[2] = {gpu, cpu2};
         for (int k = 0; k < 2; k++) {
-            REQUIRE(be[k]->ops->set_state(be[k], &ts, &st) == 0, st);
+            REQUIRE(cuvae_backend_set_state(be[k], &ts, &st) == 0, st);
             cuvae_step stp;
             step_of(&f, STEPS, &stp);
-            REQUIRE(be[k]->ops->train_step(be[k], &stp, &st) == 0, st);
+            REQUIRE(cuvae_backend_train_step(be[k], &stp, &st) == 0, st);
             cuvae_metrics m;
-            REQUIRE(be[k]->ops->read_metrics(be[k], &m, 1, &st) == 0, st);
+            REQUIRE(cuvae_backend_read_metrics(be[k], &m, 1, &st) == 0, st);
             CHECK(m.skipped == 1 && m.steps == 0 && m.examples == 0);
             CHECK(m.first_nonfinite_step == STEPS);
             state_copy after;
@@ -363,7 +366,7 @@ int main(void)
             CHECK(after.adam_t == s.adam_t);
             free_state(&after);
         }
-        cpu2->ops->destroy(cpu2);
+        cuvae_backend_destroy(cpu2);
         free_state(&s);
     }
 
@@ -380,7 +383,7 @@ int main(void)
             run_steps(&f, bb[k], 0, STEPS, lb[k]);
         }
         f.c.train.cuda_graph = 0;
-        bb[2]->ops->describe(bb[2], desc, sizeof desc);
+        cuvae_backend_describe(bb[2], desc, sizeof desc);
         printf("%s\n", desc);
         CHECK_MSG(desc, "bf16");
         CHECK_MSG(desc, "step graph captured");
@@ -401,7 +404,7 @@ int main(void)
          * same step 100 as run 0 (whose shadow the optimizer kept). */
         cuvae_backend *fresh = make(&f, 1);
         cuvae_train_state ts = {s[0].params, s[0].m, s[0].v, s[0].adam_t};
-        REQUIRE(fresh->ops->set_state(fresh, &ts, &st) == 0, st);
+        REQUIRE(cuvae_backend_set_state(fresh, &ts, &st) == 0, st);
         double next[2];
         run_steps(&f, bb[0], STEPS, 1, &next[0]);
         run_steps(&f, fresh, STEPS, 1, &next[1]);
@@ -414,15 +417,15 @@ int main(void)
         CHECK(same);
         free_state(&a);
         free_state(&b);
-        fresh->ops->destroy(fresh);
+        cuvae_backend_destroy(fresh);
         for (int k = 0; k < 3; k++) {
             free_state(&s[k]);
-            bb[k]->ops->destroy(bb[k]);
+            cuvae_backend_destroy(bb[k]);
         }
         f.c.train.precision = CUVAE_PREC_FP32;
     }
 
-    gpu->ops->destroy(gpu);
-    cpu->ops->destroy(cpu);
+    cuvae_backend_destroy(gpu);
+    cuvae_backend_destroy(cpu);
     return cuvae_test_finish("gpu_training");
 }

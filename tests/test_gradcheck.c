@@ -374,8 +374,8 @@ static double backend_loss(cuvae_backend *be, const float *p, const cuvae_step *
     cuvae_status st;
     cuvae_train_state ts = {.params = (float *)p};
     cuvae_metrics mt;
-    if (be->ops->set_state(be, &ts, &st) || be->ops->train_step(be, s, &st) ||
-        be->ops->read_metrics(be, &mt, 1, &st)) {
+    if (cuvae_backend_set_state(be, &ts, &st) || cuvae_backend_train_step(be, s, &st) ||
+        cuvae_backend_read_metrics(be, &mt, 1, &st)) {
         fprintf(stderr, "backend: %s\n", st.msg);
         cuvae_test_failures++;
         return NAN;
@@ -449,7 +449,7 @@ static void check_model(cuvae_likelihood lik, int binary, uint64_t data_seed)
     cuvae_backend_spec spec = {.model = &m, .config = &c};
     cuvae_backend *be = cuvae_cpu_backend_create(&spec, &st);
     CHECK(be != NULL);
-    if (!be || be->ops->upload(be, CUVAE_SET_TRAIN, pixels, TB, TD, 0, &st)) {
+    if (!be || cuvae_backend_upload(be, CUVAE_SET_TRAIN, pixels, TB, TD, 0, &st)) {
         fprintf(stderr, "backend: %s\n", st.msg);
         cuvae_test_failures++;
         goto done;
@@ -467,12 +467,12 @@ static void check_model(cuvae_likelihood lik, int binary, uint64_t data_seed)
      * m = (1 - beta1) g, one rounding. */
     cuvae_train_state ts = {.params = p0};
     cuvae_train_state out = {.params = p, .m = mom};
-    be->ops->set_state(be, &ts, &st);
-    be->ops->train_step(be, &s, &st);
-    be->ops->get_state(be, &out, &st);
+    cuvae_backend_set_state(be, &ts, &st);
+    cuvae_backend_train_step(be, &s, &st);
+    cuvae_backend_get_state(be, &out, &st);
     CHECK(out.adam_t == 1);
     cuvae_metrics mt;
-    be->ops->read_metrics(be, &mt, 1, &st);
+    cuvae_backend_read_metrics(be, &mt, 1, &st);
     const double one_m_b1 = (double)(1.0f - c.optim.beta1);
 
     char what[96];
@@ -490,7 +490,7 @@ static void check_model(cuvae_likelihood lik, int binary, uint64_t data_seed)
     model_args ma = {.be = be, .p = p, .s = &s};
     fd_check(what, p, m.n_params, mom, one_m_b1, FD_H, FD_RTOL, FD_ATOL, model_loss_of, &ma);
 done:
-    if (be) be->ops->destroy(be);
+    cuvae_backend_destroy(be);
     free(p0);
     free(p);
     free(mom);

@@ -205,20 +205,20 @@ static int small_vae_make(small_vae *v, cuvae_likelihood lik, float sigma, int h
     cuvae_backend_spec spec = {.model = &v->m, .config = &v->c};
     v->be = cuvae_cpu_backend_create(&spec, &st);
     if (!v->be) goto fail;
-    if (v->be->ops->upload(v->be, CUVAE_SET_TRAIN, v->pixels, v->n, 64, 0, &st) ||
-        v->be->ops->upload(v->be, CUVAE_SET_TEST, v->pixels, v->n, 64, 0, &st))
+    if (cuvae_backend_upload(v->be, CUVAE_SET_TRAIN, v->pixels, v->n, 64, 0, &st) ||
+        cuvae_backend_upload(v->be, CUVAE_SET_TEST, v->pixels, v->n, 64, 0, &st))
         goto fail;
     int32_t idx[16];
     for (int s = 0; s < train_steps; s++) {
         for (int i = 0; i < 16; i++) idx[i] = (s * 16 + i) % v->n;
         cuvae_step step = {.step = (uint64_t)s, .lr = 3e-3f, .beta = 1, .idx = idx, .batch = 16};
-        if (v->be->ops->train_step(v->be, &step, &st)) goto fail;
+        if (cuvae_backend_train_step(v->be, &step, &st)) goto fail;
     }
     return 0;
 fail:
     fprintf(stderr, "small vae: %s\n", st.msg);
     cuvae_test_failures++;
-    if (v->be) v->be->ops->destroy(v->be);
+    cuvae_backend_destroy(v->be);
     free(v->pixels);
     v->be = NULL;
     return -1;
@@ -226,7 +226,7 @@ fail:
 
 static void small_vae_free(small_vae *v)
 {
-    if (v->be) v->be->ops->destroy(v->be);
+    cuvae_backend_destroy(v->be);
     free(v->pixels);
 }
 
@@ -243,14 +243,14 @@ static void test_k1_is_mc_elbo(cuvae_likelihood lik, float sigma)
     cuvae_status st;
     cuvae_eval_out out = {neg_elbo, neg_iw, rec, kl, mu, lv};
     const uint64_t counter = 9;
-    CHECK(v.be->ops->evaluate(v.be, CUVAE_SET_TEST, idx, N, 1, counter, &out, &st) == 0);
+    CHECK(cuvae_backend_evaluate(v.be, CUVAE_SET_TEST, idx, N, 1, counter, &out, &st) == 0);
     for (int i = 0; i < N; i++) {
         cuvae_normal_fill(v.c.train.seed, CUVAE_STREAM_EVAL, counter, (uint64_t)idx[i] * L,
                           eps + i * L, L);
         for (int d = 0; d < L; d++)
             z[i * L + d] = mu[i * L + d] + expf(0.5f * lv[i * L + d]) * eps[i * L + d];
     }
-    CHECK(v.be->ops->decode(v.be, z, N, xm, &st) == 0);
+    CHECK(cuvae_backend_decode(v.be, z, N, xm, &st) == 0);
     for (int i = 0; i < N; i++) {
         double log_px = 0, log_pz = 0, log_q = 0, kl_ref = 0;
         for (int p = 0; p < D; p++) {
@@ -298,8 +298,8 @@ static void test_bound_statistics(void)
     double b[N], r[N], e[N], kl[N];
     for (int j = 0; j < M; j++) {
         cuvae_eval_out o = {.neg_iw = b, .rec = r};
-        CHECK(v.be->ops->evaluate(v.be, CUVAE_SET_TEST, idx, N, 1, 1000 + (uint64_t)j, &o, &st) ==
-              0);
+        CHECK(cuvae_backend_evaluate(v.be, CUVAE_SET_TEST, idx, N, 1, 1000 + (uint64_t)j, &o,
+                                     &st) == 0);
         for (int i = 0; i < N; i++) {
             sum[i] += b[i];
             sum2[i] += b[i] * b[i];
@@ -308,7 +308,7 @@ static void test_bound_statistics(void)
         }
     }
     cuvae_eval_out ob = {.neg_elbo = e, .kl = kl};
-    CHECK(v.be->ops->evaluate(v.be, CUVAE_SET_TEST, idx, N, KBIG, 3, &ob, &st) == 0);
+    CHECK(cuvae_backend_evaluate(v.be, CUVAE_SET_TEST, idx, N, KBIG, 3, &ob, &st) == 0);
     int outside = 0;
     for (int i = 0; i < N; i++) {
         double mean = sum[i] / M, var = sum2[i] / M - mean * mean;
@@ -332,7 +332,7 @@ static void test_bound_statistics(void)
     double mean_iw[3], mean_elbo[3];
     for (int k = 0; k < 3; k++) {
         cuvae_eval_out o = {.neg_iw = ball, .neg_elbo = eall};
-        CHECK(v.be->ops->evaluate(v.be, CUVAE_SET_TEST, all, NALL, Ks[k], 77, &o, &st) == 0);
+        CHECK(cuvae_backend_evaluate(v.be, CUVAE_SET_TEST, all, NALL, Ks[k], 77, &o, &st) == 0);
         mean_iw[k] = mean_elbo[k] = 0;
         for (int i = 0; i < NALL; i++) {
             mean_iw[k] += ball[i] / NALL;
@@ -355,7 +355,7 @@ static void test_large_log_weights(void)
     int32_t idx[N] = {1, 2, 3, 4};
     double iw[N], elbo[N], rec[N];
     cuvae_eval_out o = {.neg_iw = iw, .neg_elbo = elbo, .rec = rec};
-    CHECK(v.be->ops->evaluate(v.be, CUVAE_SET_TEST, idx, N, K, 0, &o, &st) == 0);
+    CHECK(cuvae_backend_evaluate(v.be, CUVAE_SET_TEST, idx, N, K, 0, &o, &st) == 0);
     for (int i = 0; i < N; i++) {
         CHECK(isfinite(iw[i]) && rec[i] > 1e3);
         CHECK(iw[i] <= elbo[i] + 1e-6 * elbo[i]); /* Jensen, up to the closed-form KL */
@@ -363,7 +363,7 @@ static void test_large_log_weights(void)
     }
     double one[N];
     cuvae_eval_out o1 = {.neg_iw = one};
-    CHECK(v.be->ops->evaluate(v.be, CUVAE_SET_TEST, idx, N, 1, 0, &o1, &st) == 0);
+    CHECK(cuvae_backend_evaluate(v.be, CUVAE_SET_TEST, idx, N, 1, 0, &o1, &st) == 0);
     for (int i = 0; i < N; i++) CHECK(isfinite(one[i]) && one[i] > 1e3);
     printf("  large log-weights: -IW bound %.1f (rec %.1f)\n", iw[0], rec[0]);
     small_vae_free(&v);
@@ -381,18 +381,19 @@ static void test_batching_bit_exact(int hidden, int latent, int K)
     double a[4][N], b[4][N];
     float mu_a[N * LMAX], lv_a[N * LMAX], mu_b[N * LMAX], lv_b[N * LMAX];
     cuvae_eval_out oa = {a[0], a[1], a[2], a[3], mu_a, lv_a};
-    CHECK(v.be->ops->evaluate(v.be, CUVAE_SET_TEST, idx, N, K, 5, &oa, &st) == 0);
+    CHECK(cuvae_backend_evaluate(v.be, CUVAE_SET_TEST, idx, N, K, 5, &oa, &st) == 0);
     /* Setting the same parameters again drops whatever the backend kept from the first call, so
      * that the halves are computed afresh. */
     float *params = malloc(v.m.n_params * sizeof *params);
     cuvae_train_state ts = {.params = params};
-    CHECK(v.be->ops->get_state(v.be, &ts, &st) == 0 && v.be->ops->set_state(v.be, &ts, &st) == 0);
+    CHECK(cuvae_backend_get_state(v.be, &ts, &st) == 0 &&
+          cuvae_backend_set_state(v.be, &ts, &st) == 0);
     free(params);
     for (int h = 0; h < 2; h++) {
         int off = h * 4, n = h ? N - 4 : 4;
         cuvae_eval_out ob = {b[0] + off, b[1] + off,          b[2] + off,
                              b[3] + off, mu_b + off * latent, lv_b + off * latent};
-        CHECK(v.be->ops->evaluate(v.be, CUVAE_SET_TEST, idx + off, n, K, 5, &ob, &st) == 0);
+        CHECK(cuvae_backend_evaluate(v.be, CUVAE_SET_TEST, idx + off, n, K, 5, &ob, &st) == 0);
     }
     CHECK(memcmp(a, b, sizeof a) == 0);
     CHECK(memcmp(mu_a, mu_b, (size_t)N * latent * sizeof(float)) == 0);
@@ -400,7 +401,7 @@ static void test_batching_bit_exact(int hidden, int latent, int K)
     /* The same example alone, and evaluated again: identical too. */
     double alone;
     cuvae_eval_out oc = {.neg_iw = &alone};
-    CHECK(v.be->ops->evaluate(v.be, CUVAE_SET_TEST, idx + 7, 1, K, 5, &oc, &st) == 0);
+    CHECK(cuvae_backend_evaluate(v.be, CUVAE_SET_TEST, idx + 7, 1, K, 5, &oc, &st) == 0);
     CHECK(memcmp(&alone, &a[1][7], sizeof alone) == 0);
     small_vae_free(&v);
 }

@@ -102,14 +102,14 @@ static void test_cpu_plan(void)
     for (int i = 0; i < N; i++) idx[i] = i;
     double elbo[N];
     cuvae_eval_out out = {.neg_elbo = elbo};
-    CHECK(be->ops->upload(be, CUVAE_SET_TEST, pixels, N, D, 0, &st) == 0);
-    CHECK(be->ops->evaluate(be, CUVAE_SET_TEST, idx, N, 2, 0, &out, &st) == 0);
+    CHECK(cuvae_backend_upload(be, CUVAE_SET_TEST, pixels, N, D, 0, &st) == 0);
+    CHECK(cuvae_backend_evaluate(be, CUVAE_SET_TEST, idx, N, 2, 0, &out, &st) == 0);
     char desc[1024], want[64];
-    be->ops->describe(be, desc, sizeof desc);
+    cuvae_backend_describe(be, desc, sizeof desc);
     snprintf(want, sizeof want, "activations %.1f MiB",
              (double)part(&plan, "activations") / 1048576.0);
     CHECK_MSG(desc, want);
-    be->ops->destroy(be);
+    cuvae_backend_destroy(be);
 
     /* Refused before allocating, with the backend's parts and the caller's. */
     cuvae_mem_plan host = {.n = 0};
