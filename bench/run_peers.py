@@ -16,7 +16,7 @@ Every tool runs as well as it can on this machine, as a user would set it up:
     can make one thread faster than two); --threads N fixes every tool, --peer-threads N the
     peers, --cuvae-threads N cuvae; the table and the JSON say which count each figure used;
   - BLAS kernels: cuvae re-executes itself with OPENBLAS_CORETYPE when OpenBLAS picked kernels
-    below what the CPU supports (host/blas_info.c); the PyTorch peers, on the same OpenBLAS, get
+    below what the CPU supports (host/cpu/blas_info.c); the PyTorch peers, on the same OpenBLAS, get
     the same variable from here (peers/tuning.py makes the same decision from /proc/cpuinfo); an
     OPENBLAS_CORETYPE already in the environment is the user's and stands for cuvae and PyTorch
     alike. JAX computes with XLA's own kernels, not OpenBLAS; its numpy's OpenBLAS is slowed by
@@ -52,7 +52,7 @@ from driver import (  # noqa: E402
     torch_blas_env, calibrate, chosen, tool_threads, settings_rates, blas_of, cuvae_blas,
     blas_text, fmt, at, config_batch, PEERS, ROOT)
 
-EVAL_ROWS = 65536  # cuvae eval's B x K rows per backend call (host/eval_cmd.c)
+EVAL_ROWS = 65536  # cuvae eval's B x K rows per backend call (host/cli/eval_cmd.c)
 
 
 # ---- throughput -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 /* Device-side helpers used by the kernels of several files: the Philox draws with the counter
- * layout of host/philox.h (through cuRAND's curand_Philox4x32_10), the normal draw built on
- * host/twin_math.h's uniform and Box-Muller pieces (the host's own), and fixed-order reductions.
+ * layout of host/common/philox.h (through cuRAND's curand_Philox4x32_10), the normal draw built on
+ * host/common/twin_math.h's uniform and Box-Muller pieces (the host's own), and fixed-order reductions.
  * They are inline in a header because device code built without relocatable device code cannot call
  * a function in another translation unit; everything else lives in the .cu files. */
 #ifndef CUVAE_DEVICE_UTIL_CUH
@@ -13,7 +13,7 @@
 #include "philox.h"
 #include "twin_math.h"
 
-/* One Philox4x32-10 block for (seed, stream, counter, block), in host/philox.h's layout:
+/* One Philox4x32-10 block for (seed, stream, counter, block), in host/common/philox.h's layout:
  *   key     = { seed & 0xffffffff, seed >> 32 }
  *   counter = { block & 0xffffffff, block >> 32, counter & 0xffffffff,
  *               ((counter >> 32) & 0xffff) | (stream << 16) } */

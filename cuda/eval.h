@@ -1,5 +1,5 @@
 /* Evaluation on the device: the ELBO and the K-sample importance-weighted bound of a batch of
- * examples (host/backend.h's cuvae_eval_out), and decoding latents to the decoder's means. The
+ * examples (host/backend/backend.h's cuvae_eval_out), and decoding latents to the decoder's means. The
  * batch is encoded once, expanded to rows (example i, sample k) with noise from
  * (seed, CUVAE_STREAM_EVAL, counter, element = (idx[i] * K + k) * L + d), decoded with the cached
  * GEMMs, and reduced per example in double with a max-shifted logsumexp, in a fixed order. No C

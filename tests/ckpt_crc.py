@@ -1,5 +1,5 @@
 """The CRC-32 of a cuvae checkpoint, written from the README's rule alone (no code shared with
-host/checkpoint_meta.c), for the shell tests that check or re-seal files.
+host/checkpoint/checkpoint_meta.c), for the shell tests that check or re-seal files.
 
 Format 2: zlib CRC-32 of every __metadata__ key but crc32, in byte order of the keys, each as
 key NUL value NUL; then the tensor names in the order of their data, each followed by NUL; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The BLAS report and kernel correction (host/blas_info.c): `cuvae --version`, the run's header
+# The BLAS report and kernel correction (host/cpu/blas_info.c): `cuvae --version`, the run's header
 # and `cuvae bench` (table and JSON) name the library, its version, the kernel family and the
 # thread count; a family forced with OPENBLAS_CORETYPE is reported as the user's; by default the
 # family is at the level CPUID reports (AVX-512F: SkylakeX or newer; AVX2+FMA: Haswell or newer),

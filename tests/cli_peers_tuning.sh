@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What bench/run_peers.py decides without timing anything (bench/peers/tuning.py): the OpenBLAS
-# kernel family the PyTorch peers get, from /proc/cpuinfo flags, as cuvae's host/blas_info.c
+# kernel family the PyTorch peers get, from /proc/cpuinfo flags, as cuvae's host/cpu/blas_info.c
 # decides it (its family table is read from the C source, so the two cannot drift apart); the
 # thread counts a calibration tries and picks; the batch size read from a config. Standard
 # library only; $1 (the cuvae binary) is used for the cross-check on this machine's CPU.
@@ -43,8 +43,8 @@ check(t.cpu_flags(f.name) == {"fpu", "sse2", "avx", "avx2", "fma"}, "first CPU's
 os.unlink(f.name)
 check(t.cpu_flags("/nonexistent/cpuinfo") == set(), "unreadable cpuinfo: no flags")
 
-# The family table is host/blas_info.c's.
-c = open(os.path.join(src, "host", "blas_info.c")).read()
+# The family table is host/cpu/blas_info.c's.
+c = open(os.path.join(src, "host", "cpu", "blas_info.c")).read()
 known = dict((n.lower(), getattr(t, "LEVEL_" + lv))
              for n, lv in re.findall(r'\{"(\w+)", CUVAE_BLAS_LEVEL_(\w+)\}', c))
 check(known and known == t.FAMILY_LEVEL, "FAMILY_LEVEL differs from blas_info.c: %s" % known)

@@ -1,4 +1,4 @@
-/* Parity of every CUDA launcher with its C twin (host/cpu_ops.h), op by op from the table of
+/* Parity of every CUDA launcher with its C twin (host/cpu/cpu_ops.h), op by op from the table of
  * op_table.h (parity_<op> below; a failure names its op; `gpu_parity OP...` runs only those): the
  * same inputs on both sides,
  * the reparameterization noise generated once on the host, and the project's fp32 tolerances

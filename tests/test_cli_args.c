@@ -1,4 +1,4 @@
-/* The subcommands' shared argument helpers (host/cli_args.h): both option spellings, a missing
+/* The subcommands' shared argument helpers (host/cli/cli_args.h): both option spellings, a missing
  * value, strict integers (no trailing text, bounds inclusive), unsigned 64-bit seeds, the device
  * and precision names, and the one-line usage error with its exit status. */
 #include <stdio.h>

@@ -1,5 +1,5 @@
 """cuvae's counter-based random numbers in numpy: Philox4x32-10 with the key/counter layout of
-host/philox.h, and every draw built on it (uniforms, Box-Muller normals, Bernoulli bytes, the fixed
+host/common/philox.h, and every draw built on it (uniforms, Box-Muller normals, Bernoulli bytes, the fixed
 binarization, seeded permutations, the model's initial parameters).
 
 Python code that must see the same noise as cuvae (the PyTorch reference, the checkpoint interop
@@ -8,7 +8,7 @@ test) uses this module. The 32-bit words are bit-exact. Normals follow the C cod
 rounded to float32, which equals the C result wherever glibc's float functions are correctly
 rounded and is otherwise within one float32 ulp per operation.
 
-Layout (host/philox.h):
+Layout (host/common/philox.h):
   key     = { seed & 0xffffffff, seed >> 32 }
   counter = { block & 0xffffffff, block >> 32, counter & 0xffffffff,
               ((counter >> 32) & 0xffff) | (stream << 16) }
@@ -24,7 +24,7 @@ PHILOX_W1 = 0xBB67AE85
 MASK32 = np.uint64(0xFFFFFFFF)
 SHIFT32 = np.uint64(32)
 
-# Streams (host/philox.h): one per use.
+# Streams (host/common/philox.h): one per use.
 STREAM_INIT = 1
 STREAM_SPLIT = 2
 STREAM_SHUFFLE = 3
@@ -170,7 +170,7 @@ def permutation(seed, stream, counter, n):
 
 
 def model_layout(x_dim, hidden, latent):
-    """Tensor names and shapes in flat-buffer order (host/model.h)."""
+    """Tensor names and shapes in flat-buffer order (host/common/model.h)."""
     tensors = []
     dims = [x_dim] + list(hidden) + [2 * latent]
     for i in range(len(dims) - 1):

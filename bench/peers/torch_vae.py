@@ -2,13 +2,13 @@
 """The cuvae model in PyTorch: the peer of `cuvae bench` and the reference the CPU trainer is
 validated against.
 
-The model, the loss and the optimizer are cuvae's (host/model.h, host/backend.h, host/cpu_ops.h):
+The model, the loss and the optimizer are cuvae's (host/common/model.h, host/backend/backend.h, host/cpu/cpu_ops.h):
 an MLP encoder x -> hidden... -> [mu | log sigma^2] and a mirrored decoder z -> ... -> logits
 (Bernoulli) or means (Gaussian), ReLU between layers, torch.nn.Linear layers (whose state_dict names,
 encoder.{i}.weight ..., are the checkpoint's tensor names); loss per example = -log p(x|z) summed
 over pixels (BCEWithLogits for Bernoulli) + beta * closed-form KL (with the free-bits floor when
 configured), mean over the batch; Adam or AdamW with the config's parameters. Everything is read
-from the same INI file as cuvae (vae_common.py: configparser, defaults mirroring host/config.c).
+from the same INI file as cuvae (vae_common.py: configparser, defaults mirroring host/common/config.c).
 
 Three uses:
   --bench (default)   time training steps: --device cpu|cuda, --mode eager|compile|compile-max|graph,

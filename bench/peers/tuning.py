@@ -1,11 +1,11 @@
 """What it takes for a peer to run at its best on this machine, as cuvae does: the OpenBLAS
-kernel family (the same decision as cuvae's host/blas_info.c) and the thread count (a short
+kernel family (the same decision as cuvae's host/cpu/blas_info.c) and the thread count (a short
 calibration, chosen here). Standard library only: bench/run_peers.py imports it under any Python,
 and torch_vae.py uses it to report the OpenBLAS it runs on."""
 
 import ctypes
 
-# host/blas_info.h's levels and families.
+# host/cpu/blas_info.h's levels and families.
 LEVEL_SSE, LEVEL_AVX, LEVEL_AVX2, LEVEL_AVX512 = 0, 1, 2, 3
 LEVEL_NAMES = {LEVEL_SSE: "SSE", LEVEL_AVX: "AVX", LEVEL_AVX2: "AVX2+FMA",
                LEVEL_AVX512: "AVX-512F"}

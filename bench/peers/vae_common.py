@@ -1,5 +1,5 @@
 """What every Python peer of cuvae shares, with numpy only: the INI config (the same file and
-keys as cuvae, defaults mirroring host/config.c, section.key=value overrides), the IDX reader, the
+keys as cuvae, defaults mirroring host/common/config.c, section.key=value overrides), the IDX reader, the
 data of a run split and binarized exactly as cuvae_run_data_load does (through philox.py), and
 the machine's description."""
 
@@ -19,7 +19,7 @@ from report import cpu_model, load_average  # noqa: E402,F401 (re-exported to th
 EPOCH_EXAMPLES = 55000
 DEBIAN_FMNIST = "/usr/share/datasets/fashion-mnist/"
 
-# host/config.c's key table: section -> key -> default text.
+# host/common/config.c's key table: section -> key -> default text.
 DEFAULTS = {
     "data": {
         "train_images": DEBIAN_FMNIST + "train-images-idx3-ubyte.gz",

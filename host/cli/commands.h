@@ -26,17 +26,17 @@ enum {
 };
 
 /* cuvae train CONFIG [section.key=value ...] [--device auto|cpu|cuda] [--resume PATH|auto]
- * (host/main.c, host/trainer.c) */
+ * (host/cli/main.c, host/train/trainer.c) */
 int cuvae_cmd_train(int argc, char **argv);
 
-/* cuvae eval CHECKPOINT ...: negative ELBO and the K-sample bound on a data set (host/eval_cmd.c)
+/* cuvae eval CHECKPOINT ...: negative ELBO and the K-sample bound on a data set (host/cli/eval_cmd.c)
  */
 int cuvae_cmd_eval(int argc, char **argv);
 
-/* cuvae sample CHECKPOINT ...: a PNG grid of samples from the prior (host/eval_cmd.c) */
+/* cuvae sample CHECKPOINT ...: a PNG grid of samples from the prior (host/cli/eval_cmd.c) */
 int cuvae_cmd_sample(int argc, char **argv);
 
-/* cuvae reconstruct CHECKPOINT ...: inputs beside their reconstructions (host/eval_cmd.c) */
+/* cuvae reconstruct CHECKPOINT ...: inputs beside their reconstructions (host/cli/eval_cmd.c) */
 int cuvae_cmd_reconstruct(int argc, char **argv);
 
 /* cuvae bench ...: throughput of the training step and its parts (bench/bench_cmd.c) */
