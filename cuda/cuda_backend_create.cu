@@ -201,7 +201,7 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     for (int half = 0; half < 2; half++) {
         const cuvae_stack *s = cuvae_model_stack(spec->model, half);
         for (int i = 0; i < s->n; i++)
-            if (s->layer[i].kind != CUVAE_LAYER_LINEAR) {
+            if (!cuvae_cuda_layer_ops(s->layer[i].kind)) {
                 cuvae_fail(st, "cuda backend: %s layer %d: layer kind %d is not implemented",
                            half ? "decoder" : "encoder", i, (int)s->layer[i].kind);
                 return NULL;

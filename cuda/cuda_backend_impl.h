@@ -8,7 +8,7 @@
 #include "backend.h"
 #include "cuda_common.h"
 #include "eval.h"
-#include "linear.h"
+#include "layers.h"
 #include "optimizer.h"
 #include "step_bf16.h"
 

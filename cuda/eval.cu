@@ -17,7 +17,7 @@
 #include "evaluate.h"
 #include "gather.h"
 #include "likelihood.h"
-#include "linear.h"
+#include "layers.h"
 
 #define EXPAND_WARPS 4
 #define EVAL_THREADS 256
@@ -174,8 +174,8 @@ int cuvae_eval_buffers_alloc(cuvae_cuda_ctx *ctx, const cuvae_model *model, int 
     return 0;
 }
 
-/* The activation buffers of an MLP of n layers: alternating h0/h1, the last one `last`. */
-static void activations(float **act, int n, const cuvae_eval_buffers *b, float *last)
+/* The activation buffers of a stack of n layers: alternating h0/h1, the last one `last`. */
+static void activations(void **act, int n, const cuvae_eval_buffers *b, float *last)
 {
     for (int i = 0; i < n; i++) act[i] = i % 2 == 0 ? b->h0 : b->h1;
     act[n - 1] = last;
@@ -192,20 +192,21 @@ int cuvae_eval_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const floa
         return cuvae_fail(st, "evaluate: %d examples x %d samples exceed the %d rows allocated", n,
                           K, b->cap_rows);
     int D = model->x_dim, L = model->latent, rows = n * K;
-    float *act[CUVAE_MAX_LAYERS];
+    void *act[CUVAE_MAX_LAYERS];
     if (cuvae_gather_forward(ctx, pixels, n_rows, D, b->idx, n, 0, NULL, b->x, stream, st))
         return -1;
     activations(act, model->enc.n, b, b->enc);
-    if (cuvae_mlp_forward(ctx, model->enc.layer, model->enc.n, params, b->x, n, act, NULL, stream,
-                          st))
+    /* fp32 on the fp32 parameters whatever train.precision: no operand copies, no scratch. */
+    if (cuvae_stack_forward(ctx, CUVAE_OPERAND_F32, model->enc.layer, model->enc.n, params, NULL,
+                            b->x, n, act, NULL, NULL, stream, st))
         return cuvae_fail_prefix(st, "encoder");
     expand_kernel<<<(rows + EXPAND_WARPS - 1) / EXPAND_WARPS, EXPAND_WARPS * 32, 0, stream>>>(
         b->enc, b->idx, n, K, L, ctx->seed, counter, b->z, b->lw, b->kl);
     CUDA_CHECK_LAUNCH(st);
     if (!decode) return 0;
     activations(act, model->dec.n, b, b->out);
-    if (cuvae_mlp_forward(ctx, model->dec.layer, model->dec.n, params, b->z, rows, act, NULL,
-                          stream, st))
+    if (cuvae_stack_forward(ctx, CUVAE_OPERAND_F32, model->dec.layer, model->dec.n, params, NULL,
+                            b->z, rows, act, NULL, NULL, stream, st))
         return cuvae_fail_prefix(st, "decoder");
     if (cuvae_likelihood_forward(ctx, b->out, b->x, rows, D, K, model->likelihood,
                                  model->gaussian_sigma, 0.0f, b->nll, NULL, stream, st))
@@ -222,10 +223,10 @@ int cuvae_decode_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const fl
     if (!model || !params || !b) return cuvae_fail(st, "decode: a NULL buffer");
     if (n < 1 || n > b->cap_rows)
         return cuvae_fail(st, "decode: %d latents: expected 1..%d per call", n, b->cap_rows);
-    float *act[CUVAE_MAX_LAYERS];
+    void *act[CUVAE_MAX_LAYERS];
     activations(act, model->dec.n, b, b->out);
-    if (cuvae_mlp_forward(ctx, model->dec.layer, model->dec.n, params, b->z, n, act, NULL, stream,
-                          st))
+    if (cuvae_stack_forward(ctx, CUVAE_OPERAND_F32, model->dec.layer, model->dec.n, params, NULL,
+                            b->z, n, act, NULL, NULL, stream, st))
         return cuvae_fail_prefix(st, "decoder");
     if (model->likelihood == CUVAE_LIK_BERNOULLI) {
         size_t total = (size_t)n * (size_t)model->x_dim;

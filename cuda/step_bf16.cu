@@ -1,4 +1,4 @@
-/* The bf16 buffers and MLP halves of the training step (see step_bf16.h). */
+/* The bf16 buffers of the training step (see step_bf16.h). */
 #include "step_bf16.h"
 
 #include <string.h>
@@ -44,36 +44,4 @@ void cuvae_bf16_step_free(cuvae_bf16_step *s)
         cudaFree(s->dec16[i]);
     }
     memset(s, 0, sizeof *s);
-}
-
-int cuvae_bf16_half_forward(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
-                            const float *params, const cuvae_bf16 *params16, const float *x,
-                            cuvae_bf16 *x16, int B, cuvae_bf16 *const *act16, float *out,
-                            float *scratch, cuvae_relu_mask *masks, cudaStream_t stream,
-                            cuvae_status *st)
-{
-    if (!layers || n_layers < 1) return cuvae_fail(st, "bf16 half forward: no layers");
-    if (B < 1) return cuvae_fail(st, "bf16 half forward: batch %d: expected positive", B);
-    if (!x || !x16) return cuvae_fail(st, "bf16 half forward: a NULL input");
-    if (!ctx->plan_only &&
-        cuvae_bf16_from_f32(x, x16, (size_t)B * (size_t)layers[0].in, stream, st))
-        return -1;
-    return cuvae_mlp_forward_bf16(ctx, layers, n_layers, params, params16, x16, B, act16, out,
-                                  scratch, masks, stream, st);
-}
-
-int cuvae_bf16_half_backward(cuvae_cuda_ctx *ctx, const cuvae_layer *layers, int n_layers,
-                             const cuvae_bf16 *params16, float *grads, const cuvae_bf16 *x16, int B,
-                             cuvae_bf16 *const *act16, const cuvae_relu_mask *masks, float *dy,
-                             cuvae_bf16 *dy16, float *scratch, int want_dx, float **result,
-                             cudaStream_t stream, cuvae_status *st)
-{
-    if (!layers || n_layers < 1) return cuvae_fail(st, "bf16 half backward: no layers");
-    if (B < 1) return cuvae_fail(st, "bf16 half backward: batch %d: expected positive", B);
-    if (!dy || !dy16) return cuvae_fail(st, "bf16 half backward: a NULL gradient");
-    if (!ctx->plan_only &&
-        cuvae_bf16_from_f32(dy, dy16, (size_t)B * (size_t)layers[n_layers - 1].out, stream, st))
-        return -1;
-    return cuvae_mlp_backward_bf16(ctx, layers, n_layers, params16, grads, x16, B, act16, masks, dy,
-                                   dy16, scratch, want_dx, result, stream, st);
 }
