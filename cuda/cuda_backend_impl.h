@@ -1,7 +1,7 @@
 /* Internals of the CUDA backend shared by its two files: cuda_backend.cu (the training step,
- * metrics, state, data, evaluation and the ops table) and cuda_backend_create.cu (creation,
- * description, release). Not an interface: the rest of cuvae sees cuvae_cuda_backend_create and
- * the ops table of backend.h. */
+ * metrics, state, data, evaluation and the ops table) and cuda_backend_create.cu (the buffer
+ * table, creation, description, release). Not an interface: the rest of cuvae sees
+ * cuvae_cuda_backend_create and the ops table of backend.h. */
 #ifndef CUVAE_CUDA_BACKEND_IMPL_H
 #define CUVAE_CUDA_BACKEND_IMPL_H
 
@@ -10,9 +10,32 @@
 #include "eval.h"
 #include "layers.h"
 #include "optimizer.h"
-#include "step_bf16.h"
 
 #define STAGING_SLOTS 4
+
+/* The groups of the buffer table (cuda_backend_create.cu): one device allocation each, carved
+ * into the table's buffers; allocation, release, the memory estimate and describe() all come
+ * from that table. */
+typedef enum {
+    CUDA_BUF_PARAMS,      /* the fp32 parameters */
+    CUDA_BUF_GRADS,       /* their gradients */
+    CUDA_BUF_ADAM,        /* Adam's m and v */
+    CUDA_BUF_ACTIVATIONS, /* the training step's buffers for max_batch rows (bf16 copies included)
+                           */
+    CUDA_BUF_GROUPS
+} cuda_buffer_group;
+
+/* The bf16 operands of the training step under train.precision = bf16, read by the stack loops
+ * (layers.h) in the bf16 operand type; every pointer is NULL under fp32 and tf32. Evaluation and
+ * decoding never use them (they stay fp32). */
+typedef struct {
+    cuvae_bf16 *params16; /* [n_params]: bf16(params), the GEMMs' weights and biases */
+    cuvae_bf16 *x16;      /* [max_batch, x_dim]: the batch */
+    cuvae_bf16 *z16;      /* [max_batch, latent]: the latents */
+    cuvae_bf16 *enc16[CUVAE_MAX_LAYERS]; /* hidden [max_batch, enc.layer[i].out]; last NULL */
+    cuvae_bf16 *dec16[CUVAE_MAX_LAYERS]; /* hidden [max_batch, dec.layer[i].out]; last NULL */
+    cuvae_bf16 *dy16;                    /* [max_batch, max_width]: activation gradients */
+} cuvae_bf16_step;
 
 typedef struct {
     uint8_t *pixels; /* device [n, d] bytes as uploaded; NULL until uploaded */
@@ -38,6 +61,9 @@ typedef struct {
     cuvae_adam_hparams hp;
     char device_name[256];
     int max_batch; /* train.batch_size: rows of the training buffers */
+    /* The buffer table's allocations, one per group, and their sizes. */
+    void *group_mem[CUDA_BUF_GROUPS];
+    size_t group_bytes[CUDA_BUF_GROUPS];
     /* Flat buffers, [n_params] each, cuvae_model layout. */
     float *params, *grads, *adam_m, *adam_v;
     /* Training activations for max_batch rows. */
@@ -45,12 +71,11 @@ typedef struct {
     float *x;                     /* [max_batch, x_dim] */
     float *enc[CUVAE_MAX_LAYERS]; /* [max_batch, enc.layer[i].out]; last = [mu | logvar] */
     float *dec[CUVAE_MAX_LAYERS]; /* [max_batch, dec.layer[i].out]; last = logits or means */
-    cuvae_relu_mask enc_mask[CUVAE_MAX_LAYERS], dec_mask[CUVAE_MAX_LAYERS]; /* hidden layers */
+    cuvae_relu_mask enc_mask[CUVAE_MAX_LAYERS], dec_mask[CUVAE_MAX_LAYERS]; /* ReLU layers */
     float *eps, *z;                /* [max_batch, latent] */
     float *grad_a, *grad_b;        /* [max_batch, max_width] gradient ping-pong */
     double *nll, *kl, *kl_floored; /* [max_batch] */
     cuvae_bf16_step bf16_step; /* bf16 only: the bf16 operands, which replace the hidden enc, dec */
-    size_t act_bytes;
     staging_slot slots[STAGING_SLOTS];
     int next_slot;
     cuda_set sets[CUVAE_SET_COUNT];
