@@ -97,10 +97,45 @@ static __global__ void sigmoid_kernel(float *x, size_t n)
     }
 }
 
-static size_t bytes_per_row(const cuvae_model *m)
+/* The evaluation buffers as one table: where each pointer goes (NULL when the table only sizes)
+ * and its bytes per row. The row size of the budget, the allocation and the release all come from
+ * it. */
+typedef struct {
+    void **slot;
+    size_t per_row;
+} eval_part;
+
+#define EVAL_PARTS 11
+#define EVAL_ALIGN 256 /* as cudaMalloc aligns: the GEMM plans see the same alignments */
+
+static void eval_parts(const cuvae_model *m, cuvae_eval_buffers *b, eval_part parts[EVAL_PARTS])
 {
     size_t D = (size_t)m->x_dim, W = (size_t)cuvae_model_max_width(m), L = (size_t)m->latent;
-    return sizeof(int32_t) + sizeof(float) * (2 * D + 2 * W + 3 * L) + sizeof(double) * 7;
+#define SLOT(field) (b ? (void **)&b->field : NULL)
+    const eval_part p[EVAL_PARTS] = {
+        {SLOT(idx), sizeof(int32_t)},       {SLOT(x), sizeof(float) * D},
+        {SLOT(h0), sizeof(float) * W},      {SLOT(h1), sizeof(float) * W},
+        {SLOT(enc), sizeof(float) * 2 * L}, {SLOT(z), sizeof(float) * L},
+        {SLOT(out), sizeof(float) * D},     {SLOT(nll), sizeof(double)},
+        {SLOT(lw), sizeof(double)},         {SLOT(kl), sizeof(double)},
+        {SLOT(res), sizeof(double) * 4},
+    };
+#undef SLOT
+    memcpy(parts, p, sizeof p);
+}
+
+static size_t bytes_per_row(const cuvae_model *m)
+{
+    eval_part parts[EVAL_PARTS];
+    eval_parts(m, NULL, parts);
+    size_t n = 0;
+    for (int i = 0; i < EVAL_PARTS; i++) n += parts[i].per_row;
+    return n;
+}
+
+static size_t eval_aligned(size_t bytes)
+{
+    return (bytes + EVAL_ALIGN - 1) / EVAL_ALIGN * EVAL_ALIGN;
 }
 
 size_t cuvae_eval_budget_bytes(size_t free_bytes)
@@ -123,19 +158,8 @@ int cuvae_eval_rows_for(const cuvae_model *model, int min_rows, size_t budget_by
 
 void cuvae_eval_buffers_free(cuvae_cuda_ctx *ctx, cuvae_eval_buffers *b)
 {
-    /* b->bytes is the total allocated, for ctx->device_bytes. */
-    cudaFree(b->idx);
-    cudaFree(b->x);
-    cudaFree(b->h0);
-    cudaFree(b->h1);
-    cudaFree(b->enc);
-    cudaFree(b->z);
-    cudaFree(b->out);
-    cudaFree(b->nll);
-    cudaFree(b->lw);
-    cudaFree(b->kl);
-    cudaFree(b->res);
-    if (ctx && ctx->device_bytes >= b->bytes) ctx->device_bytes -= b->bytes;
+    /* One allocation of b->bytes, brought off ctx->device_bytes. */
+    cuvae_cuda_free(ctx, b->mem, b->bytes);
     memset(b, 0, sizeof *b);
 }
 
@@ -144,32 +168,20 @@ int cuvae_eval_buffers_alloc(cuvae_cuda_ctx *ctx, const cuvae_model *model, int 
 {
     if (b->cap_rows) cuvae_eval_buffers_free(ctx, b);
     if (cap_rows < 1) return cuvae_fail(st, "evaluation buffers: %d rows", cap_rows);
-    size_t R = (size_t)cap_rows, D = (size_t)model->x_dim, W = (size_t)cuvae_model_max_width(model),
-           L = (size_t)model->latent;
-    struct {
-        void **p;
-        size_t bytes;
-        const char *what;
-    } parts[] = {
-        {(void **)&b->idx, sizeof(int32_t) * R, "evaluation indices"},
-        {(void **)&b->x, sizeof(float) * R * D, "evaluation inputs"},
-        {(void **)&b->h0, sizeof(float) * R * W, "evaluation activations"},
-        {(void **)&b->h1, sizeof(float) * R * W, "evaluation activations"},
-        {(void **)&b->enc, sizeof(float) * R * 2 * L, "evaluation encodings"},
-        {(void **)&b->z, sizeof(float) * R * L, "evaluation latents"},
-        {(void **)&b->out, sizeof(float) * R * D, "evaluation decoder outputs"},
-        {(void **)&b->nll, sizeof(double) * R, "evaluation likelihoods"},
-        {(void **)&b->lw, sizeof(double) * R, "evaluation log weights"},
-        {(void **)&b->kl, sizeof(double) * R, "evaluation KL terms"},
-        {(void **)&b->res, sizeof(double) * 4 * R, "evaluation results"},
-    };
+    eval_part parts[EVAL_PARTS];
+    eval_parts(model, b, parts);
+    size_t R = (size_t)cap_rows, total = 0;
+    for (int i = 0; i < EVAL_PARTS; i++) total += eval_aligned(R * parts[i].per_row);
+    if (cuvae_cuda_alloc(ctx, &b->mem, total, "evaluation buffers", st)) {
+        cuvae_eval_buffers_free(ctx, b);
+        return -1;
+    }
+    b->bytes = total;
     b->cap_rows = cap_rows;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        if (cuvae_cuda_alloc(ctx, parts[i].p, parts[i].bytes, parts[i].what, st)) {
-            cuvae_eval_buffers_free(ctx, b);
-            return -1;
-        }
-        b->bytes += parts[i].bytes;
+    size_t at = 0;
+    for (int i = 0; i < EVAL_PARTS; i++) {
+        *parts[i].slot = (char *)b->mem + at;
+        at += eval_aligned(R * parts[i].per_row);
     }
     return 0;
 }
