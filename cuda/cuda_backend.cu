@@ -58,41 +58,22 @@ int cuvae_cuda_backend_sync(cuda_backend *cb, const char *what, cuvae_status *st
  * choose the GEMM plans (prepare_plans), the same ones as the step then uses. The forward's
  * scratch for fp32 accumulators (bf16 only) is grad_b: no gradient lives there until the
  * backward. */
-static cuvae_operand step_operand(const cuda_backend *cb)
-{
-    return is_bf16(cb) ? CUVAE_OPERAND_BF16 : CUVAE_OPERAND_F32;
-}
 
-/* A stack's activations in the stack loop's convention: hidden ones in the operand type, the
- * last in fp32. */
-static void stack_acts(cuda_backend *cb, int decoder, void **act)
+/* The stack's input in the operand type: the fp32 input itself, or its operand copy. */
+static const void *stack_input(const cuda_backend *cb, int decoder, const float *x)
 {
-    const cuvae_stack *s = cuvae_model_stack(&cb->m, decoder);
-    float *const *f = decoder ? cb->dec : cb->enc;
-    cuvae_bf16 *const *h = decoder ? cb->bf16_step.dec16 : cb->bf16_step.enc16;
-    for (int i = 0; i < s->n; i++)
-        act[i] = is_bf16(cb) && i + 1 < s->n ? (void *)h[i] : (void *)f[i];
-}
-
-/* The stack's input in the operand type: the fp32 input itself, or its bf16 copy. */
-static const void *stack_input(cuda_backend *cb, int decoder, const float *x)
-{
-    if (!is_bf16(cb)) return x;
-    return decoder ? cb->bf16_step.z16 : cb->bf16_step.x16;
+    const void *x_op = decoder ? cb->z_op : cb->x_op; /* NULL under fp32 */
+    return x_op ? x_op : x;
 }
 
 static int stack_forward(cuda_backend *cb, int decoder, const float *x, int B, cuvae_status *st)
 {
     const cuvae_stack *s = cuvae_model_stack(&cb->m, decoder);
-    cuvae_operand op = step_operand(cb);
-    void *act[CUVAE_MAX_LAYERS];
-    stack_acts(cb, decoder, act);
     const void *in = stack_input(cb, decoder, x);
-    if (cuvae_operand_from_f32(&cb->ctx, op, x, (void *)in, (size_t)B * (size_t)s->layer[0].in,
+    if (cuvae_operand_from_f32(&cb->ctx, cb->op, x, (void *)in, (size_t)B * (size_t)s->layer[0].in,
                                cb->ctx.stream, st) ||
-        cuvae_stack_forward(&cb->ctx, op, s->layer, s->n, cb->params, cb->bf16_step.params16, in, B,
-                            act, cb->grad_b, decoder ? cb->dec_mask : cb->enc_mask, cb->ctx.stream,
-                            st))
+        cuvae_stack_forward(&cb->ctx, cb->op, s->layer, s->n, cb->params, cb->params_op, in, B,
+                            cb->act[decoder], cb->grad_b, cb->mask[decoder], cb->ctx.stream, st))
         return cuvae_fail_prefix(st, decoder ? "decoder" : "encoder");
     return 0;
 }
@@ -103,16 +84,11 @@ static int stack_backward(cuda_backend *cb, int decoder, const float *x, float *
                           int want_dx, float **result, int B, cuvae_status *st)
 {
     const cuvae_stack *s = cuvae_model_stack(&cb->m, decoder);
-    cuvae_operand op = step_operand(cb);
-    void *act[CUVAE_MAX_LAYERS];
-    stack_acts(cb, decoder, act);
-    void *dy_op = cb->bf16_step.dy16; /* NULL under fp32 */
-    if (cuvae_operand_from_f32(&cb->ctx, op, dy, dy_op, (size_t)B * (size_t)s->layer[s->n - 1].out,
-                               cb->ctx.stream, st) ||
-        cuvae_stack_backward(&cb->ctx, op, s->layer, s->n, cb->params, cb->bf16_step.params16,
-                             cb->grads, stack_input(cb, decoder, x), B, act,
-                             decoder ? cb->dec_mask : cb->enc_mask, dy, dy_op, scratch, want_dx,
-                             result, cb->ctx.stream, st))
+    if (cuvae_operand_from_f32(&cb->ctx, cb->op, dy, cb->dy_op,
+                               (size_t)B * (size_t)s->layer[s->n - 1].out, cb->ctx.stream, st) ||
+        cuvae_stack_backward(&cb->ctx, cb->op, s->layer, s->n, cb->params, cb->params_op, cb->grads,
+                             stack_input(cb, decoder, x), B, cb->act[decoder], cb->mask[decoder],
+                             dy, cb->dy_op, scratch, want_dx, result, cb->ctx.stream, st))
         return cuvae_fail_prefix(st, decoder ? "decoder" : "encoder");
     return 0;
 }
@@ -125,7 +101,7 @@ static int network_backward(cuda_backend *cb, int B, int with_reparam, cuvae_sta
     /* The decoder's dz comes back in fp32 either way: the reparameterization's backward is fp32. */
     if (stack_backward(cb, 1, cb->z, cb->grad_a, cb->grad_b, 1, &dz, B, st)) return -1;
     float *denc = dz == cb->grad_a ? cb->grad_b : cb->grad_a;
-    if (with_reparam && cuvae_reparam_kl_backward(&cb->ctx, cb->enc[m->enc.n - 1], cb->eps, dz, B,
+    if (with_reparam && cuvae_reparam_kl_backward(&cb->ctx, stack_output(cb, 0), cb->eps, dz, B,
                                                   m->latent, &cb->ctx.d_step->beta,
                                                   cb->c.train.free_bits, denc, cb->ctx.stream, st))
         return -1;
@@ -135,9 +111,8 @@ static int network_backward(cuda_backend *cb, int B, int with_reparam, cuvae_sta
 /* params16 = bf16(params) under bf16, after anything but the optimizer wrote the parameters. */
 int cuvae_cuda_backend_refresh_params16(cuda_backend *cb, cuvae_status *st)
 {
-    if (!is_bf16(cb)) return 0;
-    return cuvae_bf16_from_f32(cb->params, cb->bf16_step.params16, cb->m.n_params, cb->ctx.stream,
-                               st);
+    return cuvae_operand_from_f32(&cb->ctx, cb->op, cb->params, cb->params_op, cb->m.n_params,
+                                  cb->ctx.stream, st);
 }
 
 /* Chooses and caches the GEMM plans of a training step of B rows. */
@@ -168,12 +143,12 @@ static int enqueue_step(cuda_backend *cb, int B, cuvae_status *st)
                              cb->x, stream, st))
         return -1;
     if (stack_forward(cb, 0, cb->x, B, st)) return -1;
-    if (cuvae_reparam_kl_forward(ctx, cb->enc[m->enc.n - 1], B, L, cb->c.train.free_bits,
+    if (cuvae_reparam_kl_forward(ctx, stack_output(cb, 0), B, L, cb->c.train.free_bits,
                                  &ctx->d_step->step, cb->eps, cb->z, cb->kl, cb->kl_floored, stream,
                                  st))
         return -1;
     if (stack_forward(cb, 1, cb->z, B, st)) return -1;
-    if (cuvae_likelihood_forward(ctx, cb->dec[m->dec.n - 1], cb->x, B, D, 1, m->likelihood,
+    if (cuvae_likelihood_forward(ctx, stack_output(cb, 1), cb->x, B, D, 1, m->likelihood,
                                  m->gaussian_sigma, 1.0f / (float)B, cb->nll, cb->grad_a, stream,
                                  st))
         return -1;
@@ -186,8 +161,8 @@ static int enqueue_step(cuda_backend *cb, int B, cuvae_status *st)
 
     /* Norm, clipping, the non-finite decision and Adam, all on the device; under bf16 the update's
      * pass also refreshes the parameters' bf16 shadow (params16 is NULL otherwise). */
-    return cuvae_optimizer_step_bf16(ctx, &cb->hp, cb->params, cb->bf16_step.params16, cb->grads,
-                                     cb->adam_m, cb->adam_v, m->n_params, B, ctx->d_step,
+    return cuvae_optimizer_step_bf16(ctx, &cb->hp, cb->params, (cuvae_bf16 *)cb->params_op,
+                                     cb->grads, cb->adam_m, cb->adam_v, m->n_params, B, ctx->d_step,
                                      ctx->d_state, stream, st);
 }
 

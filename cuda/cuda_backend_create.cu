@@ -16,6 +16,13 @@
 
 /* ---- the buffer table ------------------------------------------------------------------------ */
 
+/* The training step's operand type: bf16 under train.precision = bf16, else fp32 (tf32 is fp32
+ * operands with the context's tf32 compute type). */
+static cuvae_operand step_operand(cuvae_precision precision)
+{
+    return precision == CUVAE_PREC_BF16 ? CUVAE_OPERAND_BF16 : CUVAE_OPERAND_F32;
+}
+
 #define BUFFER_ALIGN 256
 #define MAX_BUFFERS (32 + 4 * CUVAE_MAX_LAYERS)
 
@@ -36,14 +43,15 @@ static void add_row(cuda_buffer *rows, int *k, cuda_buffer_group group, uint64_t
     (*k)++;
 }
 
-/* The rows of the training buffers of model m for max_batch rows, bf16 copies when bf16; slots
- * into cb when it is not NULL. Returns the number of rows. */
-static int buffer_table(const cuvae_model *m, int max_batch, int bf16, cuda_backend *cb,
+/* The rows of the training buffers of model m for max_batch rows in operand type op (with its
+ * operand copies when it is not fp32); slots into cb when it is not NULL. Returns the number of
+ * rows. */
+static int buffer_table(const cuvae_model *m, int max_batch, cuvae_operand op, cuda_backend *cb,
                         cuda_buffer *rows)
 {
     uint64_t B = (uint64_t)max_batch, n = m->n_params, D = (uint64_t)m->x_dim;
     uint64_t L = (uint64_t)m->latent, W = (uint64_t)cuvae_model_max_width(m);
-    const uint64_t f32 = sizeof(float), f64 = sizeof(double), h16 = sizeof(cuvae_bf16);
+    const uint64_t f32 = sizeof(float), f64 = sizeof(double), o = cuvae_operand_size(op);
     int k = 0;
 #define SLOT(field) (cb ? (void **)&cb->field : NULL)
 #define ROW(group, bytes, slot) add_row(rows, &k, group, bytes, slot)
@@ -67,21 +75,16 @@ static int buffer_table(const cuvae_model *m, int max_batch, int bf16, cuda_back
             const cuvae_layer *l = &s->layer[i];
             uint64_t values = cuvae_mem_mul(B, (uint64_t)l->out);
             /* A layer's output: fp32 for a stack's last layer, else in the operand type. */
-            if (bf16 && i + 1 < s->n)
-                ROW(A, cuvae_mem_mul(values, h16),
-                    dec ? SLOT(bf16_step.dec16[i]) : SLOT(bf16_step.enc16[i]));
-            else
-                ROW(A, cuvae_mem_mul(values, f32), dec ? SLOT(dec[i]) : SLOT(enc[i]));
+            ROW(A, cuvae_mem_mul(values, i + 1 < s->n ? o : f32), SLOT(act[dec][i]));
             if (l->act == CUVAE_ACT_RELU)
-                ROW(A, cuvae_relu_mask_bytes(max_batch, l->out),
-                    dec ? SLOT(dec_mask[i].bits) : SLOT(enc_mask[i].bits));
+                ROW(A, cuvae_relu_mask_bytes(max_batch, l->out), SLOT(mask[dec][i].bits));
         }
     }
-    if (bf16) {
-        ROW(A, cuvae_mem_mul(n, h16), SLOT(bf16_step.params16));
-        ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, D), h16), SLOT(bf16_step.x16));
-        ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, L), h16), SLOT(bf16_step.z16));
-        ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, W), h16), SLOT(bf16_step.dy16));
+    if (op != CUVAE_OPERAND_F32) {
+        ROW(A, cuvae_mem_mul(n, o), SLOT(params_op));
+        ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, D), o), SLOT(x_op));
+        ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, L), o), SLOT(z_op));
+        ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, W), o), SLOT(dy_op));
     }
 #undef ROW
 #undef SLOT
@@ -95,11 +98,11 @@ static uint64_t aligned(uint64_t bytes)
 }
 
 /* The bytes of each group: its rows, each rounded up to BUFFER_ALIGN. */
-static void group_sizes(const cuvae_model *m, int max_batch, int bf16,
+static void group_sizes(const cuvae_model *m, int max_batch, cuvae_operand op,
                         uint64_t bytes[CUDA_BUF_GROUPS])
 {
     cuda_buffer rows[MAX_BUFFERS];
-    int n = buffer_table(m, max_batch, bf16, NULL, rows);
+    int n = buffer_table(m, max_batch, op, NULL, rows);
     for (int g = 0; g < CUDA_BUF_GROUPS; g++) bytes[g] = 0;
     for (int i = 0; i < n; i++)
         bytes[rows[i].group] = cuvae_mem_add_bytes(bytes[rows[i].group], aligned(rows[i].bytes));
@@ -110,9 +113,9 @@ static void group_sizes(const cuvae_model *m, int max_batch, int bf16,
 static int alloc_buffers(cuda_backend *cb, cuvae_status *st)
 {
     cuda_buffer rows[MAX_BUFFERS];
-    int n = buffer_table(&cb->m, cb->max_batch, is_bf16(cb), cb, rows);
+    int n = buffer_table(&cb->m, cb->max_batch, cb->op, cb, rows);
     uint64_t bytes[CUDA_BUF_GROUPS];
-    group_sizes(&cb->m, cb->max_batch, is_bf16(cb), bytes);
+    group_sizes(&cb->m, cb->max_batch, cb->op, bytes);
     for (int g = 0; g < CUDA_BUF_GROUPS; g++) {
         if (bytes[g] > (uint64_t)SIZE_MAX / 2)
             return cuvae_fail(st, "cuda backend: %s: %llu bytes is beyond any device",
@@ -194,6 +197,14 @@ void cuvae_cuda_backend_destroy(cuvae_backend *be)
 static int alloc_training(cuda_backend *cb, cuvae_status *st)
 {
     size_t B = (size_t)cb->max_batch;
+    /* The forward's fp32 scratch is grad_b, [max_batch, max_width]: what every kind asks fits. */
+    for (int dec = 0; dec < 2; dec++) {
+        const cuvae_stack *s = cuvae_model_stack(&cb->m, dec);
+        if (cuvae_stack_scratch_floats(s->layer, s->n, cb->max_batch, cb->op) >
+            B * (size_t)cuvae_model_max_width(&cb->m))
+            return cuvae_fail(st, "cuda backend: %s: the layers' scratch exceeds a gradient buffer",
+                              dec ? "decoder" : "encoder");
+    }
     if (alloc_buffers(cb, st)) return -1;
     for (int i = 0; i < STAGING_SLOTS; i++) {
         staging_slot *slot = &cb->slots[i];
@@ -216,7 +227,7 @@ static void device_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
     const cuvae_model *m = spec->model;
     int B = spec->config->train.batch_size > 0 ? spec->config->train.batch_size : 1;
     uint64_t bytes[CUDA_BUF_GROUPS];
-    group_sizes(m, B, spec->config->train.precision == CUVAE_PREC_BF16, bytes);
+    group_sizes(m, B, step_operand(spec->config->train.precision), bytes);
     for (int g = 0; g < CUDA_BUF_GROUPS; g++) cuvae_mem_add(plan, GROUP_NAME[g], bytes[g]);
     cuvae_mem_add(plan, "activations", cuvae_eval_budget_bytes(0));
     cuvae_mem_add_uploads(plan, spec->upload_rows, CUVAE_SET_COUNT, m->x_dim);
@@ -276,6 +287,7 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     cb->c = *spec->config;
     snprintf(cb->device_name, sizeof cb->device_name, "%s", name);
     cb->max_batch = cb->c.train.batch_size > 0 ? cb->c.train.batch_size : 1;
+    cb->op = step_operand(cb->c.train.precision);
     cb->hp.beta1 = cb->c.optim.beta1;
     cb->hp.beta2 = cb->c.optim.beta2;
     cb->hp.eps = cb->c.optim.eps;
