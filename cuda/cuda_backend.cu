@@ -16,11 +16,11 @@
  * some forty. The copies stay outside the graph, so a replay reads this step's counter, learning
  * rate, beta and indices.
  *
- * Under train.precision = bf16 the MLP halves of the step run on bf16 operands (step_bf16.h): a
+ * Under train.precision = bf16 the stacks of the step run on bf16 operands (layers.h): a
  * bf16 shadow of the parameters, kept equal to bf16(params) wherever the parameters change (the
  * optimizer refreshes it in the update's pass, creation and set_state convert it afresh), and
  * bf16 copies of the batch, the latents, the hidden activations and the activation gradients. The
- * halves' last outputs, the losses, every gradient and Adam stay fp32, and evaluation and decoding
+ * stacks' last outputs, the losses, every gradient and Adam stay fp32, and evaluation and decoding
  * run in fp32 on the fp32 parameters. */
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +31,7 @@
 #include "eval.h"
 #include "gather.h"
 #include "likelihood.h"
-#include "linear.h"
+#include "layers.h"
 #include "optimizer.h"
 #include "reparam_kl.h"
 
@@ -50,36 +50,46 @@ int cuvae_cuda_backend_sync(cuda_backend *cb, const char *what, cuvae_status *st
 
 /* ---- the training step ----------------------------------------------------------------------- */
 
-/* The halves' forward and backward passes of a training step of B rows, in fp32 (or tf32) or on
- * the bf16 operands; the forward also settles whether each ReLU mask comes from cuBLASLt. With
- * ctx.plan_only set they only choose the GEMM plans (prepare_plans), the same ones in either
- * precision as the step then uses. The bf16 forward's scratch for fp32 accumulators is grad_b:
- * no gradient lives there until the backward. */
-static int encoder_forward(cuda_backend *cb, const float *x, int B, cuvae_status *st)
+/* The stacks' forward and backward passes of a training step of B rows, one path in the step's
+ * operand type (layers.h): fp32 (or tf32), or bf16 on the bf16 copies of the stacks' inputs, of
+ * the hidden activations and of the activation gradients. The stacks take and give fp32 at their
+ * ends, so each makes the operand copy of its fp32 input (or output gradient) itself. The forward
+ * also settles whether each ReLU mask comes from cuBLASLt. With ctx.plan_only set they only
+ * choose the GEMM plans (prepare_plans), the same ones as the step then uses. The forward's
+ * scratch for fp32 accumulators (bf16 only) is grad_b: no gradient lives there until the
+ * backward. */
+
+/* The stack's input in the operand type: the fp32 input itself, or its operand copy. */
+static const void *stack_input(const cuda_backend *cb, int decoder, const float *x)
 {
-    const cuvae_model *m = &cb->m;
-    cuvae_bf16_step *h = &cb->bf16_step;
-    int rc = is_bf16(cb) ? cuvae_bf16_half_forward(&cb->ctx, m->enc.layer, m->enc.n, cb->params,
-                                                   h->params16, x, h->x16, B, h->enc16,
-                                                   cb->enc[m->enc.n - 1], cb->grad_b, cb->enc_mask,
-                                                   cb->ctx.stream, st)
-                         : cuvae_mlp_forward(&cb->ctx, m->enc.layer, m->enc.n, cb->params, x, B,
-                                             cb->enc, cb->enc_mask, cb->ctx.stream, st);
-    if (rc) return cuvae_fail_prefix(st, "encoder");
+    const void *x_op = decoder ? cb->z_op : cb->x_op; /* NULL under fp32 */
+    return x_op ? x_op : x;
+}
+
+static int stack_forward(cuda_backend *cb, int decoder, const float *x, int B, cuvae_status *st)
+{
+    const cuvae_stack *s = cuvae_model_stack(&cb->m, decoder);
+    const void *in = stack_input(cb, decoder, x);
+    if (cuvae_operand_from_f32(&cb->ctx, cb->op, x, (void *)in, (size_t)B * (size_t)s->layer[0].in,
+                               cb->ctx.stream, st) ||
+        cuvae_stack_forward(&cb->ctx, cb->op, s->layer, s->n, cb->params, cb->params_op, in, B,
+                            cb->act[decoder], cb->grad_b, cb->mask[decoder], cb->ctx.stream, st))
+        return cuvae_fail_prefix(st, decoder ? "decoder" : "encoder");
     return 0;
 }
 
-static int decoder_forward(cuda_backend *cb, int B, cuvae_status *st)
+/* dy [B, last layer's out] and scratch are the gradient ping-pong; *result as
+ * cuvae_stack_backward's. */
+static int stack_backward(cuda_backend *cb, int decoder, const float *x, float *dy, float *scratch,
+                          int want_dx, float **result, int B, cuvae_status *st)
 {
-    const cuvae_model *m = &cb->m;
-    cuvae_bf16_step *h = &cb->bf16_step;
-    int rc = is_bf16(cb) ? cuvae_bf16_half_forward(&cb->ctx, m->dec.layer, m->dec.n, cb->params,
-                                                   h->params16, cb->z, h->z16, B, h->dec16,
-                                                   cb->dec[m->dec.n - 1], cb->grad_b, cb->dec_mask,
-                                                   cb->ctx.stream, st)
-                         : cuvae_mlp_forward(&cb->ctx, m->dec.layer, m->dec.n, cb->params, cb->z, B,
-                                             cb->dec, cb->dec_mask, cb->ctx.stream, st);
-    if (rc) return cuvae_fail_prefix(st, "decoder");
+    const cuvae_stack *s = cuvae_model_stack(&cb->m, decoder);
+    if (cuvae_operand_from_f32(&cb->ctx, cb->op, dy, cb->dy_op,
+                               (size_t)B * (size_t)s->layer[s->n - 1].out, cb->ctx.stream, st) ||
+        cuvae_stack_backward(&cb->ctx, cb->op, s->layer, s->n, cb->params, cb->params_op, cb->grads,
+                             stack_input(cb, decoder, x), B, cb->act[decoder], cb->mask[decoder],
+                             dy, cb->dy_op, scratch, want_dx, result, cb->ctx.stream, st))
+        return cuvae_fail_prefix(st, decoder ? "decoder" : "encoder");
     return 0;
 }
 
@@ -87,46 +97,30 @@ static int decoder_forward(cuda_backend *cb, int B, cuvae_status *st)
 static int network_backward(cuda_backend *cb, int B, int with_reparam, cuvae_status *st)
 {
     const cuvae_model *m = &cb->m;
-    cuvae_bf16_step *h = &cb->bf16_step;
     float *dz = NULL, *discard = NULL;
     /* The decoder's dz comes back in fp32 either way: the reparameterization's backward is fp32. */
-    int rc = is_bf16(cb) ? cuvae_bf16_half_backward(&cb->ctx, m->dec.layer, m->dec.n, h->params16,
-                                                    cb->grads, h->z16, B, h->dec16, cb->dec_mask,
-                                                    cb->grad_a, h->dy16, cb->grad_b, 1, &dz,
-                                                    cb->ctx.stream, st)
-                         : cuvae_mlp_backward(&cb->ctx, m->dec.layer, m->dec.n, cb->params,
-                                              cb->grads, cb->z, B, cb->dec, cb->dec_mask,
-                                              cb->grad_a, cb->grad_b, 1, &dz, cb->ctx.stream, st);
-    if (rc) return cuvae_fail_prefix(st, "decoder");
+    if (stack_backward(cb, 1, cb->z, cb->grad_a, cb->grad_b, 1, &dz, B, st)) return -1;
     float *denc = dz == cb->grad_a ? cb->grad_b : cb->grad_a;
-    if (with_reparam && cuvae_reparam_kl_backward(&cb->ctx, cb->enc[m->enc.n - 1], cb->eps, dz, B,
+    if (with_reparam && cuvae_reparam_kl_backward(&cb->ctx, stack_output(cb, 0), cb->eps, dz, B,
                                                   m->latent, &cb->ctx.d_step->beta,
                                                   cb->c.train.free_bits, denc, cb->ctx.stream, st))
         return -1;
-    rc = is_bf16(cb)
-             ? cuvae_bf16_half_backward(&cb->ctx, m->enc.layer, m->enc.n, h->params16, cb->grads,
-                                        h->x16, B, h->enc16, cb->enc_mask, denc, h->dy16, dz, 0,
-                                        &discard, cb->ctx.stream, st)
-             : cuvae_mlp_backward(&cb->ctx, m->enc.layer, m->enc.n, cb->params, cb->grads, cb->x, B,
-                                  cb->enc, cb->enc_mask, denc, dz, 0, &discard, cb->ctx.stream, st);
-    if (rc) return cuvae_fail_prefix(st, "encoder");
-    return 0;
+    return stack_backward(cb, 0, cb->x, denc, dz, 0, &discard, B, st);
 }
 
 /* params16 = bf16(params) under bf16, after anything but the optimizer wrote the parameters. */
 int cuvae_cuda_backend_refresh_params16(cuda_backend *cb, cuvae_status *st)
 {
-    if (!is_bf16(cb)) return 0;
-    return cuvae_bf16_from_f32(cb->params, cb->bf16_step.params16, cb->m.n_params, cb->ctx.stream,
-                               st);
+    return cuvae_operand_from_f32(&cb->ctx, cb->op, cb->params, cb->params_op, cb->m.n_params,
+                                  cb->ctx.stream, st);
 }
 
 /* Chooses and caches the GEMM plans of a training step of B rows. */
 int cuvae_cuda_backend_prepare_plans(cuda_backend *cb, int B, cuvae_status *st)
 {
     cb->ctx.plan_only = 1;
-    int rc = encoder_forward(cb, cb->x, B, st);
-    if (!rc) rc = decoder_forward(cb, B, st);
+    int rc = stack_forward(cb, 0, cb->x, B, st);
+    if (!rc) rc = stack_forward(cb, 1, cb->z, B, st);
     if (!rc) rc = network_backward(cb, B, 0, st);
     cb->ctx.plan_only = 0;
     return rc;
@@ -148,13 +142,13 @@ static int enqueue_step(cuda_backend *cb, int B, cuvae_status *st)
     if (cuvae_gather_forward(ctx, s->pixels, s->n, D, cb->idx, B, s->dynamic, &ctx->d_step->step,
                              cb->x, stream, st))
         return -1;
-    if (encoder_forward(cb, cb->x, B, st)) return -1;
-    if (cuvae_reparam_kl_forward(ctx, cb->enc[m->enc.n - 1], B, L, cb->c.train.free_bits,
+    if (stack_forward(cb, 0, cb->x, B, st)) return -1;
+    if (cuvae_reparam_kl_forward(ctx, stack_output(cb, 0), B, L, cb->c.train.free_bits,
                                  &ctx->d_step->step, cb->eps, cb->z, cb->kl, cb->kl_floored, stream,
                                  st))
         return -1;
-    if (decoder_forward(cb, B, st)) return -1;
-    if (cuvae_likelihood_forward(ctx, cb->dec[m->dec.n - 1], cb->x, B, D, 1, m->likelihood,
+    if (stack_forward(cb, 1, cb->z, B, st)) return -1;
+    if (cuvae_likelihood_forward(ctx, stack_output(cb, 1), cb->x, B, D, 1, m->likelihood,
                                  m->gaussian_sigma, 1.0f / (float)B, cb->nll, cb->grad_a, stream,
                                  st))
         return -1;
@@ -167,8 +161,8 @@ static int enqueue_step(cuda_backend *cb, int B, cuvae_status *st)
 
     /* Norm, clipping, the non-finite decision and Adam, all on the device; under bf16 the update's
      * pass also refreshes the parameters' bf16 shadow (params16 is NULL otherwise). */
-    return cuvae_optimizer_step_bf16(ctx, &cb->hp, cb->params, cb->bf16_step.params16, cb->grads,
-                                     cb->adam_m, cb->adam_v, m->n_params, B, ctx->d_step,
+    return cuvae_optimizer_step_bf16(ctx, &cb->hp, cb->params, (cuvae_bf16 *)cb->params_op,
+                                     cb->grads, cb->adam_m, cb->adam_v, m->n_params, B, ctx->d_step,
                                      ctx->d_state, stream, st);
 }
 

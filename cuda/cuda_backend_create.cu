@@ -1,16 +1,153 @@
 /* The CUDA backend's lifetime (see cuda_backend_impl.h): creation (the context, the training
  * buffers for train.batch_size rows, the initial parameters as the CPU backend draws them, the
- * GEMM plans of the step), the description of what it holds, and its release. */
+ * GEMM plans of the step), the description of what it holds, and its release.
+ *
+ * The training buffers come from one table (buffer_table), as llm.c's tensor specs: a row per
+ * buffer with its group, its size derived from the model's layout, the batch and the precision,
+ * and where its pointer goes. Each group is one device allocation carved into its rows (each
+ * row 256-byte aligned, as cudaMalloc aligns, so the GEMM plans see the alignments they saw with
+ * one allocation per buffer); the memory estimate, the allocation, describe() and the release
+ * all read the group sizes from the same table, so they agree. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_backend_impl.h"
 #include "gemm.h"
 
+/* ---- the buffer table ------------------------------------------------------------------------ */
+
+/* The training step's operand type: bf16 under train.precision = bf16, else fp32 (tf32 is fp32
+ * operands with the context's tf32 compute type). */
+static cuvae_operand step_operand(cuvae_precision precision)
+{
+    return precision == CUVAE_PREC_BF16 ? CUVAE_OPERAND_BF16 : CUVAE_OPERAND_F32;
+}
+
+#define BUFFER_ALIGN 256
+#define MAX_BUFFERS (32 + 4 * CUVAE_MAX_LAYERS)
+
+static const char *const GROUP_NAME[CUDA_BUF_GROUPS] = {"parameters", "gradients", "Adam moments",
+                                                        "activations"};
+
+typedef struct {
+    cuda_buffer_group group;
+    uint64_t bytes; /* saturating (cuvae_mem_mul): an estimate from hostile sizes never wraps */
+    void **slot;    /* where the pointer goes; NULL when the table only sizes (the estimate) */
+} cuda_buffer;
+
+static void add_row(cuda_buffer *rows, int *k, cuda_buffer_group group, uint64_t bytes, void **slot)
+{
+    rows[*k].group = group;
+    rows[*k].bytes = bytes;
+    rows[*k].slot = slot;
+    (*k)++;
+}
+
+/* The rows of the training buffers of model m for max_batch rows in operand type op (with its
+ * operand copies when it is not fp32); slots into cb when it is not NULL. Returns the number of
+ * rows. */
+static int buffer_table(const cuvae_model *m, int max_batch, cuvae_operand op, cuda_backend *cb,
+                        cuda_buffer *rows)
+{
+    uint64_t B = (uint64_t)max_batch, n = m->n_params, D = (uint64_t)m->x_dim;
+    uint64_t L = (uint64_t)m->latent, W = (uint64_t)cuvae_model_max_width(m);
+    const uint64_t f32 = sizeof(float), f64 = sizeof(double), o = cuvae_operand_size(op);
+    int k = 0;
+#define SLOT(field) (cb ? (void **)&cb->field : NULL)
+#define ROW(group, bytes, slot) add_row(rows, &k, group, bytes, slot)
+    ROW(CUDA_BUF_PARAMS, cuvae_mem_mul(n, f32), SLOT(params));
+    ROW(CUDA_BUF_GRADS, cuvae_mem_mul(n, f32), SLOT(grads));
+    ROW(CUDA_BUF_ADAM, cuvae_mem_mul(n, f32), SLOT(adam_m));
+    ROW(CUDA_BUF_ADAM, cuvae_mem_mul(n, f32), SLOT(adam_v));
+    const cuda_buffer_group A = CUDA_BUF_ACTIVATIONS;
+    ROW(A, cuvae_mem_mul(B, sizeof(int32_t)), SLOT(idx));          /* batch indices */
+    ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, D), f32), SLOT(x));      /* batch inputs */
+    ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, L), f32), SLOT(eps));    /* reparameterization noise */
+    ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, L), f32), SLOT(z));      /* latents */
+    ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, W), f32), SLOT(grad_a)); /* activation gradients */
+    ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, W), f32), SLOT(grad_b));
+    ROW(A, cuvae_mem_mul(B, f64), SLOT(nll)); /* per-example likelihoods */
+    ROW(A, cuvae_mem_mul(B, f64), SLOT(kl));  /* per-example KL */
+    ROW(A, cuvae_mem_mul(B, f64), SLOT(kl_floored));
+    for (int dec = 0; dec < 2; dec++) {
+        const cuvae_stack *s = cuvae_model_stack(m, dec);
+        for (int i = 0; i < s->n; i++) {
+            const cuvae_layer *l = &s->layer[i];
+            uint64_t values = cuvae_mem_mul(B, (uint64_t)l->out);
+            /* A layer's output: fp32 for a stack's last layer, else in the operand type. */
+            ROW(A, cuvae_mem_mul(values, i + 1 < s->n ? o : f32), SLOT(act[dec][i]));
+            if (l->act == CUVAE_ACT_RELU)
+                ROW(A, cuvae_relu_mask_bytes(max_batch, l->out), SLOT(mask[dec][i].bits));
+        }
+    }
+    if (op != CUVAE_OPERAND_F32) {
+        ROW(A, cuvae_mem_mul(n, o), SLOT(params_op));
+        ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, D), o), SLOT(x_op));
+        ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, L), o), SLOT(z_op));
+        ROW(A, cuvae_mem_mul(cuvae_mem_mul(B, W), o), SLOT(dy_op));
+    }
+#undef ROW
+#undef SLOT
+    return k;
+}
+
+static uint64_t aligned(uint64_t bytes)
+{
+    if (bytes > UINT64_MAX - BUFFER_ALIGN) return UINT64_MAX;
+    return (bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+}
+
+/* The bytes of each group: its rows, each rounded up to BUFFER_ALIGN. */
+static void group_sizes(const cuvae_model *m, int max_batch, cuvae_operand op,
+                        uint64_t bytes[CUDA_BUF_GROUPS])
+{
+    cuda_buffer rows[MAX_BUFFERS];
+    int n = buffer_table(m, max_batch, op, NULL, rows);
+    for (int g = 0; g < CUDA_BUF_GROUPS; g++) bytes[g] = 0;
+    for (int i = 0; i < n; i++)
+        bytes[rows[i].group] = cuvae_mem_add_bytes(bytes[rows[i].group], aligned(rows[i].bytes));
+}
+
+/* One allocation per group, carved into the table's rows. On failure what was allocated stays in
+ * cb->group_mem for release_buffers. */
+static int alloc_buffers(cuda_backend *cb, cuvae_status *st)
+{
+    cuda_buffer rows[MAX_BUFFERS];
+    int n = buffer_table(&cb->m, cb->max_batch, cb->op, cb, rows);
+    uint64_t bytes[CUDA_BUF_GROUPS];
+    group_sizes(&cb->m, cb->max_batch, cb->op, bytes);
+    for (int g = 0; g < CUDA_BUF_GROUPS; g++) {
+        if (bytes[g] > (uint64_t)SIZE_MAX / 2)
+            return cuvae_fail(st, "cuda backend: %s: %llu bytes is beyond any device",
+                              GROUP_NAME[g], (unsigned long long)bytes[g]);
+        if (cuvae_cuda_alloc(&cb->ctx, &cb->group_mem[g], (size_t)bytes[g], GROUP_NAME[g], st))
+            return -1;
+        cb->group_bytes[g] = (size_t)bytes[g];
+    }
+    size_t at[CUDA_BUF_GROUPS] = {0};
+    for (int i = 0; i < n; i++) {
+        *rows[i].slot = (char *)cb->group_mem[rows[i].group] + at[rows[i].group];
+        at[rows[i].group] += (size_t)aligned(rows[i].bytes);
+    }
+    return 0;
+}
+
+static void release_buffers(cuda_backend *cb)
+{
+    for (int g = 0; g < CUDA_BUF_GROUPS; g++) {
+        cuvae_cuda_free(&cb->ctx, cb->group_mem[g], cb->group_bytes[g]);
+        cb->group_mem[g] = NULL;
+        cb->group_bytes[g] = 0;
+    }
+}
+
+/* ---- description and release ----------------------------------------------------------------- */
+
 void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len)
 {
     cuda_backend *cb = cuda_of(be);
-    size_t p = cb->m.n_params * sizeof(float), data = 0;
+    size_t data = 0;
+    const size_t *g = cb->group_bytes;
     for (int s = 0; s < CUVAE_SET_COUNT; s++) data += cb->sets[s].bytes;
     cuvae_plan_stats ps;
     cuvae_linear_plan_stats(&cb->ctx, &ps);
@@ -33,7 +170,8 @@ void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len)
              !cb->c.train.cuda_graph ? "off"
              : cb->step_graph        ? "captured"
                                      : "on, not yet captured",
-             cuvae_mib(p), cuvae_mib(p), cuvae_mib(2 * p), cuvae_mib(cb->act_bytes), cb->max_batch,
+             cuvae_mib(g[CUDA_BUF_PARAMS]), cuvae_mib(g[CUDA_BUF_GRADS]),
+             cuvae_mib(g[CUDA_BUF_ADAM]), cuvae_mib(g[CUDA_BUF_ACTIVATIONS]), cb->max_batch,
              cuvae_mib(cb->ev.bytes), cb->ev.cap_rows, cuvae_mib(data),
              cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
 }
@@ -51,76 +189,23 @@ void cuvae_cuda_backend_destroy(cuvae_backend *be)
     if (cb->step_graph) cudaGraphExecDestroy(cb->step_graph);
     cuvae_eval_buffers_free(ctx, &cb->ev);
     for (int s = 0; s < CUVAE_SET_COUNT; s++) cudaFree(cb->sets[s].pixels);
-    float *bufs[] = {cb->params, cb->grads, cb->adam_m, cb->adam_v, cb->x,
-                     cb->eps,    cb->z,     cb->grad_a, cb->grad_b};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
-    for (int i = 0; i < CUVAE_MAX_LAYERS; i++) {
-        cudaFree(cb->enc[i]);
-        cudaFree(cb->dec[i]);
-        cudaFree(cb->enc_mask[i].bits);
-        cudaFree(cb->dec_mask[i].bits);
-    }
-    cuvae_bf16_step_free(&cb->bf16_step);
-    cudaFree(cb->idx);
-    cudaFree(cb->nll);
-    cudaFree(cb->kl);
-    cudaFree(cb->kl_floored);
+    release_buffers(cb);
     cuvae_cuda_ctx_release(ctx);
     free(cb);
 }
 
-/* Allocates a device buffer counted in the activations' share. */
-static int alloc_act(cuda_backend *cb, void **p, size_t bytes, const char *what, cuvae_status *st)
-{
-    if (cuvae_cuda_alloc(&cb->ctx, p, bytes, what, st)) return -1;
-    cb->act_bytes += bytes;
-    return 0;
-}
-
 static int alloc_training(cuda_backend *cb, cuvae_status *st)
 {
-    const cuvae_model *m = &cb->m;
-    size_t B = (size_t)cb->max_batch, n = m->n_params, L = (size_t)m->latent;
-    size_t W = (size_t)cuvae_model_max_width(m);
-    if (cuvae_cuda_alloc(&cb->ctx, (void **)&cb->params, n * sizeof(float), "parameters", st) ||
-        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->grads, n * sizeof(float), "gradients", st) ||
-        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->adam_m, n * sizeof(float), "Adam first moments",
-                         st) ||
-        cuvae_cuda_alloc(&cb->ctx, (void **)&cb->adam_v, n * sizeof(float), "Adam second moments",
-                         st))
-        return -1;
-    if (alloc_act(cb, (void **)&cb->idx, B * sizeof(int32_t), "batch indices", st) ||
-        alloc_act(cb, (void **)&cb->x, B * (size_t)m->x_dim * sizeof(float), "batch inputs", st) ||
-        alloc_act(cb, (void **)&cb->eps, B * L * sizeof(float), "reparameterization noise", st) ||
-        alloc_act(cb, (void **)&cb->z, B * L * sizeof(float), "latents", st) ||
-        alloc_act(cb, (void **)&cb->grad_a, B * W * sizeof(float), "activation gradients", st) ||
-        alloc_act(cb, (void **)&cb->grad_b, B * W * sizeof(float), "activation gradients", st) ||
-        alloc_act(cb, (void **)&cb->nll, B * sizeof(double), "per-example likelihoods", st) ||
-        alloc_act(cb, (void **)&cb->kl, B * sizeof(double), "per-example KL", st) ||
-        alloc_act(cb, (void **)&cb->kl_floored, B * sizeof(double), "per-example KL", st))
-        return -1;
-    for (int dec_half = 0; dec_half < 2; dec_half++) {
-        const cuvae_layer *layers = cuvae_model_stack(m, dec_half)->layer;
-        int count = cuvae_model_stack(m, dec_half)->n;
-        float **acts = dec_half ? cb->dec : cb->enc;
-        cuvae_relu_mask *masks = dec_half ? cb->dec_mask : cb->enc_mask;
-        for (int i = 0; i < count; i++) {
-            /* Under bf16 only the last layer's output is fp32 (the hidden ones are in bf16_step).
-             */
-            if ((i + 1 == count || !is_bf16(cb)) &&
-                alloc_act(cb, (void **)&acts[i], B * (size_t)layers[i].out * sizeof(float),
-                          dec_half ? "decoder activations" : "encoder activations", st))
-                return -1;
-            if (i + 1 < count &&
-                alloc_act(cb, &masks[i].bits, cuvae_relu_mask_bytes(cb->max_batch, layers[i].out),
-                          "ReLU masks", st))
-                return -1;
-        }
+    size_t B = (size_t)cb->max_batch;
+    /* The forward's fp32 scratch is grad_b, [max_batch, max_width]: what every kind asks fits. */
+    for (int dec = 0; dec < 2; dec++) {
+        const cuvae_stack *s = cuvae_model_stack(&cb->m, dec);
+        if (cuvae_stack_scratch_floats(s->layer, s->n, cb->max_batch, cb->op) >
+            B * (size_t)cuvae_model_max_width(&cb->m))
+            return cuvae_fail(st, "cuda backend: %s: the layers' scratch exceeds a gradient buffer",
+                              dec ? "decoder" : "encoder");
     }
-    if (is_bf16(cb)) {
-        if (cuvae_bf16_step_alloc(&cb->ctx, m, cb->max_batch, &cb->bf16_step, st)) return -1;
-        cb->act_bytes += cb->bf16_step.bytes;
-    }
+    if (alloc_buffers(cb, st)) return -1;
     for (int i = 0; i < STAGING_SLOTS; i++) {
         staging_slot *slot = &cb->slots[i];
         size_t bytes = sizeof *slot->scalars + B * sizeof(int32_t);
@@ -135,34 +220,15 @@ static int alloc_training(cuda_backend *cb, cuvae_status *st)
     return 0;
 }
 
-/* The memory estimate of the device before anything is allocated on it: what alloc_training,
- * the uploads and the smallest evaluation budget take. Under bf16 the step's bf16 buffers are
- * counted as a bf16 parameter copy plus fp32-sized hidden activations (an upper bound). */
+/* The memory estimate of the device before anything is allocated on it: the buffer table's
+ * groups (what alloc_training takes), the uploads and the smallest evaluation budget. */
 static void device_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
 {
     const cuvae_model *m = spec->model;
-    uint64_t B =
-        (uint64_t)(spec->config->train.batch_size > 0 ? spec->config->train.batch_size : 1);
-    uint64_t p = cuvae_mem_mul(m->n_params, sizeof(float));
-    cuvae_mem_add(plan, "parameters", p);
-    cuvae_mem_add(plan, "gradients", p);
-    cuvae_mem_add(plan, "Adam moments", cuvae_mem_mul(p, 2));
-    uint64_t per_row = sizeof(int32_t) + 3 * sizeof(double) +
-                       sizeof(float) * ((uint64_t)m->x_dim + 2 * (uint64_t)m->latent +
-                                        2 * (uint64_t)cuvae_model_max_width(m));
-    uint64_t acts = cuvae_mem_mul(B, per_row);
-    for (int half = 0; half < 2; half++) {
-        const cuvae_layer *layers = cuvae_model_stack(m, half)->layer;
-        int count = cuvae_model_stack(m, half)->n;
-        for (int i = 0; i < count; i++) {
-            acts = cuvae_mem_add_bytes(acts,
-                                       cuvae_mem_mul(B * sizeof(float), (uint64_t)layers[i].out));
-            if (i + 1 < count)
-                acts = cuvae_mem_add_bytes(acts, cuvae_relu_mask_bytes((int)B, layers[i].out));
-        }
-    }
-    if (spec->config->train.precision == CUVAE_PREC_BF16) acts = cuvae_mem_add_bytes(acts, p / 2);
-    cuvae_mem_add(plan, "activations", acts);
+    int B = spec->config->train.batch_size > 0 ? spec->config->train.batch_size : 1;
+    uint64_t bytes[CUDA_BUF_GROUPS];
+    group_sizes(m, B, step_operand(spec->config->train.precision), bytes);
+    for (int g = 0; g < CUDA_BUF_GROUPS; g++) cuvae_mem_add(plan, GROUP_NAME[g], bytes[g]);
     cuvae_mem_add(plan, "activations", cuvae_eval_budget_bytes(0));
     cuvae_mem_add_uploads(plan, spec->upload_rows, CUVAE_SET_COUNT, m->x_dim);
 }
@@ -201,7 +267,7 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     for (int half = 0; half < 2; half++) {
         const cuvae_stack *s = cuvae_model_stack(spec->model, half);
         for (int i = 0; i < s->n; i++)
-            if (s->layer[i].kind != CUVAE_LAYER_LINEAR) {
+            if (!cuvae_cuda_layer_ops(s->layer[i].kind)) {
                 cuvae_fail(st, "cuda backend: %s layer %d: layer kind %d is not implemented",
                            half ? "decoder" : "encoder", i, (int)s->layer[i].kind);
                 return NULL;
@@ -221,6 +287,7 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     cb->c = *spec->config;
     snprintf(cb->device_name, sizeof cb->device_name, "%s", name);
     cb->max_batch = cb->c.train.batch_size > 0 ? cb->c.train.batch_size : 1;
+    cb->op = step_operand(cb->c.train.precision);
     cb->hp.beta1 = cb->c.optim.beta1;
     cb->hp.beta2 = cb->c.optim.beta2;
     cb->hp.eps = cb->c.optim.eps;

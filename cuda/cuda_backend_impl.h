@@ -1,18 +1,28 @@
 /* Internals of the CUDA backend shared by its two files: cuda_backend.cu (the training step,
- * metrics, state, data, evaluation and the ops table) and cuda_backend_create.cu (creation,
- * description, release). Not an interface: the rest of cuvae sees cuvae_cuda_backend_create and
- * the ops table of backend.h. */
+ * metrics, state, data, evaluation and the ops table) and cuda_backend_create.cu (the buffer
+ * table, creation, description, release). Not an interface: the rest of cuvae sees
+ * cuvae_cuda_backend_create and the ops table of backend.h. */
 #ifndef CUVAE_CUDA_BACKEND_IMPL_H
 #define CUVAE_CUDA_BACKEND_IMPL_H
 
 #include "backend.h"
 #include "cuda_common.h"
 #include "eval.h"
-#include "linear.h"
+#include "layers.h"
 #include "optimizer.h"
-#include "step_bf16.h"
 
 #define STAGING_SLOTS 4
+
+/* The groups of the buffer table (cuda_backend_create.cu): one device allocation each, carved
+ * into the table's buffers; allocation, release, the memory estimate and describe() all come
+ * from that table. */
+typedef enum {
+    CUDA_BUF_PARAMS,      /* the fp32 parameters */
+    CUDA_BUF_GRADS,       /* their gradients */
+    CUDA_BUF_ADAM,        /* Adam's m and v */
+    CUDA_BUF_ACTIVATIONS, /* the step's buffers for max_batch rows, operand copies included */
+    CUDA_BUF_GROUPS
+} cuda_buffer_group;
 
 typedef struct {
     uint8_t *pixels; /* device [n, d] bytes as uploaded; NULL until uploaded */
@@ -38,19 +48,28 @@ typedef struct {
     cuvae_adam_hparams hp;
     char device_name[256];
     int max_batch; /* train.batch_size: rows of the training buffers */
+    /* The buffer table's allocations, one per group, and their sizes. */
+    void *group_mem[CUDA_BUF_GROUPS];
+    size_t group_bytes[CUDA_BUF_GROUPS];
     /* Flat buffers, [n_params] each, cuvae_model layout. */
     float *params, *grads, *adam_m, *adam_v;
     /* Training activations for max_batch rows. */
-    int32_t *idx;                 /* [max_batch] */
-    float *x;                     /* [max_batch, x_dim] */
-    float *enc[CUVAE_MAX_LAYERS]; /* [max_batch, enc.layer[i].out]; last = [mu | logvar] */
-    float *dec[CUVAE_MAX_LAYERS]; /* [max_batch, dec.layer[i].out]; last = logits or means */
-    cuvae_relu_mask enc_mask[CUVAE_MAX_LAYERS], dec_mask[CUVAE_MAX_LAYERS]; /* hidden layers */
-    float *eps, *z;                /* [max_batch, latent] */
-    float *grad_a, *grad_b;        /* [max_batch, max_width] gradient ping-pong */
-    double *nll, *kl, *kl_floored; /* [max_batch] */
-    cuvae_bf16_step bf16_step; /* bf16 only: the bf16 operands, which replace the hidden enc, dec */
-    size_t act_bytes;
+    int32_t *idx; /* [max_batch] */
+    float *x;     /* [max_batch, x_dim] */
+    /* [stack: 0 encoder, 1 decoder][layer] [max_batch, layer's out], as the stack loops take them
+     * (layers.h): a hidden layer's output in the step's operand type, the last's in fp32 (the
+     * encoder's [mu | logvar], the decoder's logits or means: stack_output). */
+    void *act[2][CUVAE_MAX_LAYERS];
+    cuvae_relu_mask mask[2][CUVAE_MAX_LAYERS]; /* the layers with a ReLU */
+    float *eps, *z;                            /* [max_batch, latent] */
+    float *grad_a, *grad_b;                    /* [max_batch, max_width] gradient ping-pong */
+    double *nll, *kl, *kl_floored;             /* [max_batch] */
+    /* The step's operand type (train.precision) and, when it is not fp32 (bf16), the operand
+     * copies the GEMMs read; NULL under fp32 and tf32. Evaluation and decoding never use them. */
+    cuvae_operand op;
+    void *params_op;   /* [n_params] bf16(params), refreshed by the optimizer's update pass */
+    void *x_op, *z_op; /* [max_batch, x_dim], [max_batch, latent]: the stacks' inputs */
+    void *dy_op;       /* [max_batch, max_width]: activation gradients */
     staging_slot slots[STAGING_SLOTS];
     int next_slot;
     cuda_set sets[CUVAE_SET_COUNT];
@@ -65,9 +84,10 @@ static inline cuda_backend *cuda_of(cuvae_backend *be)
     return (cuda_backend *)be;
 }
 
-static inline int is_bf16(const cuda_backend *cb)
+/* The fp32 output of a stack's last layer: [mu | logvar] (encoder), logits or means (decoder). */
+static inline float *stack_output(const cuda_backend *cb, int decoder)
 {
-    return cb->ctx.precision == CUVAE_PREC_BF16;
+    return (float *)cb->act[decoder][cuvae_model_stack(&cb->m, decoder)->n - 1];
 }
 
 /* cuda_backend.cu */

@@ -127,7 +127,7 @@ int cuvae_cuda_ctx_init(cuvae_cuda_ctx *ctx, cuvae_precision precision, uint64_t
     /* tf32 rounds the GEMM inputs to 10-bit mantissas on the tensor cores; fp32 keeps IEEE fp32
      * products so the CUDA backend can be compared with the CPU reference at fp32 tolerances.
      * Under bf16 the training step's GEMMs take bf16 operands (fp32 accumulation,
-     * CUBLAS_COMPUTE_32F, set per GEMM in gemm.cu; the step's bf16 halves are step_bf16.h); the
+     * CUBLAS_COMPUTE_32F, set per GEMM in gemm.cu; the step's bf16 stacks are layers.h); the
      * GEMMs that keep fp32 operands (evaluation, decoding) compute in full fp32. */
     ctx->compute = precision == CUVAE_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     ctx->seed = seed;

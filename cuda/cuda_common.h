@@ -124,7 +124,7 @@ void cuvae_cuda_free(cuvae_cuda_ctx *ctx, void *p, size_t bytes);
  * handle, workspace, the device-side scalars (zeroed; first_nonfinite_step = -1). ctx->compute is
  * the compute type of fp32-input GEMMs: CUBLAS_COMPUTE_32F_FAST_TF32 under tf32,
  * CUBLAS_COMPUTE_32F under fp32 and bf16 (where the training step's GEMMs take bf16 inputs,
- * step_bf16.h, and evaluation and decoding keep fp32 inputs). The workspace is fixed here, once,
+ * layers.h, and evaluation and decoding keep fp32 inputs). The workspace is fixed here, once,
  * so that captured graphs can keep pointing at it. On failure everything created so far is
  * released. */
 int cuvae_cuda_ctx_init(cuvae_cuda_ctx *ctx, cuvae_precision precision, uint64_t seed,

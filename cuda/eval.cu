@@ -17,7 +17,7 @@
 #include "evaluate.h"
 #include "gather.h"
 #include "likelihood.h"
-#include "linear.h"
+#include "layers.h"
 
 #define EXPAND_WARPS 4
 #define EVAL_THREADS 256
@@ -97,10 +97,45 @@ static __global__ void sigmoid_kernel(float *x, size_t n)
     }
 }
 
-static size_t bytes_per_row(const cuvae_model *m)
+/* The evaluation buffers as one table: where each pointer goes (NULL when the table only sizes)
+ * and its bytes per row. The row size of the budget, the allocation and the release all come from
+ * it. */
+typedef struct {
+    void **slot;
+    size_t per_row;
+} eval_part;
+
+#define EVAL_PARTS 11
+#define EVAL_ALIGN 256 /* as cudaMalloc aligns: the GEMM plans see the same alignments */
+
+static void eval_parts(const cuvae_model *m, cuvae_eval_buffers *b, eval_part parts[EVAL_PARTS])
 {
     size_t D = (size_t)m->x_dim, W = (size_t)cuvae_model_max_width(m), L = (size_t)m->latent;
-    return sizeof(int32_t) + sizeof(float) * (2 * D + 2 * W + 3 * L) + sizeof(double) * 7;
+#define SLOT(field) (b ? (void **)&b->field : NULL)
+    const eval_part p[EVAL_PARTS] = {
+        {SLOT(idx), sizeof(int32_t)},       {SLOT(x), sizeof(float) * D},
+        {SLOT(h0), sizeof(float) * W},      {SLOT(h1), sizeof(float) * W},
+        {SLOT(enc), sizeof(float) * 2 * L}, {SLOT(z), sizeof(float) * L},
+        {SLOT(out), sizeof(float) * D},     {SLOT(nll), sizeof(double)},
+        {SLOT(lw), sizeof(double)},         {SLOT(kl), sizeof(double)},
+        {SLOT(res), sizeof(double) * 4},
+    };
+#undef SLOT
+    memcpy(parts, p, sizeof p);
+}
+
+static size_t bytes_per_row(const cuvae_model *m)
+{
+    eval_part parts[EVAL_PARTS];
+    eval_parts(m, NULL, parts);
+    size_t n = 0;
+    for (int i = 0; i < EVAL_PARTS; i++) n += parts[i].per_row;
+    return n;
+}
+
+static size_t eval_aligned(size_t bytes)
+{
+    return (bytes + EVAL_ALIGN - 1) / EVAL_ALIGN * EVAL_ALIGN;
 }
 
 size_t cuvae_eval_budget_bytes(size_t free_bytes)
@@ -123,19 +158,8 @@ int cuvae_eval_rows_for(const cuvae_model *model, int min_rows, size_t budget_by
 
 void cuvae_eval_buffers_free(cuvae_cuda_ctx *ctx, cuvae_eval_buffers *b)
 {
-    /* b->bytes is the total allocated, for ctx->device_bytes. */
-    cudaFree(b->idx);
-    cudaFree(b->x);
-    cudaFree(b->h0);
-    cudaFree(b->h1);
-    cudaFree(b->enc);
-    cudaFree(b->z);
-    cudaFree(b->out);
-    cudaFree(b->nll);
-    cudaFree(b->lw);
-    cudaFree(b->kl);
-    cudaFree(b->res);
-    if (ctx && ctx->device_bytes >= b->bytes) ctx->device_bytes -= b->bytes;
+    /* One allocation of b->bytes, brought off ctx->device_bytes. */
+    cuvae_cuda_free(ctx, b->mem, b->bytes);
     memset(b, 0, sizeof *b);
 }
 
@@ -144,38 +168,26 @@ int cuvae_eval_buffers_alloc(cuvae_cuda_ctx *ctx, const cuvae_model *model, int 
 {
     if (b->cap_rows) cuvae_eval_buffers_free(ctx, b);
     if (cap_rows < 1) return cuvae_fail(st, "evaluation buffers: %d rows", cap_rows);
-    size_t R = (size_t)cap_rows, D = (size_t)model->x_dim, W = (size_t)cuvae_model_max_width(model),
-           L = (size_t)model->latent;
-    struct {
-        void **p;
-        size_t bytes;
-        const char *what;
-    } parts[] = {
-        {(void **)&b->idx, sizeof(int32_t) * R, "evaluation indices"},
-        {(void **)&b->x, sizeof(float) * R * D, "evaluation inputs"},
-        {(void **)&b->h0, sizeof(float) * R * W, "evaluation activations"},
-        {(void **)&b->h1, sizeof(float) * R * W, "evaluation activations"},
-        {(void **)&b->enc, sizeof(float) * R * 2 * L, "evaluation encodings"},
-        {(void **)&b->z, sizeof(float) * R * L, "evaluation latents"},
-        {(void **)&b->out, sizeof(float) * R * D, "evaluation decoder outputs"},
-        {(void **)&b->nll, sizeof(double) * R, "evaluation likelihoods"},
-        {(void **)&b->lw, sizeof(double) * R, "evaluation log weights"},
-        {(void **)&b->kl, sizeof(double) * R, "evaluation KL terms"},
-        {(void **)&b->res, sizeof(double) * 4 * R, "evaluation results"},
-    };
+    eval_part parts[EVAL_PARTS];
+    eval_parts(model, b, parts);
+    size_t R = (size_t)cap_rows, total = 0;
+    for (int i = 0; i < EVAL_PARTS; i++) total += eval_aligned(R * parts[i].per_row);
+    if (cuvae_cuda_alloc(ctx, &b->mem, total, "evaluation buffers", st)) {
+        cuvae_eval_buffers_free(ctx, b);
+        return -1;
+    }
+    b->bytes = total;
     b->cap_rows = cap_rows;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        if (cuvae_cuda_alloc(ctx, parts[i].p, parts[i].bytes, parts[i].what, st)) {
-            cuvae_eval_buffers_free(ctx, b);
-            return -1;
-        }
-        b->bytes += parts[i].bytes;
+    size_t at = 0;
+    for (int i = 0; i < EVAL_PARTS; i++) {
+        *parts[i].slot = (char *)b->mem + at;
+        at += eval_aligned(R * parts[i].per_row);
     }
     return 0;
 }
 
-/* The activation buffers of an MLP of n layers: alternating h0/h1, the last one `last`. */
-static void activations(float **act, int n, const cuvae_eval_buffers *b, float *last)
+/* The activation buffers of a stack of n layers: alternating h0/h1, the last one `last`. */
+static void activations(void **act, int n, const cuvae_eval_buffers *b, float *last)
 {
     for (int i = 0; i < n; i++) act[i] = i % 2 == 0 ? b->h0 : b->h1;
     act[n - 1] = last;
@@ -192,20 +204,21 @@ int cuvae_eval_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const floa
         return cuvae_fail(st, "evaluate: %d examples x %d samples exceed the %d rows allocated", n,
                           K, b->cap_rows);
     int D = model->x_dim, L = model->latent, rows = n * K;
-    float *act[CUVAE_MAX_LAYERS];
+    void *act[CUVAE_MAX_LAYERS];
     if (cuvae_gather_forward(ctx, pixels, n_rows, D, b->idx, n, 0, NULL, b->x, stream, st))
         return -1;
     activations(act, model->enc.n, b, b->enc);
-    if (cuvae_mlp_forward(ctx, model->enc.layer, model->enc.n, params, b->x, n, act, NULL, stream,
-                          st))
+    /* fp32 on the fp32 parameters whatever train.precision: no operand copies, no scratch. */
+    if (cuvae_stack_forward(ctx, CUVAE_OPERAND_F32, model->enc.layer, model->enc.n, params, NULL,
+                            b->x, n, act, NULL, NULL, stream, st))
         return cuvae_fail_prefix(st, "encoder");
     expand_kernel<<<(rows + EXPAND_WARPS - 1) / EXPAND_WARPS, EXPAND_WARPS * 32, 0, stream>>>(
         b->enc, b->idx, n, K, L, ctx->seed, counter, b->z, b->lw, b->kl);
     CUDA_CHECK_LAUNCH(st);
     if (!decode) return 0;
     activations(act, model->dec.n, b, b->out);
-    if (cuvae_mlp_forward(ctx, model->dec.layer, model->dec.n, params, b->z, rows, act, NULL,
-                          stream, st))
+    if (cuvae_stack_forward(ctx, CUVAE_OPERAND_F32, model->dec.layer, model->dec.n, params, NULL,
+                            b->z, rows, act, NULL, NULL, stream, st))
         return cuvae_fail_prefix(st, "decoder");
     if (cuvae_likelihood_forward(ctx, b->out, b->x, rows, D, K, model->likelihood,
                                  model->gaussian_sigma, 0.0f, b->nll, NULL, stream, st))
@@ -222,10 +235,10 @@ int cuvae_decode_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const fl
     if (!model || !params || !b) return cuvae_fail(st, "decode: a NULL buffer");
     if (n < 1 || n > b->cap_rows)
         return cuvae_fail(st, "decode: %d latents: expected 1..%d per call", n, b->cap_rows);
-    float *act[CUVAE_MAX_LAYERS];
+    void *act[CUVAE_MAX_LAYERS];
     activations(act, model->dec.n, b, b->out);
-    if (cuvae_mlp_forward(ctx, model->dec.layer, model->dec.n, params, b->z, n, act, NULL, stream,
-                          st))
+    if (cuvae_stack_forward(ctx, CUVAE_OPERAND_F32, model->dec.layer, model->dec.n, params, NULL,
+                            b->z, n, act, NULL, NULL, stream, st))
         return cuvae_fail_prefix(st, "decoder");
     if (model->likelihood == CUVAE_LIK_BERNOULLI) {
         size_t total = (size_t)n * (size_t)model->x_dim;

@@ -11,9 +11,11 @@
 #include "cuda_common.h"
 #include "model.h"
 
-/* Device buffers of the evaluation, sized for cap_rows decoded rows (and as many examples). */
+/* Device buffers of the evaluation, sized for cap_rows decoded rows (and as many examples): one
+ * allocation (mem, bytes) carved into the buffers below by eval.cu's table. */
 typedef struct {
     int cap_rows;
+    void *mem;
     size_t bytes;
     int32_t *idx;   /* [cap_rows] rows of the set */
     float *x;       /* [cap_rows, x_dim] */

@@ -2,7 +2,7 @@
  * cache: the descriptor, the layouts and the algorithm (cublasLtMatmulAlgoGetHeuristic) are built
  * the first time a GEMM of a given shape, data types, epilogue and pointer alignment runs, then
  * reused, so a training step of a fixed batch size chooses its algorithms once. The linear layers
- * (linear.cu, linear_bf16.cu) are written on top of it; nothing else calls cuBLASLt.
+ * (linear.cu, for every operand type) are written on top of it; nothing else calls cuBLASLt.
  *
  * Matrices are column-major as cuBLASLt sees them (see linear.cu for how the row-major batches
  * map onto them). A and B are fp32 or bf16 (both the same), D is fp32 or bf16; accumulation is

@@ -35,7 +35,7 @@ int cuvae_optimizer_step(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, float
                          cuvae_device_state *d_state, cudaStream_t stream, cuvae_status *st);
 
 /* The same, also writing p16 [n] = bf16(p) (round to nearest even) for every updated element, in
- * the update's pass: the bf16 shadow that the bf16 GEMMs read (linear_bf16.h). p16 may be NULL. */
+ * the update's pass: the bf16 shadow that the bf16 GEMMs read (linear.h). p16 may be NULL. */
 int cuvae_optimizer_step_bf16(cuvae_cuda_ctx *ctx, const cuvae_adam_hparams *h, float *p,
                               __nv_bfloat16 *p16, const float *g, float *m, float *v, size_t n,
                               int batch, const cuvae_step_scalars *d_step,

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "cuda_common.h"
-#include "linear_bf16.h"
+#include "layers.h"
 
 #define CUVAE_PARITY_SEED 0x5eed1234abcdULL
 

@@ -125,9 +125,9 @@ static void parity_gather_binarize(cuvae_cuda_ctx *ctx)
 /* ---- linear layers --------------------------------------------------------------------------- */
 
 /* A three-layer MLP, in -> h1 (ReLU) -> h2 (ReLU) -> out, in a flat parameter buffer laid out as
- * cuvae_model lays out its halves: the CUDA backend's cuvae_mlp_forward and cuvae_mlp_backward
- * (which chain the bias gradients and the ReLU masks between layers) against the C twins composed
- * as the CPU backend composes them. */
+ * cuvae_model lays out its stacks: the CUDA backend's stack loops in fp32 (cuvae_stack_forward and
+ * cuvae_stack_backward, which chain the bias gradients and the ReLU masks between layers) against
+ * the C twins composed as the CPU backend composes them. */
 static void test_mlp(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int use_epilogues)
 {
     cuvae_status st;
@@ -189,10 +189,13 @@ static void test_mlp(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int use_epi
         if (i < 2) masks[i].bits = dev_alloc(cuvae_relu_mask_bytes(B, layers[i].out));
     }
     float *d_dx = NULL;
-    REQUIRE_OK(cuvae_mlp_forward(ctx, layers, 3, d_params, d_x, B, d_act, masks, ctx->stream, &st),
+    void *const *acts = (void *const *)d_act;
+    REQUIRE_OK(cuvae_stack_forward(ctx, CUVAE_OPERAND_F32, layers, 3, d_params, NULL, d_x, B, acts,
+                                   NULL, masks, ctx->stream, &st),
                st);
-    REQUIRE_OK(cuvae_mlp_backward(ctx, layers, 3, d_params, d_grads, d_x, B, d_act, masks, d_dy,
-                                  d_scratch, 1, &d_dx, ctx->stream, &st),
+    REQUIRE_OK(cuvae_stack_backward(ctx, CUVAE_OPERAND_F32, layers, 3, d_params, NULL, d_grads, d_x,
+                                    B, acts, masks, d_dy, NULL, d_scratch, 1, &d_dx, ctx->stream,
+                                    &st),
                st);
     REQUIRE(d_dx == d_dy || d_dx == d_scratch);
     printf("mlp %dx%d-%d-%d-%d, epilogues %s: ReLU masks from cuBLASLt: %s, %s\n", B, sizes[0],

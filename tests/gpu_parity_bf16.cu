@@ -1,7 +1,7 @@
-/* Parity of the bf16 MLP layers (linear_bf16.h) with the fp32 C twins on bf16-rounded operands,
- * within the bf16 tolerances (|gpu - cpu| <= CUVAE_BF16_ATOL + CUVAE_BF16_RTOL |cpu|, any NaN or
- * Inf failing), under a bf16 context as the training step runs them, fused epilogues on and off;
- * and, exactly, the bf16 conversion and the optimizer's bf16 shadow of the parameters. Skipped
+/* Parity of the bf16 linear layers (linear.h, layers.h) with the fp32 C twins on bf16-rounded
+ * operands, within the bf16 tolerances (|gpu - cpu| <= CUVAE_BF16_ATOL + CUVAE_BF16_RTOL |cpu|, any
+ * NaN or Inf failing), under a bf16 context as the training step runs them, fused epilogues on and
+ * off; and, exactly, the bf16 conversion and the optimizer's bf16 shadow of the parameters. Skipped
  * (77) without a usable CUDA device. */
 #include <math.h>
 #include <stdint.h>
@@ -17,11 +17,11 @@ extern "C" {
 #include "cuda_common.h"
 #include "cuda_test_util.h"
 #include "linear.h"
-#include "linear_bf16.h"
+#include "layers.h"
 #include "optimizer.h"
 #include "philox.h"
 
-/* The bf16 MLP halves (cuvae_mlp_forward_bf16, cuvae_mlp_backward_bf16) on the three-layer MLP of
+/* The stack loops in bf16 (cuvae_stack_forward, cuvae_stack_backward) on the three-layer MLP of
  * test_mlp, against the C twins on bf16-rounded operands: weights, hidden biases and x rounded
  * to bf16 on the host (the last layer's bias stays fp32, as the last layer reads it), each hidden
  * output rounded to bf16 after the fp32 layer, the output gradient and each hidden layer's
@@ -117,11 +117,13 @@ static void test_mlp_bf16(cuvae_cuda_ctx *ctx, int B, const int sizes[4], int us
         masks[i].bits = dev_alloc(cuvae_relu_mask_bytes(B, layers[i].out));
     }
     float *d_dx = NULL;
-    REQUIRE_OK(cuvae_mlp_forward_bf16(ctx, layers, 3, d_params, d_params16, d_x16, B, d_act16,
-                                      d_out, d_scratch, masks, ctx->stream, &st),
+    void *acts[3] = {d_act16[0], d_act16[1], d_out}; /* hidden bf16, the last fp32 */
+    REQUIRE_OK(cuvae_stack_forward(ctx, CUVAE_OPERAND_BF16, layers, 3, d_params, d_params16, d_x16,
+                                   B, acts, d_scratch, masks, ctx->stream, &st),
                st);
-    REQUIRE_OK(cuvae_mlp_backward_bf16(ctx, layers, 3, d_params16, d_grads, d_x16, B, d_act16,
-                                       masks, d_dy, d_dy16, d_scratch, 1, &d_dx, ctx->stream, &st),
+    REQUIRE_OK(cuvae_stack_backward(ctx, CUVAE_OPERAND_BF16, layers, 3, d_params, d_params16,
+                                    d_grads, d_x16, B, acts, masks, d_dy, d_dy16, d_scratch, 1,
+                                    &d_dx, ctx->stream, &st),
                st);
     REQUIRE(d_dx == d_dy || d_dx == d_scratch);
     printf("bf16 mlp %dx%d-%d-%d-%d, epilogues %s: ReLU masks from cuBLASLt: %s, %s\n", B, sizes[0],
