@@ -1,5 +1,5 @@
 /* The CUDA backend's layer kinds and its one stack loop per direction (see layers.h), mirroring
- * host/cpu_layers.c: the same walk over the stack, the same ReLU tests (the activation of the
+ * host/cpu/cpu_layers.c: the same walk over the stack, the same ReLU tests (the activation of the
  * layer whose output is the input), the same ping-pong of the activation gradients. */
 #include "layers.h"
 

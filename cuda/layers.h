@@ -1,5 +1,5 @@
 /* The CUDA backend's layer kinds and its one stack loop per direction, the twin of
- * host/cpu_layers.c. Each kind of the model's layer table (model.h) has a row: forward, backward
+ * host/cpu/cpu_layers.c. Each kind of the model's layer table (model.h) has a row: forward, backward
  * and the scratch its calls need; the loops run an encoder or decoder stack through those rows in
  * any operand type (linear.h: fp32, which is also tf32, or bf16). Only linear is implemented:
  * cuvae_cuda_layer_ops says NULL for the others, and the backend refuses them at creation. A new
