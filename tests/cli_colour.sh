@@ -8,6 +8,7 @@
 set -euo pipefail
 NAME=cli_colour
 source "$(dirname "$0")/lib_cli.sh"
+TESTS_DIR=$(cd "$(dirname "$0")" && pwd)
 
 mkdir -p "$T/rgb"
 python3 - "$T/rgb" <<'EOF'
@@ -69,12 +70,41 @@ expect_rc 0 "$BIN" sample "$CK" --n 6 --per-row 3 --out "$T/s.png"
 expect_out "(32x32 RGB,"
 expect_png "$T/s.png" "98x65 2"
 expect_rc 0 "$BIN" reconstruct "$CK" --n 4 --per-row 4 --device cpu --out "$T/r.png"
+expect_out "(32x32 RGB,"
 expect_png "$T/r.png" "131x65 2"
 expect_rc 0 "$BIN" eval "$CK" --samples 2 --limit 20 --device cpu --json "$T/eval.json"
 python3 -c 'import json, math, sys
 r = json.load(open(sys.argv[1]))
 v = [x for k, x in r.items() if isinstance(x, float)]
 assert v and all(math.isfinite(x) for x in v), r' "$T/eval.json" || fail "eval.json: $(cat "$T/eval.json")"
+
+# The recorded C,H,W is checked against encoder.0.weight's width, and the test set's channels
+# against the checkpoint's.
+reseal() {
+    python3 - "$1" "$2" "$3" "$TESTS_DIR" <<'EOF'
+import json, struct, sys
+src, value, dst, tests = sys.argv[1:5]
+sys.path.insert(0, tests)
+import ckpt_crc
+raw = open(src, "rb").read()
+header, hlen = ckpt_crc.split(raw)
+meta = header["__metadata__"]
+meta["input_shape"] = value
+data = raw[8 + hlen:]
+meta["crc32"] = ckpt_crc.crc_of(header, data)
+text = json.dumps(header, separators=(",", ":")).encode()
+text += b" " * (-len(text) % 8)
+open(dst, "wb").write(struct.pack("<Q", len(text)) + text + data)
+EOF
+}
+reseal "$CK" "3,32,33" "$T/bad.safetensors"
+expect_rc 1 "$BIN" sample "$T/bad.safetensors" --out "$T/bad.png"
+expect_one_line_error "input_shape 3,32,33 holds 3168 values but encoder.0.weight takes 3072"
+reseal "$CK" "1,32,96" "$T/grey.safetensors"
+expect_rc 0 "$BIN" sample "$T/grey.safetensors" --n 2 --out "$T/grey.png"
+expect_png "$T/grey.png" "193x32 0"
+expect_rc 1 "$BIN" eval "$T/grey.safetensors" --samples 2 --limit 20 --device cpu
+expect_one_line_error "t10k-images-idx4-ubyte.gz: 3 channels an image, but the checkpoint's model takes 1"
 
 # Greyscale: the same data as 3-D and as 4-D IDX with C = 1 train to exactly the same losses.
 make_data

@@ -530,9 +530,9 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
     if (cuvae_write_recon_grid(be, &ck.model, &rd.test, CUVAE_SET_TEST, n, per_row, DECODE_BATCH,
                                out_path, &st))
         goto fail;
-    printf("wrote %d test images and their reconstructions (%dx%d, rows alternate input / "
+    printf("wrote %d test images and their reconstructions (%dx%d%s, rows alternate input / "
            "reconstruction, %d per row) to %s\n",
-           n, rd.test.rows, rd.test.cols, per_row, out_path);
+           n, rd.test.rows, rd.test.cols, rd.test.channels == 3 ? " RGB" : "", per_row, out_path);
     rc = CUVAE_EXIT_OK;
     goto out;
 fail:
