@@ -292,8 +292,8 @@ static int image_header(idx_reader *r, const char *path, uint32_t *dims, uint64_
                           "%s: %u channels (header N x H x W x C = %u x %u x %u x %u), expected 1 "
                           "(greyscale) or 3 (RGB)",
                           path, dims[3], dims[0], dims[1], dims[2], dims[3]);
-    uint64_t d = (uint64_t)dims[1] * dims[2]; /* < 2^64: both factors < 2^32 */
-    d = d <= INT_MAX ? d * dims[3] : UINT64_MAX; /* dims[3] <= 3 */
+    uint64_t d = (uint64_t)dims[1] * dims[2];         /* < 2^64: both factors < 2^32 */
+    d = d <= INT_MAX ? d * dims[3] : UINT64_MAX;      /* dims[3] <= 3 */
     *total = d <= INT_MAX ? d * dims[0] : UINT64_MAX; /* < 2^63 when d fits an int */
     if (dims[0] > INT32_MAX || *total > IDX_MAX_PAYLOAD)
         return cuvae_fail(st,
