@@ -166,13 +166,14 @@ static void random_bytes(uint8_t *p, size_t n, uint64_t seed)
 /* The image size of the config's training images from the IDX header alone, read by the one IDX
  * reader (dataset.c), so the synthetic data has the real data's shape without reading it. Sizes
  * beyond 4096 x 4096 are refused here: the synthetic sets are made in memory. */
-static int idx_image_dims(const char *path, int *rows, int *cols, cuvae_status *st)
+static int idx_image_dims(const char *path, int *channels, int *rows, int *cols, cuvae_status *st)
 {
     int64_t n_kept = 0, n_file = 0;
-    int r = 0, c = 0;
-    if (cuvae_idx_peek_images(path, 1, &n_kept, &n_file, &r, &c, st)) return -1;
+    int ch = 0, r = 0, c = 0;
+    if (cuvae_idx_peek_images(path, 1, &n_kept, &n_file, &ch, &r, &c, st)) return -1;
     if (r > 4096 || c > 4096)
         return cuvae_fail(st, "%s: image size %dx%d out of range", path, r, c);
+    *channels = ch;
     *rows = r;
     *cols = c;
     return 0;
@@ -194,14 +195,15 @@ static int make_data(bench_data *bd, const bench_opts *o, const cuvae_config *c,
         bd->train_dynamic = bd->rd.train_dynamic;
         return 0;
     }
-    int rows = 28, cols = 28;
+    int channels = 1, rows = 28, cols = 28;
     cuvae_status hs;
-    if (idx_image_dims(c->data.train_images, &rows, &cols, &hs)) {
+    if (idx_image_dims(c->data.train_images, &channels, &rows, &cols, &hs)) {
+        channels = 1;
         rows = cols = 28;
         fprintf(log, "cuvae: bench: note: %s; the synthetic data uses 28x28 images\n", hs.msg);
     }
     bd->synthetic = 1;
-    bd->d = rows * cols;
+    bd->d = channels * rows * cols;
     bd->n_train = max_batch > SYNTHETIC_MIN_EXAMPLES ? max_batch : SYNTHETIC_MIN_EXAMPLES;
     bd->n_test = eval_examples;
     size_t ntr = (size_t)bd->n_train * (size_t)bd->d, nte = (size_t)bd->n_test * (size_t)bd->d;

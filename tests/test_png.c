@@ -51,7 +51,8 @@ static unsigned char *slurp(const char *path, size_t *len)
 
 /* Parses a grayscale 8-bit PNG, checking everything on the way; returns the decoded pixels or
  * NULL (after failed checks). */
-static uint8_t *read_png(const char *path, int *w, int *h)
+/* Reads a PNG of `channels` (1: grayscale, 3: RGB) 8-bit samples a pixel. */
+static uint8_t *read_png_channels(const char *path, int *w, int *h, int channels)
 {
     size_t len = 0;
     unsigned char *file = slurp(path, &len);
@@ -75,11 +76,11 @@ static uint8_t *read_png(const char *path, int *w, int *h)
             CHECK(chunks == 0 && clen == 13);
             *w = (int)rd32(data);
             *h = (int)rd32(data + 4);
-            CHECK(data[8] == 8);  /* bit depth */
-            CHECK(data[9] == 0);  /* grayscale */
-            CHECK(data[10] == 0); /* deflate */
-            CHECK(data[11] == 0); /* filter method */
-            CHECK(data[12] == 0); /* no interlace */
+            CHECK(data[8] == 8);                       /* bit depth */
+            CHECK(data[9] == (channels == 3 ? 2 : 0)); /* grayscale, or RGB */
+            CHECK(data[10] == 0);                      /* deflate */
+            CHECK(data[11] == 0);                      /* filter method */
+            CHECK(data[12] == 0);                      /* no interlace */
         } else if (memcmp(type, "IDAT", 4) == 0) {
             unsigned char *grown = realloc(idat, idat_len + clen + 1);
             CHECK(grown != NULL);
@@ -99,7 +100,7 @@ static uint8_t *read_png(const char *path, int *w, int *h)
     CHECK(*w > 0 && *h > 0 && idat_len > 0);
     uint8_t *pixels = NULL;
     if (*w > 0 && *h > 0 && idat_len > 0) {
-        size_t stride = (size_t)*w + 1;
+        size_t row = (size_t)*w * (size_t)channels, stride = row + 1;
         uLongf raw_len = (uLongf)(stride * (size_t)*h);
         unsigned char *raw = malloc(raw_len + 1);
         uLongf got = raw_len + 1; /* one spare byte so that extra data is noticed */
@@ -107,10 +108,10 @@ static uint8_t *read_png(const char *path, int *w, int *h)
         CHECK(rc == Z_OK);
         CHECK(got == raw_len);
         if (rc == Z_OK && got == raw_len) {
-            pixels = malloc((size_t)*w * (size_t)*h);
+            pixels = malloc(row * (size_t)*h);
             for (int y = 0; y < *h; y++) {
                 CHECK(raw[(size_t)y * stride] == 0); /* filter type none */
-                memcpy(pixels + (size_t)y * (size_t)*w, raw + (size_t)y * stride + 1, (size_t)*w);
+                memcpy(pixels + (size_t)y * row, raw + (size_t)y * stride + 1, row);
             }
         }
         free(raw);
@@ -118,6 +119,11 @@ static uint8_t *read_png(const char *path, int *w, int *h)
     free(idat);
     free(file);
     return pixels;
+}
+
+static uint8_t *read_png(const char *path, int *w, int *h)
+{
+    return read_png_channels(path, w, h, 1);
 }
 
 static int count_temp_files(const char *dir)
@@ -231,6 +237,40 @@ static void test_failures(const char *dir)
     CHECK(access(path, F_OK) != 0);
 }
 
+/* RGB: planar (C x H x W) images become interleaved RGB pixels, colour type 2, gaps grey in all
+ * three channels. */
+static void test_rgb_grid(const char *dir)
+{
+    enum { N = 3, R = 2, C = 3, PER = 2 };
+    float img[N * 3 * R * C];
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < R * C; p++)
+                img[(i * 3 + c) * R * C + p] = (float)(i * 60 + c * 20 + p) / 255.0f;
+    char path[600];
+    snprintf(path, sizeof path, "%s/rgb.png", dir);
+    cuvae_status st = {{0}};
+    CHECK(cuvae_png_write_image_grid(path, img, N, 3, R, C, PER, &st) == 0);
+    int w = 0, h = 0;
+    uint8_t *px = read_png_channels(path, &w, &h, 3);
+    CHECK(w == PER * (C + 1) - 1 && h == 2 * (R + 1) - 1);
+    int ok = px != NULL;
+    for (int y = 0; ok && y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int tx = x / (C + 1), ty = y / (R + 1), cx = x % (C + 1), cy = y % (R + 1);
+            int i = ty * PER + tx, tile = cx < C && cy < R && i < N;
+            for (int c = 0; c < 3; c++) {
+                int want = tile ? i * 60 + c * 20 + cy * C + cx : 128;
+                ok &= px[((size_t)y * w + x) * 3 + c] == want;
+            }
+        }
+    CHECK(ok);
+    free(px);
+    CHECK(cuvae_png_write_image_grid(path, img, N, 2, R, C, PER, &st) != 0);
+    CHECK_MSG(st.msg, "2 channels");
+    remove(path);
+}
+
 int main(void)
 {
     char dir[512];
@@ -241,6 +281,7 @@ int main(void)
     test_grid(dir);
     test_gray_roundtrip(dir);
     test_failures(dir);
+    test_rgb_grid(dir);
     const char *names[] = {"grid.png", "noise.png", "one.png"};
     char path[600];
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {

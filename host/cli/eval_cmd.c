@@ -178,6 +178,9 @@ static int peek_test_set(const cuvae_ckpt *ck, const cuvae_config *c, int64_t *n
     if (sh.d != ck->model.x_dim)
         return cuvae_fail(st, "%s: %dx%d = %d pixels an image, but the checkpoint's model takes %d",
                           c->data.test_images, sh.rows, sh.cols, sh.d, ck->model.x_dim);
+    if (sh.channels != ck->model.x_shape.c)
+        return cuvae_fail(st, "%s: %d channels an image, but the checkpoint's model takes %d",
+                          c->data.test_images, sh.channels, ck->model.x_shape.c);
     *n_test = sh.n_test;
     return 0;
 }
@@ -191,10 +194,12 @@ static int load_test_set(const cuvae_ckpt *ck, const cuvae_config *c, cuvae_run_
     if (cuvae_run_data_load(rd, c, 0, st)) return -1;
     if (rd->test.n <= 0)
         return cuvae_fail(st, "%s: the test set has no examples", c->data.test_images);
-    if (rd->test.d != ck->model.x_dim)
-        return cuvae_fail(st, "%s: %dx%d = %d pixels an image, but the checkpoint's model takes %d",
-                          c->data.test_images, rd->test.rows, rd->test.cols, rd->test.d,
-                          ck->model.x_dim);
+    if (rd->test.d != ck->model.x_dim || rd->test.channels != ck->model.x_shape.c)
+        return cuvae_fail(st,
+                          "%s: %dx%dx%d = %d values an image, but the checkpoint's model takes %d "
+                          "(%d channels)",
+                          c->data.test_images, rd->test.channels, rd->test.rows, rd->test.cols,
+                          rd->test.d, ck->model.x_dim, ck->model.x_shape.c);
     return 0;
 }
 
@@ -441,13 +446,12 @@ int cuvae_cmd_sample(int argc, char **argv)
     int rc = CUVAE_EXIT_RUNTIME;
     if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
     if (!have_seed) seed = ck.config.train.seed;
-    int rows = ck.model.x_shape.h, cols = ck.model.x_shape.c * ck.model.x_shape.w;
+    cuvae_shape x = ck.model.x_shape;
     if (!(be = make_backend(&ck, &ck.config, co.device, 0, &st))) goto fail;
-    if (cuvae_write_sample_grid(be, &ck.model, seed, 0, n, rows, cols, per_row, DECODE_BATCH,
-                                out_path, &st))
+    if (cuvae_write_sample_grid(be, &ck.model, seed, 0, n, per_row, DECODE_BATCH, out_path, &st))
         goto fail;
-    printf("wrote %d samples (%dx%d, %d per row, seed %llu) to %s\n", n, rows, cols, per_row,
-           (unsigned long long)seed, out_path);
+    printf("wrote %d samples (%dx%d%s, %d per row, seed %llu) to %s\n", n, x.h, x.w,
+           x.c == 3 ? " RGB" : "", per_row, (unsigned long long)seed, out_path);
     rc = CUVAE_EXIT_OK;
     goto out;
 fail:
@@ -526,9 +530,9 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
     if (cuvae_write_recon_grid(be, &ck.model, &rd.test, CUVAE_SET_TEST, n, per_row, DECODE_BATCH,
                                out_path, &st))
         goto fail;
-    printf("wrote %d test images and their reconstructions (%dx%d, rows alternate input / "
+    printf("wrote %d test images and their reconstructions (%dx%d%s, rows alternate input / "
            "reconstruction, %d per row) to %s\n",
-           n, rd.test.rows, rd.test.cols, per_row, out_path);
+           n, rd.test.rows, rd.test.cols, rd.test.channels == 3 ? " RGB" : "", per_row, out_path);
     rc = CUVAE_EXIT_OK;
     goto out;
 fail:

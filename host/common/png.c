@@ -1,5 +1,6 @@
-/* PNG writer for 8-bit grayscale images (signature, IHDR, one IDAT of zlib-compressed scanlines
- * with filter type 0, IEND; every chunk with its CRC-32) and grids of example images.
+/* PNG writer for 8-bit grayscale and RGB images (colour types 0 and 2: signature, IHDR, one IDAT of
+ * zlib-compressed scanlines with filter type 0, IEND; every chunk with its CRC-32) and grids of
+ * example images.
  *
  * Files are written by cuvae_write_file (file_write.h): a new or regular file is replaced
  * atomically, so a reader (or a crash) never sees half an image; a device, FIFO or symlink is
@@ -7,7 +8,8 @@
  *
  * Grids: tiles in row-major order, `per_row` a row, separated by a 1-pixel gap. Gaps and the
  * unused tiles of the last row are mid-grey (128), which stays visible against both the dark
- * background and the bright strokes of MNIST-like images. */
+ * background and the bright strokes of MNIST-like images. Colour grids take planar (C x H x W)
+ * examples, as the dataset holds them (dataset.c), and interleave them into RGB pixels. */
 #include "png.h"
 
 #include <errno.h>
@@ -51,9 +53,9 @@ static int write_chunk(FILE *f, const char type[4], const unsigned char *data, u
 
 /* The compressed image data: each scanline is a filter byte (0, none) and the row's pixels. */
 static int compress_scanlines(const char *path, const uint8_t *pixels, int width, int height,
-                              unsigned char **out, uLongf *out_len, cuvae_status *st)
+                              int channels, unsigned char **out, uLongf *out_len, cuvae_status *st)
 {
-    size_t stride = (size_t)width + 1;
+    size_t row = (size_t)width * (size_t)channels, stride = row + 1;
     size_t raw_len = stride * (size_t)height;
     if (raw_len > ULONG_MAX / 2)
         return cuvae_fail(st, "cannot write PNG %s: %d x %d pixels is too large", path, width,
@@ -62,7 +64,7 @@ static int compress_scanlines(const char *path, const uint8_t *pixels, int width
     if (!raw) return -1;
     for (int y = 0; y < height; y++) {
         raw[(size_t)y * stride] = 0;
-        memcpy(raw + (size_t)y * stride + 1, pixels + (size_t)y * (size_t)width, (size_t)width);
+        memcpy(raw + (size_t)y * stride + 1, pixels + (size_t)y * row, row);
     }
     uLongf bound = compressBound((uLong)raw_len);
     unsigned char *z = cuvae_malloc(bound, "PNG image data", st);
@@ -85,25 +87,28 @@ static int compress_scanlines(const char *path, const uint8_t *pixels, int width
     return 0;
 }
 
-int cuvae_png_write_gray(const char *path, const uint8_t *pixels, int width, int height,
-                         cuvae_status *st)
+int cuvae_png_write(const char *path, const uint8_t *pixels, int width, int height, int channels,
+                    cuvae_status *st)
 {
     /* An int is within PNG's 31-bit limit; only non-positive sizes need refusing. */
     if (width <= 0 || height <= 0)
         return cuvae_fail(st, "cannot write PNG %s: invalid size %d x %d", path, width, height);
+    if (channels != 1 && channels != 3)
+        return cuvae_fail(st, "cannot write PNG %s: %d channels, expected 1 (grey) or 3 (RGB)",
+                          path, channels);
     unsigned char *idat = NULL;
     uLongf idat_len = 0;
-    if (compress_scanlines(path, pixels, width, height, &idat, &idat_len, st)) return -1;
+    if (compress_scanlines(path, pixels, width, height, channels, &idat, &idat_len, st)) return -1;
 
     static const unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     unsigned char ihdr[13];
     put_be32(ihdr, (uint32_t)width);
     put_be32(ihdr + 4, (uint32_t)height);
-    ihdr[8] = 8;  /* bit depth */
-    ihdr[9] = 0;  /* colour type: grayscale */
-    ihdr[10] = 0; /* compression: deflate */
-    ihdr[11] = 0; /* filter method 0 */
-    ihdr[12] = 0; /* no interlace */
+    ihdr[8] = 8;                     /* bit depth */
+    ihdr[9] = channels == 3 ? 2 : 0; /* colour type: 2 RGB, 0 grayscale */
+    ihdr[10] = 0;                    /* compression: deflate */
+    ihdr[11] = 0;                    /* filter method 0 */
+    ihdr[12] = 0;                    /* no interlace */
 
     /* The image is assembled in memory and written by the one file writer (file_write.h). */
     char *buf = NULL;
@@ -130,6 +135,12 @@ int cuvae_png_write_gray(const char *path, const uint8_t *pixels, int width, int
     return rc;
 }
 
+int cuvae_png_write_gray(const char *path, const uint8_t *pixels, int width, int height,
+                         cuvae_status *st)
+{
+    return cuvae_png_write(path, pixels, width, height, 1, st);
+}
+
 static uint8_t unit_to_byte(float v)
 {
     if (!(v > 0.0f)) return 0; /* also NaN */
@@ -140,26 +151,37 @@ static uint8_t unit_to_byte(float v)
 int cuvae_png_write_grid(const char *path, const float *images, int n, int rows, int cols,
                          int per_row, cuvae_status *st)
 {
-    if (n <= 0 || rows <= 0 || cols <= 0 || per_row <= 0)
-        return cuvae_fail(st, "cannot write PNG %s: invalid grid of %d images of %d x %d, %d a row",
-                          path, n, rows, cols, per_row);
+    return cuvae_png_write_image_grid(path, images, n, 1, rows, cols, per_row, st);
+}
+
+int cuvae_png_write_image_grid(const char *path, const float *images, int n, int channels, int rows,
+                               int cols, int per_row, cuvae_status *st)
+{
+    if (n <= 0 || rows <= 0 || cols <= 0 || per_row <= 0 || (channels != 1 && channels != 3))
+        return cuvae_fail(st,
+                          "cannot write PNG %s: invalid grid of %d images of %d x %d x %d "
+                          "channels, %d a row",
+                          path, n, rows, cols, channels, per_row);
     int64_t tiles_x = n < per_row ? n : per_row;
     int64_t tiles_y = ((int64_t)n + per_row - 1) / per_row;
     int64_t width = tiles_x * (cols + 1) - 1, height = tiles_y * (rows + 1) - 1;
     if (width > PNG_MAX_DIM || height > PNG_MAX_DIM || width * height > ((int64_t)1 << 34))
         return cuvae_fail(st, "cannot write PNG %s: a grid of %lld x %lld pixels is too large",
                           path, (long long)width, (long long)height);
-    uint8_t *grid = cuvae_malloc((size_t)(width * height), "the image grid", st);
+    size_t bytes = (size_t)(width * height) * (size_t)channels, plane = (size_t)rows * cols;
+    uint8_t *grid = cuvae_malloc(bytes, "the image grid", st);
     if (!grid) return -1;
-    memset(grid, PNG_GAP_VALUE, (size_t)(width * height));
+    memset(grid, PNG_GAP_VALUE, bytes);
     for (int i = 0; i < n; i++) {
         int64_t x0 = (int64_t)(i % per_row) * (cols + 1), y0 = (int64_t)(i / per_row) * (rows + 1);
-        const float *img = images + (size_t)i * (size_t)rows * (size_t)cols;
-        for (int y = 0; y < rows; y++)
-            for (int x = 0; x < cols; x++)
-                grid[(y0 + y) * width + x0 + x] = unit_to_byte(img[(size_t)y * cols + x]);
+        const float *img = images + (size_t)i * plane * (size_t)channels;
+        for (int c = 0; c < channels; c++)
+            for (int y = 0; y < rows; y++)
+                for (int x = 0; x < cols; x++)
+                    grid[((y0 + y) * width + x0 + x) * channels + c] =
+                        unit_to_byte(img[(size_t)c * plane + (size_t)y * cols + x]);
     }
-    int rc = cuvae_png_write_gray(path, grid, (int)width, (int)height, st);
+    int rc = cuvae_png_write(path, grid, (int)width, (int)height, channels, st);
     free(grid);
     return rc;
 }

@@ -2,6 +2,14 @@
  * checked, and writing (for tests and tools). The data of a run (split, binarization) are built on
  * this in run_data.c.
  *
+ * Image files are 3-D (N x H x W, greyscale) or 4-D (N x H x W x C, C = 1 or 3: greyscale or RGB,
+ * the channels interleaved per pixel as the file stores them). In memory every example is planar,
+ * C x H x W (CHW): a 4-D file is transposed once as it is loaded (a no-op for C = 1, so a 4-D
+ * greyscale file gives exactly the bytes of its 3-D twin). CHW is what convolution layers (and
+ * PyTorch's NCHW tensors) take; the linear model flattens either; so upload, the batch gather and
+ * evaluation see one flat vector of D = C*H*W bytes per example whatever the file's layout, and
+ * the PNG writer (png.c) is the one place that interleaves the channels back.
+ *
  * Reading never trusts the header's sizes for allocation: the payload buffer grows as bytes
  * actually arrive (doubling, up to what the header announces), so a 40-byte file claiming
  * 4000 x 1000 x 1000 pixels fails as truncated after a few kilobytes of work. The header must
@@ -167,24 +175,33 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* Reads and checks the magic (unsigned bytes, `ndims` dimensions) and the dimensions. */
-static int read_header(idx_reader *r, int ndims, const char *kind, uint32_t *dims, cuvae_status *st)
+/* Reads and checks the magic (unsigned bytes, `ndims` dimensions, or ndims + 1 when `alt` names
+ * what that extra dimension holds) and the dimensions; *ndims_out says which. */
+static int read_header(idx_reader *r, int ndims, const char *alt, const char *kind, uint32_t *dims,
+                       int *ndims_out, cuvae_status *st)
 {
-    unsigned char h[16];
+    unsigned char h[20];
     size_t want = 4 + 4 * (size_t)ndims, got = 0, part;
     if (reader_read(r, h, 4, &part, st)) return -1;
     got += part;
     if (got == 4) {
         uint32_t magic = be32(h), expected = 0x800u | (uint32_t)ndims;
-        if (h[0] != 0 || h[1] != 0 || h[3] != (unsigned)ndims)
-            return cuvae_fail(st, "%s: wrong magic 0x%08x, expected 0x%08x (an IDX %s file)",
-                              r->path, magic, expected, kind);
+        int alt_ok = alt && h[3] == (unsigned)ndims + 1;
+        if (h[0] != 0 || h[1] != 0 || (h[3] != (unsigned)ndims && !alt_ok))
+            return cuvae_fail(st, "%s: wrong magic 0x%08x, expected 0x%08x (an IDX %s file)%s%s",
+                              r->path, magic, expected, kind, alt ? " or 0x00000804 " : "",
+                              alt ? alt : "");
         if (h[2] != 0x08)
             return cuvae_fail(st, "%s: data type 0x%02x (%s), expected 0x08 (unsigned byte)",
                               r->path, h[2], idx_type_name(h[2]));
+        if (alt_ok) {
+            ndims++;
+            want += 4;
+        }
         if (reader_read(r, h + 4, want - 4, &part, st)) return -1;
         got += part;
     }
+    *ndims_out = ndims;
     if (got < want)
         return cuvae_fail(st, "%s: truncated header: expected %zu bytes, got %zu%s", r->path, want,
                           got, got == 0 ? " (empty file)" : "");
@@ -259,21 +276,49 @@ static int check_no_trailing(idx_reader *r, uint64_t total, const char *what, cu
                       r->path, (unsigned long long)total, what);
 }
 
-/* The image file's header, checked: dims and the payload's size in bytes. */
+/* The image file's header, checked: dims (N, H, W, C; C = 1 for a 3-D file) and the payload's
+ * size in bytes. */
 static int image_header(idx_reader *r, const char *path, uint32_t *dims, uint64_t *total,
                         cuvae_status *st)
 {
-    if (read_header(r, 3, "image", dims, st)) return -1;
-    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0)
-        return cuvae_fail(st, "%s: a dimension is zero: header says %u images of %u x %u pixels",
-                          path, dims[0], dims[1], dims[2]);
+    int nd = 3;
+    dims[3] = 1;
+    if (read_header(r, 3, "(N x H x W x C, C = 1 or 3)", "image", dims, &nd, st)) return -1;
+    if (dims[0] == 0 || dims[1] == 0 || dims[2] == 0 || dims[3] == 0)
+        return cuvae_fail(st, "%s: a dimension is zero: header says %u images of %u x %u pixels%s",
+                          path, dims[0], dims[1], dims[2], nd == 4 ? " x 0 channels" : "");
+    if (dims[3] != 1 && dims[3] != 3)
+        return cuvae_fail(st,
+                          "%s: %u channels (header N x H x W x C = %u x %u x %u x %u), expected 1 "
+                          "(greyscale) or 3 (RGB)",
+                          path, dims[3], dims[0], dims[1], dims[2], dims[3]);
     uint64_t d = (uint64_t)dims[1] * dims[2];         /* < 2^64: both factors < 2^32 */
+    d = d <= INT_MAX ? d * dims[3] : UINT64_MAX;      /* dims[3] <= 3 */
     *total = d <= INT_MAX ? d * dims[0] : UINT64_MAX; /* < 2^63 when d fits an int */
     if (dims[0] > INT32_MAX || *total > IDX_MAX_PAYLOAD)
         return cuvae_fail(st,
-                          "%s: too large: header says %u images of %u x %u pixels, more than the "
-                          "%d GiB and 2^31 images this reader accepts",
-                          path, dims[0], dims[1], dims[2], (int)(IDX_MAX_PAYLOAD >> 30));
+                          "%s: too large: header says %u images of %u x %u pixels%s, more than "
+                          "the %d GiB and 2^31 images this reader accepts",
+                          path, dims[0], dims[1], dims[2], dims[3] == 3 ? " x 3 channels" : "",
+                          (int)(IDX_MAX_PAYLOAD >> 30));
+    return 0;
+}
+
+/* Interleaved (HWC, as the file stores it) to planar (CHW), example by example, in place. */
+static int to_planar(uint8_t *pixels, int64_t n, int hw, int channels, const char *path,
+                     cuvae_status *st)
+{
+    if (channels == 1) return 0;
+    size_t d = (size_t)hw * (size_t)channels;
+    uint8_t *tmp = cuvae_malloc(d, "a colour image", st);
+    if (!tmp) return cuvae_fail_prefix(st, path);
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t *ex = pixels + (size_t)i * d;
+        memcpy(tmp, ex, d);
+        for (int c = 0; c < channels; c++)
+            for (int p = 0; p < hw; p++) ex[(size_t)c * hw + p] = tmp[(size_t)p * channels + c];
+    }
+    free(tmp);
     return 0;
 }
 
@@ -282,15 +327,17 @@ static int load_images(cuvae_dataset *ds, const char *path, int64_t limit, uint3
 {
     idx_reader *r = reader_open(path, st);
     if (!r) return -1;
-    uint32_t dims[3];
+    uint32_t dims[4];
     uint64_t total = 0;
     int rc = -1;
     if (image_header(r, path, dims, &total, st)) goto done;
-    uint64_t d = (uint64_t)dims[1] * dims[2];
+    uint64_t d = (uint64_t)dims[1] * dims[2] * dims[3];
     int64_t n = (limit > 0 && limit < (int64_t)dims[0]) ? limit : (int64_t)dims[0];
     if (read_payload(r, total, (uint64_t)n * d, "pixels", &ds->pixels, st)) goto done;
     if (check_no_trailing(r, total, "pixels", st)) goto done;
+    if (to_planar(ds->pixels, n, (int)(dims[1] * dims[2]), (int)dims[3], path, st)) goto done;
     ds->n = n;
+    ds->channels = (int)dims[3];
     ds->rows = (int)dims[1];
     ds->cols = (int)dims[2];
     ds->d = (int)d;
@@ -302,18 +349,19 @@ done:
 }
 
 int cuvae_idx_peek_images(const char *path, int64_t limit, int64_t *n_kept, int64_t *n_file,
-                          int *rows, int *cols, cuvae_status *st)
+                          int *channels, int *rows, int *cols, cuvae_status *st)
 {
     if (!path || !*path) return cuvae_fail(st, "dataset: no image file given");
     idx_reader *r = reader_open(path, st);
     if (!r) return -1;
-    uint32_t dims[3];
+    uint32_t dims[4];
     uint64_t total = 0;
     int rc = image_header(r, path, dims, &total, st);
     reader_close(r);
     if (rc) return -1;
     *n_file = dims[0];
     *n_kept = (limit > 0 && limit < (int64_t)dims[0]) ? limit : (int64_t)dims[0];
+    *channels = (int)dims[3];
     *rows = (int)dims[1];
     *cols = (int)dims[2];
     return 0;
@@ -325,8 +373,8 @@ static int load_labels(cuvae_dataset *ds, const char *path, const char *images_p
     idx_reader *r = reader_open(path, st);
     if (!r) return -1;
     uint32_t count = 0;
-    int rc = -1;
-    if (read_header(r, 1, "label", &count, st)) goto done;
+    int rc = -1, nd = 1;
+    if (read_header(r, 1, NULL, "label", &count, &nd, st)) goto done;
     if (count == 0) {
         cuvae_fail(st, "%s: a dimension is zero: header says 0 labels", path);
         goto done;
@@ -389,6 +437,7 @@ int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int
         if (src->labels) dst->labels[i] = src->labels[idx[i]];
     }
     dst->n = n;
+    dst->channels = src->channels;
     dst->rows = src->rows;
     dst->cols = src->cols;
     dst->d = src->d;
@@ -472,17 +521,28 @@ static void put_be32(unsigned char *p, uint32_t v)
 int cuvae_dataset_write_idx(const cuvae_dataset *ds, const char *images_path,
                             const char *labels_path, cuvae_status *st)
 {
-    /* The reader refuses empty dimensions, so the writer does not produce them. */
-    if (ds->n <= 0 || ds->n > INT32_MAX || ds->rows <= 0 || ds->cols <= 0 ||
-        (int64_t)ds->rows * ds->cols != ds->d)
-        return cuvae_fail(st, "%s: cannot write %lld images of %d x %d pixels (d = %d)",
-                          images_path, (long long)ds->n, ds->rows, ds->cols, ds->d);
-    unsigned char hdr[16] = {0, 0, 0x08, 0x03};
+    /* The reader refuses empty dimensions, so the writer does not produce them. Greyscale (0 or
+     * 1 channel) is written 3-D, colour 4-D with the planar examples interleaved back (HWC). */
+    int ch = ds->channels > 1 ? ds->channels : 1;
+    if (ds->n <= 0 || ds->n > INT32_MAX || ds->rows <= 0 || ds->cols <= 0 || (ch != 1 && ch != 3) ||
+        (int64_t)ch * ds->rows * ds->cols != ds->d)
+        return cuvae_fail(st, "%s: cannot write %lld images of %d x %d pixels x %d (d = %d)",
+                          images_path, (long long)ds->n, ds->rows, ds->cols, ch, ds->d);
+    unsigned char hdr[20] = {0, 0, 0x08, ch == 1 ? 0x03 : 0x04};
     put_be32(hdr + 4, (uint32_t)ds->n);
     put_be32(hdr + 8, (uint32_t)ds->rows);
     put_be32(hdr + 12, (uint32_t)ds->cols);
-    if (write_idx_file(images_path, hdr, sizeof hdr, ds->pixels, (size_t)ds->n * (size_t)ds->d, st))
-        return -1;
+    put_be32(hdr + 16, (uint32_t)ch);
+    size_t len = (size_t)ds->n * (size_t)ds->d, hw = (size_t)ds->rows * (size_t)ds->cols;
+    uint8_t *hwc = ch == 1 ? NULL : cuvae_malloc(len, "interleaved pixels", st);
+    if (ch != 1 && !hwc) return -1;
+    for (size_t i = 0; hwc && i < (size_t)ds->n; i++)
+        for (int c = 0; c < ch; c++)
+            for (size_t p = 0; p < hw; p++)
+                hwc[i * ds->d + p * ch + c] = ds->pixels[i * ds->d + c * hw + p];
+    int rc = write_idx_file(images_path, hdr, ch == 1 ? 16 : 20, hwc ? hwc : ds->pixels, len, st);
+    free(hwc);
+    if (rc) return -1;
     if (ds->labels && labels_path && *labels_path) {
         unsigned char lhdr[8] = {0, 0, 0x08, 0x01};
         put_be32(lhdr + 4, (uint32_t)ds->n);

@@ -1,5 +1,6 @@
-/* IDX files (MNIST, Fashion-MNIST, KMNIST: N x H x W unsigned bytes, and N labels), gzip or raw,
- * read through zlib with every header field validated. */
+/* IDX files (MNIST, Fashion-MNIST, KMNIST: N x H x W unsigned bytes; colour sets as 4-D
+ * N x H x W x C with C = 1 or 3; and N labels), gzip or raw, read through zlib with every header
+ * field validated. In memory each example is planar, C x H x W (see dataset.c for why). */
 #ifndef CUVAE_DATASET_H
 #define CUVAE_DATASET_H
 
@@ -14,36 +15,38 @@ extern "C" {
 #endif
 
 typedef struct {
-    uint8_t *pixels; /* [n, rows*cols] */
+    uint8_t *pixels; /* [n, channels, rows, cols]: planar (CHW) */
     uint8_t *labels; /* [n] or NULL */
     int64_t n;
-    int rows, cols;
-    int d; /* rows * cols */
+    int channels;   /* C: 1 (greyscale) or 3 (RGB); the writer also takes 0 for 1 */
+    int rows, cols; /* H, W */
+    int d;          /* channels * rows * cols */
 } cuvae_dataset;
 
-/* Reads an image file (magic 0x00000803) and, when labels_path is non-empty, its label file
- * (0x00000801) whose count must match. Errors name the file and what was wrong ("...: truncated:
- * expected 47040000 bytes of pixels, got 1000", "...: wrong magic 0x00000801, expected
- * 0x00000803 (an IDX image file)", "...: corrupt gzip data: ..."). limit > 0 keeps the first
- * `limit` examples. */
+/* Reads an image file (magic 0x00000803, or 0x00000804 for N x H x W x C) and, when labels_path is
+ * non-empty, its label file (0x00000801) whose count must match. Errors name the file and what was
+ * wrong ("...: truncated: expected 47040000 bytes of pixels, got 1000", "...: wrong magic
+ * 0x00000801, expected 0x00000803 (an IDX image file)", "...: corrupt gzip data: ..."). limit > 0
+ * keeps the first `limit` examples. */
 int cuvae_dataset_load(cuvae_dataset *ds, const char *images_path, const char *labels_path,
                        int64_t limit, cuvae_status *st);
 
 void cuvae_dataset_free(cuvae_dataset *ds);
 
 /* Only the header of an image file, checked as cuvae_dataset_load checks it: the examples kept
- * (limit > 0 keeps the first `limit`), the file's count and the image size. Nothing of the payload
- * is read. */
+ * (limit > 0 keeps the first `limit`), the file's count and the image shape (C, H, W). Nothing of
+ * the payload is read. */
 int cuvae_idx_peek_images(const char *path, int64_t limit, int64_t *n_kept, int64_t *n_file,
-                          int *rows, int *cols, cuvae_status *st);
+                          int *channels, int *rows, int *cols, cuvae_status *st);
 
 /* Copies rows idx[0..n) of src into dst (allocating). */
 int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int32_t *idx,
                          int64_t n, cuvae_status *st);
 
 /* Writes an IDX image file (and labels when ds->labels and labels_path): used by tests and tools
- * to make small data. gzip when the path ends in .gz (the bytes gzopen "wb6" writes). Through
- * the one writer (file_write.h), built in memory first. */
+ * to make small data. Greyscale as 3-D IDX, colour as 4-D (N x H x W x C). gzip when the path ends
+ * in .gz (the bytes gzopen "wb6" writes). Through the one writer (file_write.h), built in memory
+ * first. */
 int cuvae_dataset_write_idx(const cuvae_dataset *ds, const char *images_path,
                             const char *labels_path, cuvae_status *st);
 
@@ -68,7 +71,7 @@ typedef struct {
     int64_t n_kept; /* training-file examples kept (data.limit_train applied); 0 without training */
     int64_t n_valid; /* of them, the validation split */
     int64_t n_train; /* and the training set */
-    int rows, cols, d;
+    int channels, rows, cols, d;
 } cuvae_run_shape;
 
 int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,

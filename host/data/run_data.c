@@ -50,6 +50,12 @@ done:
     return rc;
 }
 
+/* The channels in a size message: nothing for greyscale (H x W), " x 3 (RGB)" for colour. */
+static const char *rgb(int channels)
+{
+    return channels == 3 ? " x 3 (RGB)" : "";
+}
+
 int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st)
 {
     memset(rd, 0, sizeof *rd);
@@ -64,12 +70,14 @@ int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_trai
             return -1;
         }
         int rc = 0;
-        if (all.rows != rd->test.rows || all.cols != rd->test.cols) {
+        if (all.rows != rd->test.rows || all.cols != rd->test.cols ||
+            all.channels != rd->test.channels) {
             rc = cuvae_fail(st,
-                            "data.train_images: %s has %d x %d images but data.test_images %s "
-                            "has %d x %d",
-                            c->data.train_images, all.rows, all.cols, c->data.test_images,
-                            rd->test.rows, rd->test.cols);
+                            "data.train_images: %s has %d x %d%s images but data.test_images %s "
+                            "has %d x %d%s",
+                            c->data.train_images, all.rows, all.cols, rgb(all.channels),
+                            c->data.test_images, rd->test.rows, rd->test.cols,
+                            rgb(rd->test.channels));
         } else if (c->data.validation < 0 || c->data.validation >= all.n) {
             rc = cuvae_fail(st,
                             "data.validation: %d must be smaller than the %lld training "
@@ -106,20 +114,20 @@ int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *
     memset(sh, 0, sizeof *sh);
     int64_t n_file = 0;
     if (cuvae_idx_peek_images(c->data.test_images, c->data.limit_test, &sh->n_test, &n_file,
-                              &sh->rows, &sh->cols, st))
+                              &sh->channels, &sh->rows, &sh->cols, st))
         return -1;
-    sh->d = sh->rows * sh->cols; /* <= INT_MAX: image_header checked it */
+    sh->d = sh->channels * sh->rows * sh->cols; /* <= INT_MAX: image_header checked it */
     if (!need_train) return 0;
-    int rows = 0, cols = 0;
+    int channels = 0, rows = 0, cols = 0;
     if (cuvae_idx_peek_images(c->data.train_images, c->data.limit_train, &sh->n_kept, &n_file,
-                              &rows, &cols, st))
+                              &channels, &rows, &cols, st))
         return -1;
-    if (rows != sh->rows || cols != sh->cols)
+    if (rows != sh->rows || cols != sh->cols || channels != sh->channels)
         return cuvae_fail(st,
-                          "data.train_images: %s has %d x %d images but data.test_images %s "
-                          "has %d x %d",
-                          c->data.train_images, rows, cols, c->data.test_images, sh->rows,
-                          sh->cols);
+                          "data.train_images: %s has %d x %d%s images but data.test_images %s "
+                          "has %d x %d%s",
+                          c->data.train_images, rows, cols, rgb(channels), c->data.test_images,
+                          sh->rows, sh->cols, rgb(sh->channels));
     if (c->data.validation < 0 || c->data.validation >= sh->n_kept)
         return cuvae_fail(st,
                           "data.validation: %d must be smaller than the %lld training "

@@ -57,7 +57,10 @@ int cuvae_write_recon_grid(cuvae_backend *be, const cuvae_model *m, const cuvae_
             out_cell[p] = recon[(size_t)i * d + p];
         }
     }
-    rc = cuvae_png_write_grid(path, grid, (int)cells, data->rows, data->cols, per_row, st);
+    /* Inputs and reconstructions are planar (C x H x W) like the dataset; the writer interleaves.
+     */
+    rc = cuvae_png_write_image_grid(path, grid, (int)cells, data->channels, data->rows, data->cols,
+                                    per_row, st);
 done:
     free(idx);
     free(mu);
@@ -67,23 +70,24 @@ done:
 }
 
 int cuvae_write_sample_grid(cuvae_backend *be, const cuvae_model *m, uint64_t seed,
-                            uint64_t counter, int n, int rows, int cols, int per_row, int batch,
-                            const char *path, cuvae_status *st)
+                            uint64_t counter, int n, int per_row, int batch, const char *path,
+                            cuvae_status *st)
 {
     if (n <= 0) return cuvae_fail(st, "%s: no samples requested", path);
-    if ((int64_t)rows * cols != m->x_dim)
-        return cuvae_fail(st, "%s: %dx%d images do not match the model's %d values", path, rows,
-                          cols, m->x_dim);
+    cuvae_shape x = m->x_shape;
+    if ((int64_t)x.c * x.h * x.w != m->x_dim)
+        return cuvae_fail(st, "%s: %dx%dx%d images do not match the model's %d values", path, x.c,
+                          x.h, x.w, m->x_dim);
     size_t L = (size_t)m->latent, d = (size_t)m->x_dim;
     int rc = -1;
     float *z = cuvae_malloc((size_t)n * L * sizeof *z, "prior samples", st);
-    float *x = cuvae_malloc((size_t)n * d * sizeof *x, "decoded samples", st);
-    if (!z || !x) goto done;
+    float *xs = cuvae_malloc((size_t)n * d * sizeof *xs, "decoded samples", st);
+    if (!z || !xs) goto done;
     cuvae_normal_fill(seed, CUVAE_STREAM_SAMPLE, counter, 0, z, (size_t)n * L);
-    if (decode_all(be, m, z, n, batch, x, st)) goto done;
-    rc = cuvae_png_write_grid(path, x, n, rows, cols, per_row, st);
+    if (decode_all(be, m, z, n, batch, xs, st)) goto done;
+    rc = cuvae_png_write_image_grid(path, xs, n, x.c, x.h, x.w, per_row, st);
 done:
     free(z);
-    free(x);
+    free(xs);
     return rc;
 }

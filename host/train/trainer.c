@@ -219,8 +219,7 @@ static int write_images(cuvae_trainer *t, int epoch, cuvae_status *st)
     }
     snprintf(path, sizeof path, "%s/images/samples-epoch-%03d.png", t->res->run_dir, epoch + 1);
     return cuvae_write_sample_grid(t->be, &t->model, t->cfg->train.seed, (uint64_t)epoch,
-                                   IMAGE_SAMPLES, t->data.train.rows, t->data.train.cols,
-                                   IMAGE_PER_ROW, batch, path, st);
+                                   IMAGE_SAMPLES, IMAGE_PER_ROW, batch, path, st);
 }
 
 /* Validation, the epoch line, images and the epoch's checkpoint. Advances the position to the

@@ -170,7 +170,8 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
      * read or anything sized from the data is allocated. */
     cuvae_run_shape shape;
     if (cuvae_run_data_peek(c, 1, &shape, st)) return -1;
-    if (cuvae_model_layout_shape(&t->model, c, (cuvae_shape){1, shape.rows, shape.cols}, st))
+    if (cuvae_model_layout_shape(&t->model, c,
+                                 (cuvae_shape){shape.channels, shape.rows, shape.cols}, st))
         return usage_fail(t);
     t->n_train = shape.n_train;
     t->steps_per_epoch = t->n_train / c->train.batch_size;
@@ -203,9 +204,9 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
         t->data.train.d != shape.d)
         return cuvae_fail(st, "%s or %s changed while being read", c->data.train_images,
                           c->data.test_images);
-    fprintf(t->opt->out, "data: %lld training, %lld validation, %lld test examples of %dx%d\n",
+    fprintf(t->opt->out, "data: %lld training, %lld validation, %lld test examples of %dx%d%s\n",
             (long long)t->data.train.n, (long long)t->data.valid.n, (long long)t->data.test.n,
-            t->data.train.rows, t->data.train.cols);
+            t->data.train.rows, t->data.train.cols, t->data.train.channels == 3 ? " RGB" : "");
     t->perm = cuvae_malloc((size_t)t->n_train * sizeof *t->perm, "epoch permutation", st);
     t->state.params = cuvae_malloc(n * sizeof(float), "parameter copy", st);
     t->state.m = cuvae_malloc(n * sizeof(float), "optimizer state copy", st);
