@@ -594,8 +594,9 @@ int cuvae_config_validate(const cuvae_config *c, cuvae_status *st)
                           "a Gaussian models grey levels, binarized pixels call for bernoulli",
                           c->data.binarize == CUVAE_BIN_STATIC ? "static" : "dynamic");
     if (!c->data.train_images[0] || !c->data.test_images[0])
-        return cuvae_fail(st, "config: data.%s is empty: expected the path of an IDX image file",
-                          c->data.train_images[0] ? "test_images" : "train_images");
+        return cuvae_fail(
+            st, "config: data.%s is empty: expected the path of an image file (IDX, .npy or .npz)",
+            c->data.train_images[0] ? "test_images" : "train_images");
     if (c->optim.min_lr > c->optim.lr)
         return cuvae_fail(st, "config: optim.min_lr (%g) is above optim.lr (%g)",
                           (double)c->optim.min_lr, (double)c->optim.lr);
