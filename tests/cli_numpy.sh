@@ -78,6 +78,22 @@ train deflated data.train_images="$D/deflated.npz" data.train_key=images \
     data.test_images="$D/test-deflated.npz" data.test_labels="$D/test-deflated.npz"
 same deflated
 
+# Relative data paths in a config file are resolved against its directory, whatever the working
+# directory; a missing one is named with its key and the absolute path tried.
+mkdir -p "$T/rel"
+sed -e "s|^train_images = .*|train_images = ../data/train-u8.npy|" \
+    -e "s|^train_labels = .*|train_labels = ./../data/train-labels.npy|" \
+    -e "s|^test_images = .*|test_images = ../data/t10k-u8.npy|" \
+    -e "s|^test_labels = .*|test_labels = ../data/t10k-labels.npy|" "$T/tiny.ini" >"$T/rel/tiny.ini"
+(cd / && expect_rc 0 "$BIN" train "$T/rel/tiny.ini" train.epochs=1 output.images=0 \
+    output.dir="$T/rel-run")
+same rel-run
+grep -qF "train_images = $T/rel/../data/train-u8.npy" "$T/rel-run/config.ini" ||
+    fail "the saved config does not hold the resolved path"
+sed -i "s|^test_images = .*|test_images = missing.npy|" "$T/rel/tiny.ini"
+(cd / && expect_rc 1 "$BIN" train "$T/rel/tiny.ini" output.dir="$T/rel-bad")
+expect_one_line_error "data.test_images: $T/rel/missing.npy: cannot open"
+
 # eval on the NumPy test sets gives the IDX figures.
 expect_rc 0 "$BIN" eval "$T/idx/model.safetensors" --samples 5 --device cpu
 grep -vE '^(device|seconds|examples/s)' "$T/out" >"$T/eval-idx"

@@ -18,8 +18,11 @@
  *
  * cuvae_run_data_peek reads only the files' headers, so that the model and the memory estimate
  * (cuvae_run_data_memory) are checked before any payload is inflated. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dataset.h"
 #include "philox.h"
@@ -48,6 +51,32 @@ done:
     free(in_valid);
     free(idx);
     return rc;
+}
+
+/* A data file that cannot be opened: the key, the absolute path tried and how paths resolve. */
+static int check_found(const char *key, const char *path, cuvae_status *st)
+{
+    if (!path[0] || access(path, R_OK) == 0) return 0;
+    int err = errno;
+    char cwd[CUVAE_PATH_LEN] = "";
+    if (path[0] != '/' && !getcwd(cwd, sizeof cwd)) cwd[0] = '\0';
+    return cuvae_fail(st,
+                      "%s: %s%s%s: cannot open: %s (a relative path in a config file is resolved "
+                      "against the file's directory, on the command line against the working "
+                      "directory; for eval, --data-dir replaces the directory)",
+                      key, cwd, cwd[0] ? "/" : "", path, strerror(err));
+}
+
+static int check_files(const cuvae_config *c, int need_train, cuvae_status *st)
+{
+    if (check_found("data.test_images", c->data.test_images, st) ||
+        check_found("data.test_labels", c->data.test_labels, st))
+        return -1;
+    if (!need_train) return 0;
+    return check_found("data.train_images", c->data.train_images, st) ||
+                   check_found("data.train_labels", c->data.train_labels, st)
+               ? -1
+               : 0;
 }
 
 /* float32 data outside [0, 1] (-2 from the loader): which key refuses them. The byte data path
@@ -80,7 +109,7 @@ static int load_set(cuvae_dataset *ds, const cuvae_config *c, int train, cuvae_s
 int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st)
 {
     memset(rd, 0, sizeof *rd);
-    if (load_set(&rd->test, c, 0, st)) return -1;
+    if (check_files(c, need_train, st) || load_set(&rd->test, c, 0, st)) return -1;
     if (need_train) {
         cuvae_dataset all;
         if (load_set(&all, c, 1, st)) {
@@ -130,6 +159,7 @@ int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *
     memset(sh, 0, sizeof *sh);
     int64_t n_file = 0;
     uint64_t staging = 0;
+    if (check_files(c, need_train, st)) return -1;
     if (cuvae_dataset_peek_any(c->data.test_images, c->data.test_key, "x_test", c->data.limit_test,
                                &sh->n_test, &n_file, &sh->rows, &sh->cols, &staging, st))
         return -1;
