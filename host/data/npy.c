@@ -59,7 +59,7 @@ static int parse_string(cursor *c, char *out, size_t out_len)
     char q = *c->p++;
     size_t n = 0;
     while (c->p < c->end && *c->p != q) {
-        if (*c->p == '\\' || n + 1 >= out_len) return -1;
+        if (*c->p == '\\' || *c->p < 0x20 || n + 1 >= out_len) return -1;
         out[n++] = *c->p++;
     }
     if (c->p >= c->end) return -1;
@@ -279,6 +279,8 @@ int cuvae_npz_find(const uint8_t *p, size_t len, const char *path, const char *k
         memcpy(name, cd + 46, nlen);
         name[nlen] = '\0';
         if (strlen(name) != nlen) name[0] = '\0'; /* an embedded NUL matches nothing */
+        for (char *q = name; *q; q++)             /* names go into one-line messages */
+            if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f) *q = '?';
         int is_npy = nlen > 4 && !strcmp(name + nlen - 4, ".npy");
         n_npy += is_npy;
         if (is_npy && n_npy == 1) snprintf(only, sizeof only, "%s", name);
