@@ -45,6 +45,16 @@ z = bytearray(open(f"{d}/bomb.npz", "rb").read())
 cd = z.rfind(b"PK\1\2")
 z[cd + 24:cd + 28] = (2000).to_bytes(4, "little")
 open(f"{d}/bomb.npz", "wb").write(bytes(z))
+# A deflated member whose CRC does not match, and one cut short.
+z = bytearray(open(f"{d}/test-deflated.npz", "rb").read())
+cd = z.find(b"PK\1\2")
+z[cd + 16] ^= 0xff
+open(f"{d}/badcrc.npz", "wb").write(bytes(z))
+np.savez_compressed(f"{d}/cut.npz", x_test=idx("t10k-images-idx3-ubyte.gz", 3))
+z = bytearray(open(f"{d}/cut.npz", "rb").read())
+cd = z.find(b"PK\1\2")
+z[cd + 20:cd + 24] = (int.from_bytes(z[cd + 20:cd + 24], "little") // 2).to_bytes(4, "little")
+open(f"{d}/cut.npz", "wb").write(bytes(z))
 EOF
 
 D=$T/data
@@ -106,6 +116,14 @@ for f in t10k-u8.npy t10k-f32.npy test-deflated.npz; do
           fail "eval on $f differs from eval on the IDX file"; }
 done
 
+# sample and reconstruct from runs on NumPy data (reconstruct reads the run's test set).
+for run in npy flat deflated; do
+    expect_rc 0 "$BIN" sample "$T/$run/model.safetensors" --n 4 --device cpu --out "$T/$run-s.png"
+    expect_rc 0 "$BIN" reconstruct "$T/$run/model.safetensors" --n 4 --device cpu \
+        --out "$T/$run-r.png"
+    [ -s "$T/$run-s.png" ] && [ -s "$T/$run-r.png" ] || fail "$run: no sample or reconstruction"
+done
+
 # Bad input: one line naming the file and what was expected.
 bad() { # $1: what the message must say, the rest: overrides
     local want=$1; shift
@@ -119,6 +137,10 @@ bad "$D/cut.npy: truncated" data.test_images="$D/cut.npy"
 bad "$D/notzip.npz: not a zip archive" data.test_images="$D/notzip.npz"
 bad "member 'x_train.npy': inflates to more than its declared 2000 bytes" \
     data.train_images="$D/bomb.npz" data.train_labels=
+bad "badcrc.npz: member 'x_test.npy': CRC mismatch" data.test_images="$D/badcrc.npz" \
+    data.test_labels=
+bad "cut.npz: member 'x_test.npy': corrupt or truncated deflate data" \
+    data.test_images="$D/cut.npz" data.test_labels=
 bad "no member 'nope.npy'" data.train_images="$D/stored.npz" data.train_key=nope
 bad "data.test_images: data.binarize needs data in [0, 1]" data.test_images="$D/t10k-wide.npy" \
     data.test_labels=
