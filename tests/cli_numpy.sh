@@ -55,6 +55,19 @@ z = bytearray(open(f"{d}/cut.npz", "rb").read())
 cd = z.find(b"PK\1\2")
 z[cd + 20:cd + 24] = (int.from_bytes(z[cd + 20:cd + 24], "little") // 2).to_bytes(4, "little")
 open(f"{d}/cut.npz", "wb").write(bytes(z))
+# A deflated member that declares 2.9 GB of 12x12 images: refused by the memory estimate from the
+# headers (its first 128 KiB are real, the rest never inflated).
+import io
+b = io.BytesIO()
+np.lib.format.write_array_header_1_0(b, {"descr": "|u1", "fortran_order": False,
+                                         "shape": (20000000, 12, 12)})
+h = b.getvalue()
+with zipfile.ZipFile(f"{d}/big.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+    zf.writestr("x_test.npy", h + bytes(1 << 17))
+z = bytearray(open(f"{d}/big.npz", "rb").read())
+cd = z.find(b"PK\1\2")
+z[cd + 24:cd + 28] = (len(h) + 20000000 * 144).to_bytes(4, "little")
+open(f"{d}/big.npz", "wb").write(bytes(z))
 EOF
 
 D=$T/data
@@ -148,4 +161,8 @@ bad "model.likelihood = bernoulli needs data in [0, 1]" data.test_images="$D/t10
     data.test_labels= data.binarize=none
 bad "gaussian on float data outside [0, 1] is not supported yet" \
     data.test_images="$D/t10k-wide.npy" data.test_labels= data.binarize=none model.likelihood=gaussian
+expect_rc 1 env CUVAE_MEMORY_LIMIT=4G "$BIN" eval "$T/idx/model.safetensors" --device cpu \
+    --test-images "$D/big.npz"
+expect_one_line_error "memory: the run needs about"
+expect_err "data staging (.npz) 2.68 GiB"
 echo "$NAME: ok"
