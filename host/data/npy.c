@@ -7,16 +7,8 @@
  * decompression bomb, and the declared size itself is counted by the memory estimate. */
 #include "npy.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
 
 /* As the IDX reader: at most 4 GiB of pixels (the bytes the data path holds); float32 files may
  * be four times that on disk. */
