@@ -163,14 +163,18 @@ static void random_bytes(uint8_t *p, size_t n, uint64_t seed)
     }
 }
 
-/* The image size of the config's training images from the IDX header alone, read by the one IDX
- * reader (dataset.c), so the synthetic data has the real data's shape without reading it. Sizes
- * beyond 4096 x 4096 are refused here: the synthetic sets are made in memory. */
-static int idx_image_dims(const char *path, int *channels, int *rows, int *cols, cuvae_status *st)
+/* The image shape of the config's training images from the file's header alone (IDX, .npy or
+ * .npz member: dataset.c's readers), so the synthetic data has the real data's shape without
+ * reading it. Sizes beyond 4096 x 4096 are refused here: the synthetic sets are made in memory. */
+static int idx_image_dims(const char *path, const char *key, int *channels, int *rows, int *cols,
+                          cuvae_status *st)
 {
     int64_t n_kept = 0, n_file = 0;
     int ch = 0, r = 0, c = 0;
-    if (cuvae_idx_peek_images(path, 1, &n_kept, &n_file, &ch, &r, &c, st)) return -1;
+    uint64_t staging = 0;
+    if (cuvae_dataset_peek_any(path, key, "x_train", 1, &n_kept, &n_file, &ch, &r, &c, &staging,
+                               st))
+        return -1;
     if (r > 4096 || c > 4096)
         return cuvae_fail(st, "%s: image size %dx%d out of range", path, r, c);
     *channels = ch;
@@ -197,7 +201,7 @@ static int make_data(bench_data *bd, const bench_opts *o, const cuvae_config *c,
     }
     int channels = 1, rows = 28, cols = 28;
     cuvae_status hs;
-    if (idx_image_dims(c->data.train_images, &channels, &rows, &cols, &hs)) {
+    if (idx_image_dims(c->data.train_images, c->data.train_key, &channels, &rows, &cols, &hs)) {
         channels = 1;
         rows = cols = 28;
         fprintf(log, "cuvae: bench: note: %s; the synthetic data uses 28x28 images\n", hs.msg);

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "config_keys.h"
@@ -372,6 +373,25 @@ static void test_files(void)
     CHECK(cuvae_test_write_file(path, text, strlen(text)) == 0);
     CHECK(cuvae_config_load_file(&c, path, &st) == 0);
     CHECK(!strcmp(c.output.dir, "elsewhere"));
+
+    /* Relative data paths name files next to the config file (made absolute); absolute and empty
+     * ones stay; overrides are not touched. */
+    snprintf(path, sizeof path, "%s/data.ini", dir);
+    text = "[data]\ntrain_images = a.npy\ntrain_labels =\ntest_images = ./sub/b.npz\n"
+           "test_labels = /abs/l.gz\n";
+    CHECK(cuvae_test_write_file(path, text, strlen(text)) == 0);
+    cuvae_config_defaults(&c);
+    CHECK(cuvae_config_load_file(&c, path, &st) == 0);
+    char cwd[512] = "", base[1200], expect[1400];
+    if (dir[0] != '/') CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    snprintf(base, sizeof base, "%s%s%s", cwd, cwd[0] ? "/" : "", dir);
+    snprintf(expect, sizeof expect, "%s/a.npy", base);
+    CHECK(!strcmp(c.data.train_images, expect));
+    snprintf(expect, sizeof expect, "%s/sub/b.npz", base);
+    CHECK(!strcmp(c.data.test_images, expect));
+    CHECK(c.data.train_labels[0] == '\0' && !strcmp(c.data.test_labels, "/abs/l.gz"));
+    CHECK(cuvae_config_override(&c, "data.train_images=rel.npy", &st) == 0);
+    CHECK(!strcmp(c.data.train_images, "rel.npy"));
 
     /* Errors carry the path. */
     snprintf(path, sizeof path, "%s/bad.ini", dir);

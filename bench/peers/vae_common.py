@@ -26,6 +26,8 @@ DEFAULTS = {
         "train_labels": DEBIAN_FMNIST + "train-labels-idx1-ubyte.gz",
         "test_images": DEBIAN_FMNIST + "t10k-images-idx3-ubyte.gz",
         "test_labels": DEBIAN_FMNIST + "t10k-labels-idx1-ubyte.gz",
+        "train_key": "",  # .npz arrays: the peers read IDX files only
+        "test_key": "",
         "validation": "5000",
         "binarize": "dynamic",
         "limit_train": "0",

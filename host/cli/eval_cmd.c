@@ -102,7 +102,8 @@ static int load_checkpoint(const char *path, cuvae_ckpt *ck, cuvae_status *st)
 /* Creates the backend and loads the checkpoint's parameters into it. A checkpoint without
  * optimizer state gets zero m and v: evaluation never reads them. */
 static cuvae_backend *make_backend(const cuvae_ckpt *ck, const cuvae_config *cfg,
-                                   cuvae_device device, int64_t n_test, cuvae_status *st)
+                                   cuvae_device device, int64_t n_test, uint64_t staging,
+                                   cuvae_status *st)
 {
     /* The memory estimate: the backend's own, the checkpoint's tensors held here, and the test
      * set as cuvae_run_data_load will hold it (n_test from its header). */
@@ -111,6 +112,7 @@ static cuvae_backend *make_backend(const cuvae_ckpt *ck, const cuvae_config *cfg
         &host, "checkpoint",
         cuvae_mem_mul(cuvae_mem_mul(ck->model.n_params, sizeof(float)), ck->state.m ? 3 : 1));
     cuvae_mem_add(&host, "data", cuvae_mem_mul((uint64_t)n_test, (uint64_t)ck->model.x_dim + 1));
+    cuvae_mem_add(&host, "data staging (.npz)", staging); /* a deflated member, inflated whole */
     cuvae_backend_spec spec = {
         .model = &ck->model,
         .config = cfg,
@@ -171,7 +173,7 @@ static int apply_data_options(cuvae_config *c, const common_opts *o, cuvae_statu
 /* The test set's header against the model, before the backend is created (a bad data file
  * costs no device start-up) and before its payload is read (the memory estimate comes first). */
 static int peek_test_set(const cuvae_ckpt *ck, const cuvae_config *c, int64_t *n_test,
-                         cuvae_status *st)
+                         uint64_t *staging, cuvae_status *st)
 {
     cuvae_run_shape sh;
     if (cuvae_run_data_peek(c, 0, &sh, st)) return -1;
@@ -182,6 +184,7 @@ static int peek_test_set(const cuvae_ckpt *ck, const cuvae_config *c, int64_t *n
         return cuvae_fail(st, "%s: %d channels an image, but the checkpoint's model takes %d",
                           c->data.test_images, sh.channels, ck->model.x_shape.c);
     *n_test = sh.n_test;
+    *staging = sh.staging;
     return 0;
 }
 
@@ -282,6 +285,7 @@ int cuvae_cmd_eval(int argc, char **argv)
     cuvae_run_data rd;
     memset(&rd, 0, sizeof rd);
     int64_t n_test = 0;
+    uint64_t staging = 0;
     cuvae_backend *be = NULL;
     int rc = CUVAE_EXIT_RUNTIME;
     if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
@@ -298,8 +302,8 @@ int cuvae_cmd_eval(int argc, char **argv)
                                cfg.eval.samples, cfg.eval.batch_size);
         goto out;
     }
-    if (peek_test_set(&ck, &cfg, &n_test, &st)) goto fail;
-    if (!(be = make_backend(&ck, &cfg, co.device, n_test, &st))) goto fail;
+    if (peek_test_set(&ck, &cfg, &n_test, &staging, &st)) goto fail;
+    if (!(be = make_backend(&ck, &cfg, co.device, n_test, staging, &st))) goto fail;
     if (load_test_set(&ck, &cfg, &rd, &st)) goto fail;
     if (upload_test_set(be, &cfg, &rd, &st)) goto fail;
     int64_t n = rd.test.n;
@@ -447,7 +451,7 @@ int cuvae_cmd_sample(int argc, char **argv)
     if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
     if (!have_seed) seed = ck.config.train.seed;
     cuvae_shape x = ck.model.x_shape;
-    if (!(be = make_backend(&ck, &ck.config, co.device, 0, &st))) goto fail;
+    if (!(be = make_backend(&ck, &ck.config, co.device, 0, 0, &st))) goto fail;
     if (cuvae_write_sample_grid(be, &ck.model, seed, 0, n, per_row, DECODE_BATCH, out_path, &st))
         goto fail;
     printf("wrote %d samples (%dx%d%s, %d per row, seed %llu) to %s\n", n, x.h, x.w,
@@ -515,14 +519,15 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
     cuvae_run_data rd;
     memset(&rd, 0, sizeof rd);
     int64_t n_test = 0;
+    uint64_t staging = 0;
     cuvae_backend *be = NULL;
     int rc = CUVAE_EXIT_RUNTIME;
     if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
     cuvae_config cfg = ck.config;
     cfg.data.limit_test = n; /* only the first n images are shown */
     if (apply_data_options(&cfg, &co, &st)) goto fail;
-    if (peek_test_set(&ck, &cfg, &n_test, &st)) goto fail;
-    if (!(be = make_backend(&ck, &cfg, co.device, n_test, &st))) goto fail;
+    if (peek_test_set(&ck, &cfg, &n_test, &staging, &st)) goto fail;
+    if (!(be = make_backend(&ck, &cfg, co.device, n_test, staging, &st))) goto fail;
     if (load_test_set(&ck, &cfg, &rd, &st)) goto fail;
     if (upload_test_set(be, &cfg, &rd, &st)) goto fail;
     if (rd.test.n < n) n = (int)rd.test.n;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -439,6 +440,43 @@ int cuvae_config_load_string(cuvae_config *c, const char *text, const char *orig
     return load_text(c, text, strlen(text), origin ? origin : "config", NULL, st);
 }
 
+/* A relative data path of a config file names a file next to it: prefixed with the file's
+ * directory, made absolute (the working directory's too), so that the run directory's saved
+ * config.ini still finds the data from elsewhere. Overrides on the command line stay relative to
+ * the working directory, as shells expect. */
+static int resolve_data_paths(cuvae_config *c, const char *path, cuvae_status *st)
+{
+    char *keys[4] = {c->data.train_images, c->data.train_labels, c->data.test_images,
+                     c->data.test_labels};
+    static const char *const names[4] = {"train_images", "train_labels", "test_images",
+                                         "test_labels"};
+    const char *slash = strrchr(path, '/');
+    char dir[2 * CUVAE_PATH_LEN];
+    if (slash && path[0] == '/') {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    } else {
+        char cwd[CUVAE_PATH_LEN];
+        if (!getcwd(cwd, sizeof cwd)) cwd[0] = '\0';
+        if (slash)
+            snprintf(dir, sizeof dir, "%s/%.*s", cwd, (int)(slash - path), path);
+        else
+            snprintf(dir, sizeof dir, "%s", cwd);
+    }
+    for (int k = 0; k < 4; k++) {
+        if (!keys[k][0] || keys[k][0] == '/') continue;
+        char joined[3 * CUVAE_PATH_LEN];
+        const char *rel = keys[k][0] == '.' && keys[k][1] == '/' ? keys[k] + 2 : keys[k];
+        snprintf(joined, sizeof joined, "%s/%s", dir, rel);
+        if (strlen(joined) >= CUVAE_PATH_LEN)
+            return cuvae_fail(st,
+                              "%s: data.%s: '%s' resolved against the config file's directory is "
+                              "'%s', longer than %d bytes",
+                              path, names[k], keys[k], joined, CUVAE_PATH_LEN - 1);
+        memcpy(keys[k], joined, strlen(joined) + 1);
+    }
+    return 0;
+}
+
 int cuvae_config_load_file(cuvae_config *c, const char *path, cuvae_status *st)
 {
     enum { MAX_BYTES = 1 << 20 };
@@ -467,6 +505,7 @@ int cuvae_config_load_file(cuvae_config *c, const char *path, cuvae_status *st)
     int dir_set = 0;
     int rc = load_text(work, buf, n, path, &dir_set, st);
     free(buf);
+    if (!rc) rc = resolve_data_paths(work, path, st);
     if (!rc && (!dir_set || !work->output.dir[0])) {
         /* runs/<file name without .ini> */
         const char *base = strrchr(path, '/');
@@ -594,8 +633,9 @@ int cuvae_config_validate(const cuvae_config *c, cuvae_status *st)
                           "a Gaussian models grey levels, binarized pixels call for bernoulli",
                           c->data.binarize == CUVAE_BIN_STATIC ? "static" : "dynamic");
     if (!c->data.train_images[0] || !c->data.test_images[0])
-        return cuvae_fail(st, "config: data.%s is empty: expected the path of an IDX image file",
-                          c->data.train_images[0] ? "test_images" : "train_images");
+        return cuvae_fail(
+            st, "config: data.%s is empty: expected the path of an image file (IDX, .npy or .npz)",
+            c->data.train_images[0] ? "test_images" : "train_images");
     if (c->optim.min_lr > c->optim.lr)
         return cuvae_fail(st, "config: optim.min_lr (%g) is above optim.lr (%g)",
                           (double)c->optim.min_lr, (double)c->optim.lr);

@@ -26,10 +26,12 @@ typedef enum { CUVAE_NONFINITE_STOP = 0, CUVAE_NONFINITE_SKIP = 1 } cuvae_on_non
 
 typedef struct {
     struct {
-        char train_images[CUVAE_PATH_LEN]; /* IDX (gz or raw) */
+        char train_images[CUVAE_PATH_LEN]; /* IDX (gz or raw), .npy or .npz */
         char train_labels[CUVAE_PATH_LEN]; /* may be empty: no labels */
         char test_images[CUVAE_PATH_LEN];
         char test_labels[CUVAE_PATH_LEN];
+        char train_key[CUVAE_PATH_LEN]; /* .npz array; empty = x_train, else the only array */
+        char test_key[CUVAE_PATH_LEN];  /* .npz array; empty = x_test, else the only array */
         int validation;          /* examples carved from the training set (seeded permutation) */
         cuvae_binarize binarize; /* none | static | dynamic */
         int limit_train;         /* 0 = all; else use only the first N training examples */

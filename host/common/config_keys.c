@@ -50,13 +50,23 @@ const size_t cuvae_config_n_sections =
 
 static const cuvae_key_spec key_table[] = {
     PATH_KEY("data", "train_images", data.train_images, DEBIAN_FMNIST "train-images-idx3-ubyte.gz",
-             "training images (IDX, gzip or raw)", EXACT),
+             "training images: IDX (gzip or raw), .npy or .npz (uint8 or float32 in [0, 1]; N x H "
+             "x W, N x H x W x 1, N x 1 x H x W or N x D), chosen by the file's content",
+             EXACT),
     PATH_KEY("data", "train_labels", data.train_labels, DEBIAN_FMNIST "train-labels-idx1-ubyte.gz",
-             "training labels (IDX); empty = none", EXACT),
+             "training labels (IDX, or an integer .npy/.npz array); empty = none", EXACT),
     PATH_KEY("data", "test_images", data.test_images, DEBIAN_FMNIST "t10k-images-idx3-ubyte.gz",
-             "test images (IDX, gzip or raw)", EXACT),
+             "test images (the formats of data.train_images)", EXACT),
     PATH_KEY("data", "test_labels", data.test_labels, DEBIAN_FMNIST "t10k-labels-idx1-ubyte.gz",
-             "test labels (IDX); empty = none", EXACT),
+             "test labels (IDX, or an integer .npy/.npz array); empty = none", EXACT),
+    PATH_KEY("data", "train_key", data.train_key, "",
+             "the array of an .npz data.train_images holds; empty = x_train, else its only array "
+             "(labels: y_train, else the only array)",
+             EXACT),
+    PATH_KEY("data", "test_key", data.test_key, "",
+             "the array of an .npz data.test_images holds; empty = x_test, else its only array "
+             "(labels: y_test, else the only array)",
+             EXACT),
     INT_KEY("data", "validation", data.validation, 0, INT_MAX, NOMAX, "5000",
             "training examples held out for validation (seeded split)", EXACT),
     ENUM_KEY("data", "binarize", data.binarize, binarize_names, "dynamic",

@@ -1,5 +1,6 @@
 /* IDX datasets: reading (gzip or raw, detected from the first bytes) with every header field
- * checked, and writing (for tests and tools). The data of a run (split, binarization) are built on
+ * checked, and writing (for tests and tools); the entry points that pick IDX or NumPy (npy.c) by
+ * a file's first bytes. The data of a run (split, binarization) are built on
  * this in run_data.c.
  *
  * Image files are 3-D (N x H x W, greyscale) or 4-D (N x H x W x C, C = 1 or 3: greyscale or RGB,
@@ -24,7 +25,10 @@
 #include <string.h>
 #include <zlib.h>
 
+#include <sys/mman.h>
+
 #include "file_write.h"
+#include "npy.h"
 
 /* The largest payload accepted: far above any IDX dataset in use (MNIST's training images are
  * 47 MB), small enough that a forged header cannot ask for absurd memory. */
@@ -391,24 +395,83 @@ done:
     return rc;
 }
 
-int cuvae_dataset_load(cuvae_dataset *ds, const char *images_path, const char *labels_path,
-                       int64_t limit, cuvae_status *st)
+/* 0: IDX (or anything else: the IDX reader says what is wrong), 1: .npy, 2: .npz, -1: cannot open.
+ */
+static int sniff_format(const char *path, cuvae_status *st)
+{
+    FILE *f = cuvae_open_input(path, st);
+    if (!f) return -1;
+    uint8_t head[8];
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return cuvae_npy_sniff(head, n);
+}
+
+int cuvae_dataset_load_any(cuvae_dataset *ds, const char *images_path, const char *key,
+                           const char *fallback, const char *labels_path,
+                           const char *label_fallback, int64_t limit, cuvae_status *st)
 {
     memset(ds, 0, sizeof *ds);
     if (!images_path || !*images_path) return cuvae_fail(st, "dataset: no image file given");
-    uint32_t n_file = 0; /* the label file must match the whole image file, not the kept prefix */
-    if (load_images(ds, images_path, limit, &n_file, st) ||
-        (labels_path && *labels_path && load_labels(ds, labels_path, images_path, n_file, st))) {
-        cuvae_dataset_free(ds);
-        return -1;
+    int kind = sniff_format(images_path, st);
+    if (kind < 0) return -1;
+    int64_t n_file = 0; /* the label file must match the whole image file, not the kept prefix */
+    int rc = 0;
+    if (kind > 0) {
+        rc = cuvae_npy_load_images(ds, images_path, key, fallback, limit, &n_file, st);
+    } else {
+        uint32_t n32 = 0;
+        rc = load_images(ds, images_path, limit, &n32, st);
+        n_file = n32;
     }
-    return 0;
+    if (!rc && labels_path && *labels_path) {
+        int lkind = sniff_format(labels_path, st);
+        if (lkind < 0)
+            rc = -1;
+        else if (lkind > 0)
+            rc = cuvae_npy_load_labels(ds, labels_path, label_fallback, n_file, images_path, st);
+        else if (n_file > UINT32_MAX)
+            rc = cuvae_fail(st, "%s: %lld images: more than an IDX label file can count",
+                            images_path, (long long)n_file);
+        else
+            rc = load_labels(ds, labels_path, images_path, (uint32_t)n_file, st);
+    }
+    if (rc) cuvae_dataset_free(ds);
+    return rc;
+}
+
+int cuvae_dataset_load(cuvae_dataset *ds, const char *images_path, const char *labels_path,
+                       int64_t limit, cuvae_status *st)
+{
+    int rc = cuvae_dataset_load_any(ds, images_path, NULL, NULL, labels_path, NULL, limit, st);
+    return rc ? -1 : 0;
+}
+
+int cuvae_dataset_peek_any(const char *path, const char *key, const char *fallback, int64_t limit,
+                           int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
+                           uint64_t *staging, cuvae_status *st)
+{
+    *staging = 0;
+    if (!path || !*path) return cuvae_fail(st, "dataset: no image file given");
+    int kind = sniff_format(path, st);
+    if (kind < 0) return -1;
+    if (kind > 0) {
+        *channels = 1; /* the NumPy readers take greyscale arrays only, for now */
+        return cuvae_npy_peek_images(path, key, fallback, limit, n_kept, n_file, rows, cols,
+                                     staging, st);
+    }
+    return cuvae_idx_peek_images(path, limit, n_kept, n_file, channels, rows, cols, st);
 }
 
 void cuvae_dataset_free(cuvae_dataset *ds)
 {
     if (!ds) return;
-    free(ds->pixels);
+    if (ds->block_mapped)
+        munmap(ds->block, ds->block_len);
+    else if (ds->block)
+        free(ds->block);
+    else
+        free(ds->pixels);
     free(ds->labels);
     memset(ds, 0, sizeof *ds);
 }

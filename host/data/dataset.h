@@ -1,6 +1,7 @@
-/* IDX files (MNIST, Fashion-MNIST, KMNIST: N x H x W unsigned bytes; colour sets as 4-D
- * N x H x W x C with C = 1 or 3; and N labels), gzip or raw, read through zlib with every header
- * field validated. In memory each example is planar, C x H x W (see dataset.c for why). */
+/* Image sets: IDX files (MNIST, Fashion-MNIST, KMNIST: N x H x W unsigned bytes; colour sets as
+ * 4-D N x H x W x C with C = 1 or 3; and N labels), gzip or raw, read through zlib with every
+ * header field validated; NumPy .npy and .npz (npy.h), chosen by the file's first bytes. In memory
+ * each example is planar, C x H x W (see dataset.c for why). */
 #ifndef CUVAE_DATASET_H
 #define CUVAE_DATASET_H
 
@@ -15,12 +16,15 @@ extern "C" {
 #endif
 
 typedef struct {
-    uint8_t *pixels; /* [n, channels, rows, cols]: planar (CHW) */
+    uint8_t *pixels; /* [n, channels, rows, cols]: planar (CHW); owned, or inside `block` */
     uint8_t *labels; /* [n] or NULL */
     int64_t n;
-    int channels;   /* C: 1 (greyscale) or 3 (RGB); the writer also takes 0 for 1 */
-    int rows, cols; /* H, W */
-    int d;          /* channels * rows * cols */
+    int channels;     /* C: 1 (greyscale) or 3 (RGB); the writer also takes 0 for 1 */
+    int rows, cols;   /* H, W */
+    int d;            /* channels * rows * cols */
+    void *block;      /* what pixels point into (a .npy's mapping, an inflated .npz member) */
+    size_t block_len; /* of a mapping */
+    int block_mapped; /* block is mmap'ed (munmap), else malloc'ed (free) */
 } cuvae_dataset;
 
 /* Reads an image file (magic 0x00000803, or 0x00000804 for N x H x W x C) and, when labels_path is
@@ -30,6 +34,20 @@ typedef struct {
  * keeps the first `limit` examples. */
 int cuvae_dataset_load(cuvae_dataset *ds, const char *images_path, const char *labels_path,
                        int64_t limit, cuvae_status *st);
+
+/* The same for any format: IDX, .npy or .npz, by the files' first bytes. For an .npz, `key` names
+ * the images' array (NULL or empty: `fallback`, e.g. "x_train", else the only array) and the
+ * labels' are `label_fallback` or the only array. Returns -2 (message set) for float32 data
+ * outside [0, 1], which the byte data path cannot hold. */
+int cuvae_dataset_load_any(cuvae_dataset *ds, const char *images_path, const char *key,
+                           const char *fallback, const char *labels_path,
+                           const char *label_fallback, int64_t limit, cuvae_status *st);
+
+/* cuvae_idx_peek_images for any format (as cuvae_dataset_load_any); *staging: the bytes reading
+ * takes beyond the kept pixels (an .npz member's inflated size), 0 for IDX and mapped files. */
+int cuvae_dataset_peek_any(const char *path, const char *key, const char *fallback, int64_t limit,
+                           int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
+                           uint64_t *staging, cuvae_status *st);
 
 void cuvae_dataset_free(cuvae_dataset *ds);
 
@@ -72,6 +90,7 @@ typedef struct {
     int64_t n_valid; /* of them, the validation split */
     int64_t n_train; /* and the training set */
     int channels, rows, cols, d;
+    uint64_t staging; /* bytes of deflated .npz members inflated while the sets are read */
 } cuvae_run_shape;
 
 int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,

@@ -1,4 +1,4 @@
-/* The data of a run (see dataset.h), from the IDX reader of dataset.c:
+/* The data of a run (see dataset.h), from the readers of dataset.c (IDX, .npy, .npz):
  *   - test set: data.test_images/test_labels, first data.limit_test examples (0 = all);
  *   - training file: data.train_images/train_labels, first data.limit_train examples; its images
  *     must have the test set's size;
@@ -18,8 +18,11 @@
  *
  * cuvae_run_data_peek reads only the files' headers, so that the model and the memory estimate
  * (cuvae_run_data_memory) are checked before any payload is inflated. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dataset.h"
 #include "philox.h"
@@ -56,16 +59,66 @@ static const char *rgb(int channels)
     return channels == 3 ? " x 3 (RGB)" : "";
 }
 
+/* A data file that cannot be opened: the key, the absolute path tried and how paths resolve. */
+static int check_found(const char *key, const char *path, cuvae_status *st)
+{
+    if (!path[0] || access(path, R_OK) == 0) return 0;
+    int err = errno;
+    char cwd[CUVAE_PATH_LEN] = "";
+    if (path[0] != '/' && !getcwd(cwd, sizeof cwd)) cwd[0] = '\0';
+    return cuvae_fail(st,
+                      "%s: %s%s%s: cannot open: %s (a relative path in a config file is resolved "
+                      "against the file's directory, on the command line against the working "
+                      "directory; for eval, --data-dir replaces the directory)",
+                      key, cwd, cwd[0] ? "/" : "", path, strerror(err));
+}
+
+static int check_files(const cuvae_config *c, int need_train, cuvae_status *st)
+{
+    if (check_found("data.test_images", c->data.test_images, st) ||
+        check_found("data.test_labels", c->data.test_labels, st))
+        return -1;
+    if (!need_train) return 0;
+    return check_found("data.train_images", c->data.train_images, st) ||
+                   check_found("data.train_labels", c->data.train_labels, st)
+               ? -1
+               : 0;
+}
+
+/* float32 data outside [0, 1] (-2 from the loader): which key refuses them. The byte data path
+ * cannot carry them yet, not even to the Gaussian likelihood that would model them. */
+static int float_range_error(const cuvae_config *c, const char *key, cuvae_status *st)
+{
+    if (c->data.binarize != CUVAE_BIN_NONE)
+        return cuvae_fail_prefix(st, "%s: data.binarize needs data in [0, 1]", key);
+    if (c->model.likelihood == CUVAE_LIK_BERNOULLI)
+        return cuvae_fail_prefix(st, "%s: model.likelihood = bernoulli needs data in [0, 1]", key);
+    return cuvae_fail_prefix(st,
+                             "%s: model.likelihood = gaussian on float data outside [0, 1] is not "
+                             "supported yet (the data path holds bytes): rescale the data to "
+                             "[0, 1]",
+                             key);
+}
+
+static int load_set(cuvae_dataset *ds, const cuvae_config *c, int train, cuvae_status *st)
+{
+    const char *images = train ? c->data.train_images : c->data.test_images;
+    const char *labels = train ? c->data.train_labels : c->data.test_labels;
+    const char *key = train ? c->data.train_key : c->data.test_key;
+    int rc = cuvae_dataset_load_any(ds, images, key, train ? "x_train" : "x_test", labels,
+                                    train ? "y_train" : "y_test",
+                                    train ? c->data.limit_train : c->data.limit_test, st);
+    if (rc == -2) return float_range_error(c, train ? "data.train_images" : "data.test_images", st);
+    return rc;
+}
+
 int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st)
 {
     memset(rd, 0, sizeof *rd);
-    if (cuvae_dataset_load(&rd->test, c->data.test_images, c->data.test_labels, c->data.limit_test,
-                           st))
-        return -1;
+    if (check_files(c, need_train, st) || load_set(&rd->test, c, 0, st)) return -1;
     if (need_train) {
         cuvae_dataset all;
-        if (cuvae_dataset_load(&all, c->data.train_images, c->data.train_labels,
-                               c->data.limit_train, st)) {
+        if (load_set(&all, c, 1, st)) {
             cuvae_run_data_free(rd);
             return -1;
         }
@@ -113,15 +166,21 @@ int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *
 {
     memset(sh, 0, sizeof *sh);
     int64_t n_file = 0;
-    if (cuvae_idx_peek_images(c->data.test_images, c->data.limit_test, &sh->n_test, &n_file,
-                              &sh->channels, &sh->rows, &sh->cols, st))
+    uint64_t staging = 0;
+    if (check_files(c, need_train, st)) return -1;
+    if (cuvae_dataset_peek_any(c->data.test_images, c->data.test_key, "x_test", c->data.limit_test,
+                               &sh->n_test, &n_file, &sh->channels, &sh->rows, &sh->cols, &staging,
+                               st))
         return -1;
-    sh->d = sh->channels * sh->rows * sh->cols; /* <= INT_MAX: image_header checked it */
+    sh->staging = staging;
+    sh->d = sh->channels * sh->rows * sh->cols; /* <= INT_MAX: the header readers checked it */
     if (!need_train) return 0;
     int channels = 0, rows = 0, cols = 0;
-    if (cuvae_idx_peek_images(c->data.train_images, c->data.limit_train, &sh->n_kept, &n_file,
-                              &channels, &rows, &cols, st))
+    if (cuvae_dataset_peek_any(c->data.train_images, c->data.train_key, "x_train",
+                               c->data.limit_train, &sh->n_kept, &n_file, &channels, &rows, &cols,
+                               &staging, st))
         return -1;
+    sh->staging = cuvae_mem_add_bytes(sh->staging, staging);
     if (rows != sh->rows || cols != sh->cols || channels != sh->channels)
         return cuvae_fail(st,
                           "data.train_images: %s has %d x %d%s images but data.test_images %s "
@@ -146,6 +205,8 @@ void cuvae_run_data_memory(const cuvae_run_shape *sh, const cuvae_config *c, cuv
     uint64_t held = cuvae_mem_mul(nt, d + (c->data.test_labels[0] ? 1 : 0));
     held = cuvae_mem_add_bytes(held, cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
     cuvae_mem_add(p, "data", held);
+    /* Deflated .npz members are inflated whole while they are read. */
+    if (sh->staging) cuvae_mem_add(p, "data staging (.npz)", sh->staging);
     if (sh->n_valid > 0) {
         /* The split copies the kept examples and holds three index arrays while it does. */
         cuvae_mem_add(p, "data", cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
