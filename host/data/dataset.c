@@ -315,7 +315,7 @@ static int to_planar(uint8_t *pixels, int64_t n, int hw, int channels, const cha
     if (channels == 1) return 0;
     size_t d = (size_t)hw * (size_t)channels;
     uint8_t *tmp = cuvae_malloc(d, "a colour image", st);
-    if (!tmp) return cuvae_fail_prefix(st, path);
+    if (!tmp) return cuvae_fail_prefix(st, "%s", path);
     for (int64_t i = 0; i < n; i++) {
         uint8_t *ex = pixels + (size_t)i * d;
         memcpy(tmp, ex, d);
