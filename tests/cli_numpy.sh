@@ -34,7 +34,7 @@ np.savez_compressed(f"{d}/test-deflated.npz", x_test=idx("t10k-images-idx3-ubyte
                     y_test=idx("t10k-labels-idx1-ubyte.gz", 1))
 np.save(f"{d}/fortran.npy", np.asfortranarray(np.zeros((4, 3, 5), np.uint8)))
 np.save(f"{d}/f64.npy", np.zeros((4, 3, 3)))
-np.save(f"{d}/rgb.npy", np.zeros((4, 3, 3, 3), np.uint8))
+np.save(f"{d}/rgb2.npy", np.zeros((4, 2, 3, 2), np.uint8))
 raw = open(f"{d}/t10k-u8.npy", "rb").read()
 open(f"{d}/cut.npy", "wb").write(raw[:-7])
 open(f"{d}/notzip.npz", "wb").write(b"PK\3\4" + b"\0" * 100)
@@ -145,7 +145,8 @@ bad() { # $1: what the message must say, the rest: overrides
 }
 bad "$D/fortran.npy: fortran_order is True" data.test_images="$D/fortran.npy"
 bad "$D/f64.npy: unsupported dtype '<f8'" data.test_images="$D/f64.npy"
-bad "colour images are not supported yet" data.test_images="$D/rgb.npy"
+bad "$D/rgb2.npy: shape (4, 2, 3, 2): expected N x H x W x C or N x C x H x W" \
+    data.test_images="$D/rgb2.npy"
 bad "$D/cut.npy: truncated" data.test_images="$D/cut.npy"
 bad "$D/notzip.npz: not a zip archive" data.test_images="$D/notzip.npz"
 bad "member 'x_train.npy': inflates to more than its declared 2000 bytes" \

@@ -1,11 +1,15 @@
 /* The .npy header parser and the .npz directory reader of host/data/npy.c on hand-made bytes:
  * good headers (v1 and v2, the dtypes and shapes NumPy writes) and hostile ones (bad magic,
  * truncation, Fortran order, unknown dtypes, malformed dicts, absurd sizes), and zip directories
- * (stored and deflated members, defaults, missing members, not a zip, encrypted, truncated). */
+ * (stored and deflated members, defaults, missing members, not a zip, encrypted, truncated). And
+ * the image shapes the loader accepts, from small files: greyscale ones, colour N x H x W x 3
+ * (reordered to planar) and N x 3 x H x W, in a .npy and an .npz member, with the peek and the
+ * load agreeing; other channel counts refused with the file, member and shape. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataset.h"
 #include "npy.h"
 #include "tests_util.h"
 
@@ -211,10 +215,122 @@ static void test_npz_directory(void)
     CHECK_MSG(st.msg, "a.npz: not a zip archive");
 }
 
+/* A .npy of `shape` (a tuple's text) and dtype holding data[0..len) at path. */
+static void write_npy(const char *path, const char *descr, const char *shape, const void *data,
+                      size_t len)
+{
+    uint8_t buf[4096];
+    char dict[256];
+    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr,
+             shape);
+    size_t n = npy_bytes(buf, dict, 0);
+    memcpy(buf + n, data, len);
+    CHECK(cuvae_test_write_file(path, buf, n + len) == 0);
+}
+
+/* Peeks and loads path (an .npz: member `key`), checking the two agree on C, H, W; 0 on success,
+ * else -1 with the message in st. */
+static int load(const char *path, const char *key, cuvae_dataset *ds, cuvae_status *st)
+{
+    int64_t kept = 0, n_file = 0;
+    int c = 0, r = 0, w = 0;
+    uint64_t staging = 0;
+    memset(ds, 0, sizeof *ds);
+    if (cuvae_dataset_peek_any(path, key, "x_train", 0, &kept, &n_file, &c, &r, &w, &staging, st))
+        return -1;
+    CHECK(cuvae_dataset_load_any(ds, path, key, "x_train", NULL, NULL, 0, st) == 0);
+    CHECK(ds->n == kept && ds->channels == c && ds->rows == r && ds->cols == w);
+    CHECK(ds->d == c * r * w && staging == 0);
+    return 0;
+}
+
+static void test_image_shapes(void)
+{
+    char dir[512], path[700], npz[700];
+    CHECK(cuvae_test_tmpdir(dir, sizeof dir, "npy") == 0);
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    snprintf(npz, sizeof npz, "%s/x.npz", dir);
+    /* Two 2 x 3 RGB images; interleaved value (e, p, c) = 100 e + 10 c + p. */
+    uint8_t hwc[36], chw[36];
+    float f[36];
+    for (int e = 0; e < 2; e++)
+        for (int p = 0; p < 6; p++)
+            for (int c = 0; c < 3; c++) {
+                uint8_t v = (uint8_t)(100 * e + 10 * c + p);
+                hwc[e * 18 + p * 3 + c] = chw[e * 18 + c * 6 + p] = v;
+                f[e * 18 + p * 3 + c] = (float)v / 255.0f;
+            }
+    cuvae_dataset ds;
+    cuvae_status st;
+
+    write_npy(path, "|u1", "(2, 2, 3, 3)", hwc, sizeof hwc); /* N x H x W x 3: reordered */
+    CHECK(load(path, NULL, &ds, &st) == 0);
+    CHECK(ds.channels == 3 && ds.rows == 2 && ds.cols == 3 && ds.d == 18 && !ds.block);
+    CHECK(ds.pixels && memcmp(ds.pixels, chw, sizeof chw) == 0);
+    cuvae_dataset_free(&ds);
+    write_npy(path, "|u1", "(2, 3, 3, 2)", chw, sizeof chw); /* N x 3 x H x W: stays mapped */
+    CHECK(load(path, NULL, &ds, &st) == 0);
+    CHECK(ds.channels == 3 && ds.rows == 3 && ds.cols == 2 && ds.block_mapped);
+    CHECK(ds.pixels && memcmp(ds.pixels, chw, sizeof chw) == 0);
+    cuvae_dataset_free(&ds);
+    write_npy(path, "<f4", "(2, 2, 3, 3)", f, sizeof f); /* float32 interleaved */
+    CHECK(load(path, NULL, &ds, &st) == 0);
+    CHECK(ds.channels == 3 && ds.pixels && memcmp(ds.pixels, chw, sizeof chw) == 0);
+    cuvae_dataset_free(&ds);
+    /* Both axes could be C: channels-last, as NumPy's image arrays and the IDX files. */
+    write_npy(path, "|u1", "(1, 3, 4, 3)", hwc, 36);
+    CHECK(load(path, NULL, &ds, &st) == 0);
+    CHECK(ds.channels == 3 && ds.rows == 3 && ds.cols == 4);
+    cuvae_dataset_free(&ds);
+    /* Greyscale stays greyscale, N x 1 x H x 3 and N x 3 x H x 1 included. */
+    write_npy(path, "|u1", "(2, 1, 6, 3)", hwc, 36);
+    CHECK(load(path, NULL, &ds, &st) == 0);
+    CHECK(ds.channels == 1 && ds.rows == 6 && ds.cols == 3 && ds.d == 18);
+    cuvae_dataset_free(&ds);
+    write_npy(path, "|u1", "(2, 3, 6, 1)", hwc, 36);
+    CHECK(load(path, NULL, &ds, &st) == 0);
+    CHECK(ds.channels == 1 && ds.rows == 3 && ds.cols == 6);
+    cuvae_dataset_free(&ds);
+    /* Other channel counts: one line with the file and the shape. */
+    write_npy(path, "|u1", "(3, 2, 3, 2)", hwc, 36);
+    CHECK(load(path, NULL, &ds, &st) == -1);
+    CHECK_MSG(st.msg, "x.npy: shape (3, 2, 3, 2): expected N x H x W x C or N x C x H x W");
+    CHECK(strchr(st.msg, '\n') == NULL);
+    write_npy(path, "|u1", "(1, 4, 3, 3)", hwc, 36); /* C = 4 in front, 3 last: channels-last */
+    CHECK(load(path, NULL, &ds, &st) == 0 && ds.channels == 3 && ds.rows == 4);
+    cuvae_dataset_free(&ds);
+    write_npy(path, "|u1", "(1, 4, 9, 1, 1)", hwc, 36);
+    CHECK(load(path, NULL, &ds, &st) == -1);
+    CHECK_MSG(st.msg, "5 dimensions");
+
+    /* An .npz member: a stored N x H x W x 3, then an N x 2 x H x 2 named with its member. */
+    static uint8_t z[8192];
+    const char *names[] = {"x_train.npy"};
+    uint8_t npy[512];
+    size_t hl =
+        npy_bytes(npy, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 3, 3), }", 0);
+    memcpy(npy + hl, hwc, sizeof hwc);
+    uint32_t sizes[] = {(uint32_t)(hl + sizeof hwc)};
+    size_t zn = zip_bytes(z, 1, names, sizes, 0, 0);
+    memcpy(z + 30 + strlen(names[0]), npy, sizes[0]);
+    CHECK(cuvae_test_write_file(npz, z, zn) == 0);
+    CHECK(load(npz, NULL, &ds, &st) == 0);
+    CHECK(ds.channels == 3 && ds.pixels && memcmp(ds.pixels, chw, sizeof chw) == 0);
+    cuvae_dataset_free(&ds);
+    hl = npy_bytes(npy, "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 3, 2), }", 0);
+    CHECK(hl + 36 == sizes[0]); /* the same member size: the zip stays valid */
+    memcpy(z + 30 + strlen(names[0]), npy, hl);
+    CHECK(cuvae_test_write_file(npz, z, zn) == 0);
+    CHECK(load(npz, NULL, &ds, &st) == -1);
+    CHECK_MSG(st.msg, "x.npz: member 'x_train.npy': shape (3, 2, 3, 2): expected");
+    cuvae_test_remove_dir(dir);
+}
+
 int main(void)
 {
     test_good_headers();
     test_hostile_headers();
     test_npz_directory();
+    test_image_shapes();
     return cuvae_test_finish("npy");
 }

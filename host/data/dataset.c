@@ -456,9 +456,8 @@ int cuvae_dataset_peek_any(const char *path, const char *key, const char *fallba
     int kind = sniff_format(path, st);
     if (kind < 0) return -1;
     if (kind > 0) {
-        *channels = 1; /* the NumPy readers take greyscale arrays only, for now */
-        return cuvae_npy_peek_images(path, key, fallback, limit, n_kept, n_file, rows, cols,
-                                     staging, st);
+        return cuvae_npy_peek_images(path, key, fallback, limit, n_kept, n_file, channels, rows,
+                                     cols, staging, st);
     }
     return cuvae_idx_peek_images(path, limit, n_kept, n_file, channels, rows, cols, st);
 }

@@ -47,15 +47,19 @@ int cuvae_npz_find(const uint8_t *p, size_t len, const char *path, const char *k
  * archive's "PK\5\6"), else 0. */
 int cuvae_npy_sniff(const uint8_t *p, size_t n);
 
-/* As cuvae_idx_peek_images, for a .npy or .npz (key/fallback as cuvae_npz_find). *staging: the
- * bytes a deflated member takes while it is read (0 for .npy and stored members: mapped). */
+/* As cuvae_idx_peek_images, for a .npy or .npz (key/fallback as cuvae_npz_find): images are
+ * N x H x W, N x D, N x H x W x C or N x C x H x W with C = 1 or 3 (channels-last where a shape
+ * fits both). *staging: the bytes a deflated member takes while it is read (0 for .npy and stored
+ * members: mapped). */
 int cuvae_npy_peek_images(const char *path, const char *key, const char *fallback, int64_t limit,
-                          int64_t *n_kept, int64_t *n_file, int *rows, int *cols, uint64_t *staging,
-                          cuvae_status *st);
+                          int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
+                          uint64_t *staging, cuvae_status *st);
 
-/* Loads the first `limit` (0 = all) images. uint8 data stay in the file's mapping (or the inflated
- * member); float32 data must lie in [0, 1] and become bytes round(255 x); values outside give -2
- * with a message stating their range (the caller adds which key refuses them). */
+/* Loads the first `limit` (0 = all) images, planar (C x H x W). Planar uint8 data stay in the
+ * file's mapping (or the inflated member); interleaved colour (N x H x W x 3) is reordered into
+ * pixels of the dataset's own; float32 data must lie in [0, 1] and become bytes round(255 x);
+ * values outside give -2 with a message stating their range (the caller adds which key refuses
+ * them). */
 int cuvae_npy_load_images(cuvae_dataset *ds, const char *path, const char *key,
                           const char *fallback, int64_t limit, int64_t *n_file, cuvae_status *st);
 

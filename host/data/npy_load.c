@@ -1,7 +1,8 @@
 /* Image sets and labels from .npy files and .npz members (npy.h), on the parser and directory
- * reader of npy.c. The file is mapped; a .npy's (or a stored member's) uint8 pixels stay in the
- * mapping, which the dataset then owns; a deflated member is inflated into a buffer of its declared
- * size, no more. */
+ * reader of npy.c. The file is mapped; a .npy's (or a stored member's) planar uint8 pixels stay in
+ * the mapping, which the dataset then owns; a deflated member is inflated into a buffer of its
+ * declared size, no more. float32 and interleaved colour (N x H x W x 3) become planar bytes of the
+ * dataset's own. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -176,9 +177,12 @@ static int source_header(npy_source *s, cuvae_npy_header *h, cuvae_status *st)
     return 0;
 }
 
-/* N x H x W, N x H x W x 1, N x 1 x H x W or N x D (one row of D). */
-static int image_shape(const npy_source *s, const cuvae_npy_header *h, int64_t *n, int *rows,
-                       int *cols, cuvae_status *st)
+/* N x H x W, N x D (one row of D), N x H x W x C (interleaved) or N x C x H x W (planar) with
+ * C = 1 or 3. A size-1 axis 3, then axis 1, is one channel (the greyscale shapes read as before
+ * colour: N x 1 x H x 3 is H x 3 greyscale); a colour shape that fits both layouts (N x 3 x H x 3)
+ * is read channels-last, as the IDX reader and the usual NumPy image arrays store them. */
+static int image_shape(const npy_source *s, const cuvae_npy_header *h, int64_t *n, int *channels,
+                       int *rows, int *cols, int *interleaved, cuvae_status *st)
 {
     if (h->itemsize != 1 && !h->is_float)
         return cuvae_fail(st, "%s: dtype '%s': expected uint8 ('|u1') or float32 ('<f4') images",
@@ -189,53 +193,63 @@ static int image_shape(const npy_source *s, const cuvae_npy_header *h, int64_t *
                           "images",
                           s->name, h->descr);
     const int64_t *d = h->shape;
-    int64_t r = 0, c = 0;
+    int64_t r = 0, c = 0, ch = 1;
+    int hwc = 0;
     if (h->ndim == 2) {
         r = 1;
         c = d[1];
     } else if (h->ndim == 3) {
         r = d[1];
         c = d[2];
-    } else if (h->ndim == 4 && d[3] == 1) {
-        r = d[1];
-        c = d[2];
-    } else if (h->ndim == 4 && d[1] == 1) {
-        r = d[2];
-        c = d[3];
+    } else if (h->ndim == 4 && d[3] != 1 && d[1] != 1 && (d[3] == 3 || d[1] == 3)) {
+        hwc = d[3] == 3;
+        ch = 3;
+        r = hwc ? d[1] : d[2];
+        c = hwc ? d[2] : d[3];
+    } else if (h->ndim == 4 && (d[3] == 1 || d[1] == 1)) {
+        r = d[3] == 1 ? d[1] : d[2];
+        c = d[3] == 1 ? d[2] : d[3];
     } else if (h->ndim == 4) {
         return cuvae_fail(st,
-                          "%s: shape (%lld, %lld, %lld, %lld): %s images are not supported yet; "
-                          "expected one channel (N x H x W x 1 or N x 1 x H x W)",
+                          "%s: shape (%lld, %lld, %lld, %lld): expected N x H x W x C or "
+                          "N x C x H x W with C = 1 (greyscale) or 3 (RGB)",
                           s->name, (long long)d[0], (long long)d[1], (long long)d[2],
-                          (long long)d[3], (d[3] == 3 || d[1] == 3) ? "colour" : "multi-channel");
+                          (long long)d[3]);
     } else {
         return cuvae_fail(st,
-                          "%s: %d dimensions: expected N x H x W, N x H x W x 1, N x 1 x H x W "
-                          "or N x D",
+                          "%s: %d dimensions: expected N x H x W, N x D, N x H x W x C or "
+                          "N x C x H x W (C = 1 or 3)",
                           s->name, h->ndim);
     }
     if (d[0] == 0 || r == 0 || c == 0)
         return cuvae_fail(st, "%s: a dimension is zero: %lld images of %lld x %lld", s->name,
                           (long long)d[0], (long long)r, (long long)c);
-    if (d[0] > INT32_MAX || r * c > INT32_MAX)
+    if (d[0] > INT32_MAX || r * c * ch > INT32_MAX)
         return cuvae_fail(st,
-                          "%s: too large: %lld images of %lld x %lld, more than 2^31 images or "
-                          "pixels an image",
-                          s->name, (long long)d[0], (long long)r, (long long)c);
+                          "%s: too large: %lld images of %lld x %lld%s, more than 2^31 images or "
+                          "values an image",
+                          s->name, (long long)d[0], (long long)r, (long long)c,
+                          ch == 3 ? " x 3" : "");
     *n = d[0];
+    *channels = (int)ch;
     *rows = (int)r;
     *cols = (int)c;
+    *interleaved = hwc;
     return 0;
 }
 
 int cuvae_npy_peek_images(const char *path, const char *key, const char *fallback, int64_t limit,
-                          int64_t *n_kept, int64_t *n_file, int *rows, int *cols, uint64_t *staging,
-                          cuvae_status *st)
+                          int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
+                          uint64_t *staging, cuvae_status *st)
 {
     npy_source s;
     cuvae_npy_header h;
+    int interleaved = 0;
     if (source_open(&s, path, key, fallback, 1, st)) return -1;
-    int rc = source_header(&s, &h, st) || image_shape(&s, &h, n_file, rows, cols, st) ? -1 : 0;
+    int rc = source_header(&s, &h, st) ||
+                     image_shape(&s, &h, n_file, channels, rows, cols, &interleaved, st)
+                 ? -1
+                 : 0;
     *staging = s.staging;
     source_close(&s);
     if (rc) return -1;
@@ -243,27 +257,39 @@ int cuvae_npy_peek_images(const char *path, const char *key, const char *fallbac
     return 0;
 }
 
-/* float32 in [0, 1] to bytes round(255 x): exact for data written as bytes / 255. -2 when a value
- * lies outside (or is not finite), with their range in the message. */
-static int floats_to_bytes(const npy_source *s, const uint8_t *src, uint64_t count, uint8_t *dst,
-                           cuvae_status *st)
+/* The first n examples of hw pixels x channels into dst, planar (CHW): from interleaved (HWC)
+ * source order when `interleaved`. float32 in [0, 1] becomes bytes round(255 x): exact for data
+ * written as bytes / 255. -2 when a value lies outside (or is not finite), with their range in the
+ * message; element numbers are the file's. */
+static int copy_pixels(const npy_source *s, const cuvae_npy_header *h, const uint8_t *src,
+                       int64_t n, int hw, int channels, int interleaved, uint8_t *dst,
+                       cuvae_status *st)
 {
     float lo = 0.0f, hi = 1.0f;
-    uint64_t bad = 0;
-    for (uint64_t i = 0; i < count; i++) {
-        float v;
-        memcpy(&v, src + 4 * i, 4); /* '<f4' on a little-endian host */
-        if (!isfinite(v))
-            return cuvae_fail(st, "%s: element %llu is %s: expected finite pixel values", s->name,
-                              (unsigned long long)i, isnan(v) ? "NaN" : "infinite");
-        if (v < 0.0f || v > 1.0f) {
-            bad++;
-            lo = v < lo ? v : lo;
-            hi = v > hi ? v : hi;
-            continue;
-        }
-        dst[i] = (uint8_t)lrintf(v * 255.0f);
-    }
+    uint64_t bad = 0, d = (uint64_t)hw * (uint64_t)channels;
+    for (int64_t e = 0; e < n; e++)
+        for (int c = 0; c < channels; c++)
+            for (int p = 0; p < hw; p++) {
+                uint64_t o = (uint64_t)e * d + (uint64_t)c * hw + (uint64_t)p;
+                uint64_t i = interleaved ? (uint64_t)e * d + (uint64_t)p * channels + c : o;
+                if (!h->is_float) {
+                    dst[o] = src[i];
+                    continue;
+                }
+                float v;
+                memcpy(&v, src + 4 * i, 4); /* '<f4' on a little-endian host */
+                if (!isfinite(v))
+                    return cuvae_fail(st, "%s: element %llu is %s: expected finite pixel values",
+                                      s->name, (unsigned long long)i,
+                                      isnan(v) ? "NaN" : "infinite");
+                if (v < 0.0f || v > 1.0f) {
+                    bad++;
+                    lo = v < lo ? v : lo;
+                    hi = v > hi ? v : hi;
+                    continue;
+                }
+                dst[o] = (uint8_t)lrintf(v * 255.0f);
+            }
     if (bad) {
         cuvae_fail(st, "%s: %llu float32 values outside [0, 1] (from %g to %g)", s->name,
                    (unsigned long long)bad, (double)lo, (double)hi);
@@ -277,16 +303,21 @@ int cuvae_npy_load_images(cuvae_dataset *ds, const char *path, const char *key,
 {
     npy_source s;
     cuvae_npy_header h;
-    int rows = 0, cols = 0, rc = -1;
+    int channels = 1, rows = 0, cols = 0, interleaved = 0, rc = -1;
     if (source_open(&s, path, key, fallback, 0, st)) return -1;
-    if (source_header(&s, &h, st) || image_shape(&s, &h, n_file, &rows, &cols, st)) goto done;
+    if (source_header(&s, &h, st) ||
+        image_shape(&s, &h, n_file, &channels, &rows, &cols, &interleaved, st))
+        goto done;
     int64_t n = (limit > 0 && limit < *n_file) ? limit : *n_file;
-    uint64_t kept = (uint64_t)n * (uint64_t)rows * (uint64_t)cols;
+    uint64_t kept = (uint64_t)n * (uint64_t)channels * (uint64_t)rows * (uint64_t)cols;
     const uint8_t *data = s.npy + h.data_offset;
-    if (h.is_float) {
+    if (h.is_float || interleaved) {
+        /* Converted (or, for interleaved colour, reordered) into pixels of our own; the mapping
+         * or the inflated member goes when this returns. The memory estimate counts these as the
+         * data and an inflated member as staging, so the peak is what it announces. */
         ds->pixels = cuvae_malloc((size_t)kept, "pixels", st);
         if (!ds->pixels) goto done;
-        rc = floats_to_bytes(&s, data, kept, ds->pixels, st);
+        rc = copy_pixels(&s, &h, data, n, rows * cols, channels, interleaved, ds->pixels, st);
         if (rc) goto done;
     } else {
         /* The pixels stay where they are; the dataset takes over the mapping or the buffer. */
@@ -302,10 +333,10 @@ int cuvae_npy_load_images(cuvae_dataset *ds, const char *path, const char *key,
         }
     }
     ds->n = n;
-    ds->channels = 1;
+    ds->channels = channels;
     ds->rows = rows;
     ds->cols = cols;
-    ds->d = rows * cols;
+    ds->d = channels * rows * cols;
     rc = 0;
 done:
     source_close(&s);
