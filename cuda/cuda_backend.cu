@@ -1,6 +1,6 @@
 /* The CUDA backend: every cuvae_backend entry on the device, matching the CPU reference
- * (host/cpu/cpu_backend.c) entry for entry. Parameters, gradients and Adam's m and v are flat device
- * buffers in the cuvae_model layout; the uploaded sets stay resident as bytes; the training
+ * (host/cpu/cpu_backend.c) entry for entry. Parameters, gradients and Adam's m and v are flat
+ * device buffers in the cuvae_model layout; the uploaded sets stay resident as bytes; the training
  * activations are allocated once for train.batch_size rows, and the training step's GEMM plans
  * are chosen at creation.
  *

@@ -1,8 +1,8 @@
 /* Device-side helpers used by the kernels of several files: the Philox draws with the counter
  * layout of host/common/philox.h (through cuRAND's curand_Philox4x32_10), the normal draw built on
- * host/common/twin_math.h's uniform and Box-Muller pieces (the host's own), and fixed-order reductions.
- * They are inline in a header because device code built without relocatable device code cannot call
- * a function in another translation unit; everything else lives in the .cu files. */
+ * host/common/twin_math.h's uniform and Box-Muller pieces (the host's own), and fixed-order
+ * reductions. They are inline in a header because device code built without relocatable device code
+ * cannot call a function in another translation unit; everything else lives in the .cu files. */
 #ifndef CUVAE_DEVICE_UTIL_CUH
 #define CUVAE_DEVICE_UTIL_CUH
 

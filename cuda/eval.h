@@ -1,10 +1,10 @@
 /* Evaluation on the device: the ELBO and the K-sample importance-weighted bound of a batch of
- * examples (host/backend/backend.h's cuvae_eval_out), and decoding latents to the decoder's means. The
- * batch is encoded once, expanded to rows (example i, sample k) with noise from
- * (seed, CUVAE_STREAM_EVAL, counter, element = (idx[i] * K + k) * L + d), decoded with the cached
- * GEMMs, and reduced per example in double with a max-shifted logsumexp, in a fixed order. No C
- * twin of its own: it composes the twins of gather, linear, reparam_kl and likelihood, and the
- * CPU backend's evaluate is its reference. Every output is written ("="). */
+ * examples (host/backend/backend.h's cuvae_eval_out), and decoding latents to the decoder's means.
+ * The batch is encoded once, expanded to rows (example i, sample k) with noise from (seed,
+ * CUVAE_STREAM_EVAL, counter, element = (idx[i] * K + k) * L + d), decoded with the cached GEMMs,
+ * and reduced per example in double with a max-shifted logsumexp, in a fixed order. No C twin of
+ * its own: it composes the twins of gather, linear, reparam_kl and likelihood, and the CPU
+ * backend's evaluate is its reference. Every output is written ("="). */
 #ifndef CUVAE_CUDA_EVAL_H
 #define CUVAE_CUDA_EVAL_H
 

@@ -1,9 +1,9 @@
 /* The CUDA backend's layer kinds and its one stack loop per direction, the twin of
- * host/cpu/cpu_layers.c. Each kind of the model's layer table (model.h) has a row: forward, backward
- * and the scratch its calls need; the loops run an encoder or decoder stack through those rows in
- * any operand type (linear.h: fp32, which is also tf32, or bf16). Only linear is implemented:
- * cuvae_cuda_layer_ops says NULL for the others, and the backend refuses them at creation. A new
- * kind adds its row here (and its launchers, like linear.cu).
+ * host/cpu/cpu_layers.c. Each kind of the model's layer table (model.h) has a row: forward,
+ * backward and the scratch its calls need; the loops run an encoder or decoder stack through those
+ * rows in any operand type (linear.h: fp32, which is also tf32, or bf16). Only linear is
+ * implemented: cuvae_cuda_layer_ops says NULL for the others, and the backend refuses them at
+ * creation. A new kind adds its row here (and its launchers, like linear.cu).
  *
  * Activations: act[i] [B, layers[i].out] holds layer i's output, in the operand type for every
  * layer but the last, in fp32 for the last (a stack's last outputs, [mu | logvar] and the logits,

@@ -6,8 +6,8 @@
  *   Gaussian  (o = mean):   0.5 ((t - o) / sigma)^2 + log sigma + 0.5 log(2 pi),
  *                                                          d/do = (o - t) / sigma^2
  * softplus(o) = max(o, 0) + log1p(exp(-|o|)) and the sigmoid's two-sided form keep every term
- * finite for any finite logit. The per-pixel formulas are host/common/twin_math.h's, the CPU twin's own;
- * here with libm's expf and log1pf. */
+ * finite for any finite logit. The per-pixel formulas are host/common/twin_math.h's, the CPU twin's
+ * own; here with libm's expf and log1pf. */
 #include "likelihood.h"
 
 #include "device_util.cuh"

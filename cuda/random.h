@@ -1,5 +1,5 @@
-/* Raw draws on the device with host/common/philox.h's layout: the Philox words and the Box-Muller normals
- * that the kernels use inline, exposed as launchers so a test can compare them with
+/* Raw draws on the device with host/common/philox.h's layout: the Philox words and the Box-Muller
+ * normals that the kernels use inline, exposed as launchers so a test can compare them with
  * cuvae_philox_word and cuvae_normal_fill. Outputs are written ("="). */
 #ifndef CUVAE_CUDA_RANDOM_H
 #define CUVAE_CUDA_RANDOM_H

@@ -29,7 +29,8 @@ enum {
  * (host/cli/main.c, host/train/trainer.c) */
 int cuvae_cmd_train(int argc, char **argv);
 
-/* cuvae eval CHECKPOINT ...: negative ELBO and the K-sample bound on a data set (host/cli/eval_cmd.c)
+/* cuvae eval CHECKPOINT ...: negative ELBO and the K-sample bound on a data set
+ * (host/cli/eval_cmd.c)
  */
 int cuvae_cmd_eval(int argc, char **argv);
 
