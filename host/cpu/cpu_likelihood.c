@@ -170,12 +170,6 @@ static void likelihood_part(void *arg, int t)
 
 /* Rows are independent: split by rows, the same bits for any split; a part is at least 4k
  * pixels (an exp and a log each). */
-static int likelihood_parts(int B, int D)
-{
-    int parts = cuvae_cpu_parts_for((size_t)B * (size_t)D * 4);
-    return parts > B ? (B > 0 ? B : 1) : parts;
-}
-
 void cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_likelihood lik,
                           float sigma, float grad_scale, double *nll, float *dout)
 {
@@ -183,7 +177,7 @@ void cuvae_cpu_likelihood(const float *out, const float *x, int B, int D, cuvae_
                         .x = x,
                         .B = B,
                         .D = D,
-                        .parts = likelihood_parts(B, D),
+                        .parts = cuvae_cpu_row_parts((size_t)B, (size_t)D * 4),
                         .lik = lik,
                         .sigma = sigma,
                         .grad_scale = grad_scale,
@@ -199,7 +193,7 @@ void cuvae_cpu_likelihood_rows_of(const float *out, const float *const *x_rows, 
                         .x_rows = x_rows,
                         .B = B,
                         .D = D,
-                        .parts = likelihood_parts(B, D),
+                        .parts = cuvae_cpu_row_parts((size_t)B, (size_t)D * 4),
                         .lik = lik,
                         .sigma = sigma,
                         .nll = nll};

@@ -221,8 +221,7 @@ void cuvae_cpu_gather(const uint8_t *pixels, int d, const int32_t *idx, int batc
     }
     /* Every element's word depends on its index alone: any split gives the same bits. */
     size_t total = (size_t)batch * (size_t)d;
-    int parts = cuvae_cpu_threads();
-    if ((size_t)parts * 4096 > total) parts = (int)(total / 4096) + 1;
+    int parts = cuvae_cpu_parts_for(total * 4); /* parts of at least 4k pixels */
     gather_job j = {.pixels = pixels,
                     .idx = idx,
                     .d = d,
@@ -313,12 +312,6 @@ typedef struct {
     double *kl, *kl_floored;
 } reparam_job;
 
-static int reparam_parts(int B, int L)
-{
-    int parts = cuvae_cpu_parts_for((size_t)B * (size_t)L * 4); /* an exp or two an element */
-    return parts > B ? (B > 0 ? B : 1) : parts;
-}
-
 static void reparam_forward_part(void *arg, int t)
 {
     const reparam_job *j = arg;
@@ -331,15 +324,16 @@ static void reparam_forward_part(void *arg, int t)
 void cuvae_cpu_reparam_kl_forward(const float *enc, const float *eps, int B, int L, float free_bits,
                                   float *z, double *kl, double *kl_floored)
 {
-    reparam_job j = {.enc = enc,
-                     .eps = eps,
-                     .B = B,
-                     .L = L,
-                     .parts = reparam_parts(B, L),
-                     .free_bits = free_bits,
-                     .z = z,
-                     .kl = kl,
-                     .kl_floored = kl_floored};
+    reparam_job j = {
+        .enc = enc,
+        .eps = eps,
+        .B = B,
+        .L = L,
+        .parts = cuvae_cpu_row_parts((size_t)B, (size_t)L * 4), /* an exp or two an element */
+        .free_bits = free_bits,
+        .z = z,
+        .kl = kl,
+        .kl_floored = kl_floored};
     cuvae_cpu_parallel(j.parts, reparam_forward_part, &j);
 }
 
@@ -355,14 +349,15 @@ static void reparam_backward_part(void *arg, int t)
 void cuvae_cpu_reparam_kl_backward(const float *enc, const float *eps, const float *dz, int B,
                                    int L, float kl_scale, float free_bits, float *denc)
 {
-    reparam_job j = {.enc = enc,
-                     .eps = eps,
-                     .dz = dz,
-                     .B = B,
-                     .L = L,
-                     .parts = reparam_parts(B, L),
-                     .free_bits = free_bits,
-                     .kl_scale = kl_scale,
-                     .denc = denc};
+    reparam_job j = {
+        .enc = enc,
+        .eps = eps,
+        .dz = dz,
+        .B = B,
+        .L = L,
+        .parts = cuvae_cpu_row_parts((size_t)B, (size_t)L * 4), /* an exp or two an element */
+        .free_bits = free_bits,
+        .kl_scale = kl_scale,
+        .denc = denc};
     cuvae_cpu_parallel(j.parts, reparam_backward_part, &j);
 }

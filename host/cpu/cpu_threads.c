@@ -61,3 +61,10 @@ int cuvae_cpu_parts_for(size_t n)
     if (parts * 16384 > n) parts = n / 16384 + 1;
     return (int)parts;
 }
+
+int cuvae_cpu_row_parts(size_t rows, size_t row_work)
+{
+    int parts = cuvae_cpu_parts_for(rows * row_work);
+    if (rows == 0) return 1;
+    return (size_t)parts > rows ? (int)rows : parts;
+}

@@ -26,6 +26,10 @@ void cuvae_cpu_parallel(int n, void (*fn)(void *arg, int t), void *arg);
  * CUVAE_CPU_MAX_PARTS), and none smaller than 16k floats. */
 int cuvae_cpu_parts_for(size_t n);
 
+/* The parts of a pass over `rows` independent rows of `row_work` floats' worth of work each:
+ * cuvae_cpu_parts_for, never more parts than rows. */
+int cuvae_cpu_row_parts(size_t rows, size_t row_work);
+
 /* [begin, end) of part t of n parts of [0, total), each boundary a multiple of `align`. */
 void cuvae_cpu_split(size_t total, int n, int t, size_t align, size_t *begin, size_t *end);
 
