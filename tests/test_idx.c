@@ -12,6 +12,7 @@
 
 #include "dataset.h"
 #include "philox.h"
+#include "idx_fixture.h"
 #include "tests_util.h"
 
 static char g_dir[512];
@@ -24,35 +25,6 @@ static const char *tpath(const char *name)
     char *p = bufs[next++ % 4];
     snprintf(p, sizeof bufs[0], "%s/%s", g_dir, name);
     return p;
-}
-
-static void be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* Hand-made IDX bytes: header (magic, dims) then payload. Caller frees. */
-static unsigned char *idx_bytes(uint32_t magic, const uint32_t *dims, int ndims,
-                                const unsigned char *payload, size_t plen, size_t *len)
-{
-    *len = 4 + 4 * (size_t)ndims + plen;
-    unsigned char *b = malloc(*len + 1);
-    be32(b, magic);
-    for (int i = 0; i < ndims; i++) be32(b + 4 + 4 * i, dims[i]);
-    if (plen) memcpy(b + 4 + 4 * ndims, payload, plen);
-    return b;
-}
-
-static void write_gz(const char *path, const unsigned char *b, size_t len)
-{
-    gzFile g = gzopen(path, "wb6");
-    CHECK(g != NULL);
-    if (!g) return;
-    CHECK(len == 0 || gzwrite(g, b, (unsigned)len) == (int)len);
-    CHECK(gzclose(g) == Z_OK);
 }
 
 static unsigned char *read_all(const char *path, size_t *len)
@@ -154,8 +126,8 @@ static void test_roundtrip(void)
     uint32_t dims[3] = {37, 5, 7};
     unsigned char *b = idx_bytes(0x803, dims, 3, ref.pixels, 37 * 35, &len);
     const char *two = tpath("two-members.gz");
-    write_gz(two, b, 100);
-    write_gz(tpath("second.gz"), b + 100, len - 100);
+    idx_write_gz(two, b, 100);
+    idx_write_gz(tpath("second.gz"), b + 100, len - 100);
     size_t l1, l2;
     unsigned char *m1 = read_all(two, &l1), *m2 = read_all(tpath("second.gz"), &l2);
     unsigned char *cat = malloc(l1 + l2);
@@ -195,7 +167,7 @@ static void test_header_errors(void)
         snprintf(needle, sizeof needle, "truncated header: expected 16 bytes, got %zu", cut);
         cuvae_test_write_file(raw, good, cut);
         EXPECT_FAIL(raw, "", 0, needle);
-        write_gz(gz, good, cut);
+        idx_write_gz(gz, good, cut);
         EXPECT_FAIL(gz, "", 0, needle);
     }
     cuvae_test_write_file(raw, good, 0);
@@ -212,7 +184,7 @@ static void test_header_errors(void)
         cuvae_test_write_file(raw, good, cuts[i]);
         EXPECT_FAIL(raw, "", 0, needle);
         EXPECT_FAIL(raw, "", 1, "truncated: expected 24 bytes"); /* limit still checks it all */
-        write_gz(gz, good, cuts[i]);
+        idx_write_gz(gz, good, cuts[i]);
         EXPECT_FAIL(gz, "", 0, "truncated: expected 24 bytes of pixels after the header");
     }
 
@@ -275,9 +247,9 @@ static void test_header_errors(void)
     cuvae_test_write_file(raw, longer, 41);
     EXPECT_FAIL(raw, "", 0, "trailing garbage: the file holds more than the 24 bytes of pixels");
     EXPECT_FAIL(raw, "", 1, "trailing garbage"); /* limit still checks the whole file */
-    write_gz(gz, longer, 45);
+    idx_write_gz(gz, longer, 45);
     EXPECT_FAIL(gz, "", 0, "trailing garbage: the file holds more than the 24 bytes of pixels");
-    write_gz(gz, good, 40);
+    idx_write_gz(gz, good, 40);
     size_t glen;
     unsigned char *g = read_all(gz, &glen);
     unsigned char *gj = malloc(glen + 4);
@@ -322,7 +294,7 @@ static void test_huge_headers(void)
         unsigned char *b = idx_bytes(0x803, cases[i].dims, 3, payload, 8, &len);
         const char *raw = tpath("huge.idx"), *gz = tpath("huge.gz");
         cuvae_test_write_file(raw, b, len);
-        write_gz(gz, b, len);
+        idx_write_gz(gz, b, len);
         double t0 = cuvae_now();
         EXPECT_FAIL(raw, "", 0, cases[i].needle);
         EXPECT_FAIL(gz, "", 0, cases[i].needle);

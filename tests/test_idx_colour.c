@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "dataset.h"
+#include "idx_fixture.h"
 #include "tests_util.h"
 
 static char g_dir[512];
@@ -19,35 +20,6 @@ static const char *tpath(const char *name)
     char *p = bufs[next++ % 4];
     snprintf(p, sizeof bufs[0], "%s/%s", g_dir, name);
     return p;
-}
-
-static void be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* Hand-made IDX bytes: magic, dims, payload. Caller frees. */
-static unsigned char *idx_bytes(uint32_t magic, const uint32_t *dims, int ndims,
-                                const unsigned char *payload, size_t plen, size_t *len)
-{
-    *len = 4 + 4 * (size_t)ndims + plen;
-    unsigned char *b = malloc(*len + 1);
-    be32(b, magic);
-    for (int i = 0; i < ndims; i++) be32(b + 4 + 4 * i, dims[i]);
-    if (plen) memcpy(b + 4 + 4 * ndims, payload, plen);
-    return b;
-}
-
-static void write_gz(const char *path, const unsigned char *b, size_t len)
-{
-    gzFile g = gzopen(path, "wb6");
-    CHECK(g != NULL);
-    if (!g) return;
-    CHECK(gzwrite(g, b, (unsigned)len) == (int)len);
-    CHECK(gzclose(g) == Z_OK);
 }
 
 /* Loads and expects failure: one line that starts with the file's name and holds `needle`. */
@@ -85,7 +57,7 @@ static void test_rgb_planar(void)
     size_t len;
     unsigned char *b = idx_bytes(0x804, dims, 4, hwc, sizeof hwc, &len);
     const char *gz = tpath("rgb.gz"), *again = tpath("again.gz");
-    write_gz(gz, b, len);
+    idx_write_gz(gz, b, len);
 
     cuvae_dataset ds;
     cuvae_status st = {{0}};
@@ -131,7 +103,7 @@ static void test_grey_4d_equals_3d(void)
     unsigned char *b4 = idx_bytes(0x804, d4, 4, px, sizeof px, &l4);
     const char *p3 = tpath("g3.idx"), *p4 = tpath("g4.gz");
     cuvae_test_write_file(p3, b3, l3);
-    write_gz(p4, b4, l4);
+    idx_write_gz(p4, b4, l4);
     cuvae_dataset a, c;
     cuvae_status st = {{0}};
     CHECK(cuvae_dataset_load(&a, p3, "", 0, &st) == 0);
@@ -183,7 +155,7 @@ static void test_hostile_4d(void)
         memset(full + len, 1, 8);
         size_t flen = cases[i].ndims == 4 ? len + 8 : len;
         cuvae_test_write_file(raw, full, flen);
-        write_gz(gz, full, flen);
+        idx_write_gz(gz, full, flen);
         double t0 = cuvae_now();
         EXPECT_FAIL(raw, cases[i].needle);
         EXPECT_FAIL(gz, cases[i].needle);
