@@ -53,7 +53,9 @@ static int64_t conv_out(cuvae_layer_kind kind, int64_t n, int k, int s, int p)
 static int layer_shapes(cuvae_layer *l, int out_c, cuvae_status *st)
 {
     cuvae_shape in = l->in_shape;
-    int64_t in_n = (int64_t)in.c * in.h * in.w;
+    int64_t in_n = in.c > 0 && in.h > 0 && (int64_t)in.c * in.h <= INT32_MAX
+                       ? (int64_t)in.c * in.h * in.w
+                       : (int64_t)INT32_MAX + 1;
     if (in.c <= 0 || in.h <= 0 || in.w <= 0 || in_n > INT32_MAX)
         return cuvae_fail(st, "%s: input of shape %dx%dx%d", cuvae_layer_kind_name(l->kind), in.c,
                           in.h, in.w);
@@ -212,7 +214,8 @@ static int mirror_decoder(cuvae_model *m, size_t *at, cuvae_status *st)
 int cuvae_model_layout_shape(cuvae_model *m, const cuvae_config *c, cuvae_shape x, cuvae_status *st)
 {
     memset(m, 0, sizeof *m);
-    if (x.c <= 0 || x.h <= 0 || x.w <= 0 || (int64_t)x.c * x.h * x.w > INT32_MAX)
+    if (x.c <= 0 || x.h <= 0 || x.w <= 0 || (int64_t)x.c * x.h > INT32_MAX ||
+        (int64_t)x.c * x.h * x.w > INT32_MAX)
         return cuvae_fail(st, "model: data of shape %dx%dx%d", x.c, x.h, x.w);
     int x_dim = x.c * x.h * x.w;
     if (c->model.latent <= 0) return cuvae_fail(st, "model.latent: must be positive");
