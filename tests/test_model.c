@@ -48,6 +48,9 @@ static void test_layer_make(void)
     CHECK(cuvae_layer_make(&l, CUVAE_LAYER_CONV2D, (cuvae_shape){65536, 65536, 2}, 1, 1, 1, 0,
                            CUVAE_ACT_NONE, &st) != 0);
     CHECK_MSG(st.msg, "conv2d: input of shape 65536x65536x2");
+    CHECK(cuvae_layer_make(&l, CUVAE_LAYER_CONV2D, (cuvae_shape){65536, 2, 2}, 65536, 3, 1, 1,
+                           CUVAE_ACT_NONE, &st) != 0);
+    CHECK_MSG(st.msg, "conv2d k3 s1 p1: a weight of 65536x65536x3x3 values (at most 2147483647)");
     CHECK(cuvae_layer_make(&l, CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){1, 30000, 30000}, 4, 64,
                            64, 0, CUVAE_ACT_NONE, &st) != 0);
 }
