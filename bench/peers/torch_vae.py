@@ -57,7 +57,7 @@ from report import emit_json  # noqa: E402
 import philox  # noqa: E402
 from tuning import openblas_in_process  # noqa: E402
 from vae_common import EPOCH_EXAMPLES, Config, cpu_model, idx_x_dim, load_average  # noqa: E402
-from vae_common import layer_plan, run_data  # noqa: E402
+from vae_common import image_shape, layer_plan, run_data  # noqa: E402
 
 # ---- model ------------------------------------------------------------------------------------
 
@@ -127,7 +127,11 @@ def kl_terms(mu, logvar):
 
 def make_model(cfg, x_dim, device, init="torch"):
     torch.manual_seed(cfg.seed)
-    model = VAE(x_dim, cfg.hidden, cfg.latent, cfg.likelihood, cfg.gaussian_sigma, cfg=cfg)
+    shape = image_shape(cfg.train_images) if (cfg.encoder or cfg.decoder) else None
+    if shape and shape[0] * shape[1] * shape[2] != x_dim:
+        shape = None
+    model = VAE(x_dim, cfg.hidden, cfg.latent, cfg.likelihood, cfg.gaussian_sigma, cfg=cfg,
+                x_shape=shape)
     if init == "cuvae" and (cfg.encoder or cfg.decoder):
         raise SystemExit("torch_vae: --init cuvae draws the MLP of model.hidden only")
     if init == "cuvae":

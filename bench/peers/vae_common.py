@@ -249,8 +249,43 @@ def run_data(cfg, need_train=True):
     return train, valid, test
 
 
+def image_shape(path):
+    """(C, H, W) of one image of an IDX or .npy file's header (cuvae's readers' rules: IDX N x H x
+    W is one channel, N x H x W x 3 three; .npy N x H x W, N x H x W x 1|3, N x 1|3 x H x W or N x
+    D), or None when it cannot be read."""
+    try:
+        if path.endswith(".npy"):
+            a = np.load(path, mmap_mode="r")
+            s = a.shape[1:]
+            if len(s) == 1:
+                return (1, 1, s[0])
+            if len(s) == 2:
+                return (1, s[0], s[1])
+            if len(s) == 3 and s[0] in (1, 3) and s[2] not in (1, 3):
+                return (s[0], s[1], s[2])
+            if len(s) == 3:
+                return (s[2], s[0], s[1])
+            return None
+        with open(path, "rb") as f:
+            opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
+        with opener(path, "rb") as f:
+            magic = struct.unpack(">I", f.read(4))[0]
+            if magic == 0x803:
+                rows, cols = struct.unpack(">III", f.read(12))[1:]
+                return (1, rows, cols)
+            if magic == 0x804:
+                rows, cols, ch = struct.unpack(">IIII", f.read(16))[1:]
+                return (ch, rows, cols)
+    except (OSError, ValueError, struct.error):
+        pass
+    return None
+
+
 def idx_x_dim(path):
     """Pixels per image from an IDX header (28x28 when the file cannot be read)."""
+    shape = image_shape(path) if path.endswith(".npy") else None
+    if shape:
+        return shape[0] * shape[1] * shape[2]
     try:
         with open(path, "rb") as f:
             opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
