@@ -57,7 +57,8 @@ def parse_layers(text):
         words = item.split()
         kind = words[0]
         if kind not in ("linear", "conv", "convt") or len(words) < 2:
-            raise SystemExit("torch_vae: layer %r: expected linear, conv or convt and a size" % item)
+            raise SystemExit("torch_vae: layer %r: expected linear, conv or convt and a size"
+                             % item)
         size = tuple(int(v) for v in words[1].split("x"))
         ksp = {"k": 4, "s": 2, "p": 1} if kind != "linear" else {}
         for w in words[2:]:
