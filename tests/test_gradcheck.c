@@ -381,6 +381,7 @@ static void gradcheck_conv2d(void *unused)
     check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){3, 9, 7}, 2, 4, 2, 1);
     check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){3, 5, 6}, 4, 2, 2, 0);
     check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){2, 5, 5}, 3, 3, 1, 1);
+    check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){2, 8, 9}, 2, 5, 3, 2);
 }
 
 static void gradcheck_conv_transpose2d(void *unused)
@@ -390,6 +391,7 @@ static void gradcheck_conv_transpose2d(void *unused)
     check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){3, 5, 4}, 1, 3, 1, 0);
     check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){1, 3, 5}, 2, 3, 2, 1);
     check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){3, 4, 3}, 2, 2, 2, 0);
+    check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){2, 4, 3}, 2, 5, 3, 2);
 }
 
 /* Widest gap between sorted values: the floor goes in its middle. */

@@ -33,6 +33,18 @@ static unfold unfold_of(const cuvae_layer *l)
     return (unfold){img.c, img.h, img.w, grid.h, grid.w, l->kernel, l->stride, l->padding};
 }
 
+/* The grid positions [lo, hi) whose pixel gx*s - p + kk lies inside an image side of n. */
+static void inside(int grid, int n, int s, int p, int kk, int *lo, int *hi)
+{
+    int first = p - kk; /* gx*s >= first */
+    int a = first <= 0 ? 0 : (first + s - 1) / s;
+    int last = n - 1 + p - kk; /* gx*s <= last */
+    int b = last < 0 ? 0 : last / s + 1;
+    *lo = a < grid ? a : grid;
+    *hi = b < grid ? b : grid;
+    if (*hi < *lo) *hi = *lo;
+}
+
 /* One example's columns into col, whose rows are ld floats apart. */
 static void im2col(const unfold *u, const float *img, float *col, size_t ld)
 {
@@ -41,6 +53,8 @@ static void im2col(const unfold *u, const float *img, float *col, size_t ld)
             for (int kj = 0; kj < u->k; kj++) {
                 float *row = col + ((size_t)(c * u->k + ki) * (size_t)u->k + (size_t)kj) * ld;
                 const float *plane = img + (size_t)c * (size_t)u->IH * (size_t)u->IW;
+                int lo, hi;
+                inside(u->GW, u->IW, u->s, u->p, kj, &lo, &hi);
                 for (int gy = 0; gy < u->GH; gy++) {
                     int iy = gy * u->s - u->p + ki;
                     float *out = row + (size_t)gy * (size_t)u->GW;
@@ -48,11 +62,15 @@ static void im2col(const unfold *u, const float *img, float *col, size_t ld)
                         memset(out, 0, (size_t)u->GW * sizeof(float));
                         continue;
                     }
+                    /* pixel of gx: line[gx*s + off] */
                     const float *line = plane + (size_t)iy * (size_t)u->IW;
-                    for (int gx = 0; gx < u->GW; gx++) {
-                        int ix = gx * u->s - u->p + kj;
-                        out[gx] = ix >= 0 && ix < u->IW ? line[ix] : 0.0f;
-                    }
+                    int off = kj - u->p;
+                    for (int gx = 0; gx < lo; gx++) out[gx] = 0.0f;
+                    if (u->s == 1)
+                        memcpy(out + lo, line + lo + off, (size_t)(hi - lo) * sizeof(float));
+                    else
+                        for (int gx = lo; gx < hi; gx++) out[gx] = line[gx * u->s + off];
+                    for (int gx = hi; gx < u->GW; gx++) out[gx] = 0.0f;
                 }
             }
 }
@@ -65,15 +83,15 @@ static void col2im(const unfold *u, const float *col, size_t ld, float *img)
             for (int kj = 0; kj < u->k; kj++) {
                 const float *row = col + ((size_t)(c * u->k + ki) * (size_t)u->k + (size_t)kj) * ld;
                 float *plane = img + (size_t)c * (size_t)u->IH * (size_t)u->IW;
+                int lo, hi;
+                inside(u->GW, u->IW, u->s, u->p, kj, &lo, &hi);
+                int off = kj - u->p;
                 for (int gy = 0; gy < u->GH; gy++) {
                     int iy = gy * u->s - u->p + ki;
                     if (iy < 0 || iy >= u->IH) continue;
                     const float *in = row + (size_t)gy * (size_t)u->GW;
                     float *line = plane + (size_t)iy * (size_t)u->IW;
-                    for (int gx = 0; gx < u->GW; gx++) {
-                        int ix = gx * u->s - u->p + kj;
-                        if (ix >= 0 && ix < u->IW) line[ix] += in[gx];
-                    }
+                    for (int gx = lo; gx < hi; gx++) line[gx * u->s + off] += in[gx];
                 }
             }
 }
