@@ -23,6 +23,13 @@ typedef enum { CUVAE_SCHED_CONSTANT = 0, CUVAE_SCHED_COSINE = 1 } cuvae_schedule
 typedef enum { CUVAE_PREC_FP32 = 0, CUVAE_PREC_TF32 = 1, CUVAE_PREC_BF16 = 2 } cuvae_precision;
 typedef enum { CUVAE_DEV_AUTO = 0, CUVAE_DEV_CPU = 1, CUVAE_DEV_CUDA = 2 } cuvae_device;
 typedef enum { CUVAE_NONFINITE_STOP = 0, CUVAE_NONFINITE_SKIP = 1 } cuvae_on_nonfinite;
+typedef enum {
+    CUVAE_RESIZE_BOX = 0,
+    CUVAE_RESIZE_BILINEAR = 1,
+    CUVAE_RESIZE_NEAREST = 2
+} cuvae_resize_filter;
+/* The largest data.image_size side. */
+#define CUVAE_IMAGE_SIZE_MAX 4096
 
 typedef struct {
     struct {
@@ -36,6 +43,11 @@ typedef struct {
         cuvae_binarize binarize; /* none | static | dynamic */
         int limit_train;         /* 0 = all; else use only the first N training examples */
         int limit_test;          /* 0 = all */
+        /* Image folders (image_dir.h): */
+        char image_size[CUVAE_PATH_LEN];   /* "" = the images' own; "N" or "HxW" */
+        cuvae_resize_filter resize_filter; /* box | bilinear | nearest */
+        int image_channels;                /* 0 auto, 1 grey, 2 rgb */
+        int folder_labels;                 /* labels from the first-level subfolders (0/1) */
     } data;
     struct {
         int hidden[CUVAE_MAX_HIDDEN]; /* encoder hidden sizes; the decoder mirrors them */
@@ -110,6 +122,10 @@ void cuvae_config_print_keys(FILE *out, int markdown);
  * keys that break exact continuation (seed, batch size, data) marked as such. */
 int cuvae_config_resume_diff(const cuvae_config *saved, const cuvae_config *now, char *report,
                              size_t report_len, cuvae_status *st);
+
+/* data.image_size: "" (0 x 0), "N" (N x N) or "HxW", sides in [1, CUVAE_IMAGE_SIZE_MAX].
+ * Returns 0, or -1 with *rows, *cols untouched. */
+int cuvae_parse_image_size(const char *v, int *rows, int *cols);
 
 const char *cuvae_precision_name(cuvae_precision p);
 const char *cuvae_device_name(cuvae_device d);
