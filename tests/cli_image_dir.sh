@@ -108,6 +108,21 @@ grep -vE '^(device|seconds|examples/s)' "$T/out" | sed "s|$D/t10k-png|X|g" >"$T/
 diff "$T/eval-idx" "$T/eval-png" >/dev/null ||
     { diff "$T/eval-idx" "$T/eval-png" || true; fail "eval on the PNG folder differs from IDX"; }
 
+# A folder path may end in '/'; eval --data-dir keeps the folder's name; limits keep the first
+# images in name order.
+train slash data.train_images="$D/train-png/" data.test_images="$D/t10k-png/"
+same slash
+mkdir -p "$T/moved" && cp -r "$D/t10k-png" "$D/t10k-labels-idx1-ubyte.gz" "$T/moved/"
+expect_rc 0 "$BIN" eval "$T/slash/model.safetensors" --samples 5 --device cpu --data-dir "$T/moved"
+expect_out "$T/moved/t10k-png"
+train limited data.train_images="$D/train-png" data.test_images="$D/t10k-png" \
+    data.limit_train=300 data.limit_test=50 data.train_labels= data.test_labels=
+expect_out "data: 200 training, 100 validation, 50 test examples of 12x12"
+train limited-idx data.limit_train=300 data.limit_test=50 data.train_labels= data.test_labels=
+diff <(json_field "$T/limited-idx/metrics.jsonl" loss step) \
+    <(json_field "$T/limited/metrics.jsonl" loss step) >/dev/null ||
+    fail "limited: the first 300 images of the folder train unlike the first 300 of the IDX file"
+
 # Labels from subfolders: classes sorted by name, written to the run; the test folder's classes
 # must be the training folder's.
 train classes data.train_images="$D/train-classes" data.train_labels= \

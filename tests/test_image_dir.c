@@ -20,8 +20,7 @@
 
 /* rows: h rows of packed samples as PNG stores them (8 or 16 bits, big-endian for 16). */
 static void write_png(const char *path, int w, int h, int ctype, int depth, const uint8_t *rows,
-                      int interlace, const png_color *pal, int npal, const uint8_t *trns,
-                      int ntrns)
+                      int interlace, const png_color *pal, int npal, const uint8_t *trns, int ntrns)
 {
     FILE *f = fopen(path, "wb");
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -37,8 +36,8 @@ static void write_png(const char *path, int w, int h, int ctype, int depth, cons
     if (pal) png_set_PLTE(png, info, pal, npal);
     if (trns) png_set_tRNS(png, info, trns, ntrns, NULL);
     png_write_info(png, info);
-    int ch = ctype == PNG_COLOR_TYPE_RGB        ? 3
-             : ctype == PNG_COLOR_TYPE_RGB_ALPHA ? 4
+    int ch = ctype == PNG_COLOR_TYPE_RGB          ? 3
+             : ctype == PNG_COLOR_TYPE_RGB_ALPHA  ? 4
              : ctype == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
                                                   : 1;
     size_t rb = (size_t)w * (size_t)ch * (size_t)(depth / 8);
@@ -158,8 +157,9 @@ static void test_png_types(void)
             }
             for (int k = 0; k < 4; k++) {
                 if (forced) {
-                    int y = (int)floor((299.0 * want[k][0] + 587.0 * want[k][1] +
-                                        114.0 * want[k][2]) / 1000.0 + 0.5);
+                    int y = (int)floor(
+                        (299.0 * want[k][0] + 587.0 * want[k][1] + 114.0 * want[k][2]) / 1000.0 +
+                        0.5);
                     if (ds.pixels[k * d + i] != y) bad++;
                     continue;
                 }
@@ -191,8 +191,8 @@ static void test_resize(void)
     for (int i = 0; i < 3 && ds.n == 1; i++)
         for (int j = 0; j < 3; j++) {
             int y = 2 * i, x = 2 + 2 * j;
-            int sum = a[y * 10 + x] + a[y * 10 + x + 1] + a[(y + 1) * 10 + x] +
-                      a[(y + 1) * 10 + x + 1];
+            int sum =
+                a[y * 10 + x] + a[y * 10 + x + 1] + a[(y + 1) * 10 + x] + a[(y + 1) * 10 + x + 1];
             if (ds.pixels[i * 3 + j] != (sum + 2) / 4) bad++;
         }
     CHECK(ds.n == 1 && bad == 0);

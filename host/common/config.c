@@ -79,9 +79,9 @@ static int set_string(const cuvae_key_spec *k, cuvae_config *c, const char *v, c
         cuvae_parse_image_size(v, &rows, &cols)) {
         char shown[4 * CUVAE_PATH_LEN];
         cuvae_escape(v, shown, sizeof shown);
-        snprintf(why, why_len,
-                 "expected empty, N or HxW with sides in [1, %d] (e.g. 64 or 48x64), got '%.300s'",
-                 CUVAE_IMAGE_SIZE_MAX, shown);
+        char allowed[100];
+        cuvae_key_allowed(k, allowed, sizeof allowed);
+        snprintf(why, why_len, "expected %s (e.g. 64 or 48x64), got '%.300s'", allowed, shown);
         return -1;
     }
     memcpy((char *)c + k->offset, v, n + 1);

@@ -54,14 +54,19 @@ const size_t cuvae_config_n_sections =
 static const cuvae_key_spec key_table[] = {
     PATH_KEY("data", "train_images", data.train_images, DEBIAN_FMNIST "train-images-idx3-ubyte.gz",
              "training images: IDX (gzip or raw), .npy or .npz (uint8 or float32 in [0, 1]; N x H "
-             "x W, N x H x W x 1, N x 1 x H x W or N x D), chosen by the file's content",
+             "x W, N x H x W x 1, N x 1 x H x W or N x D), chosen by the file's content; or a "
+             "folder of PNG/JPEG images (the data.image_* keys)",
              EXACT),
     PATH_KEY("data", "train_labels", data.train_labels, DEBIAN_FMNIST "train-labels-idx1-ubyte.gz",
-             "training labels (IDX, or an integer .npy/.npz array); empty = none", EXACT),
+             "training labels (IDX, or an integer .npy/.npz array); empty = none (or "
+             "data.folder_labels)",
+             EXACT),
     PATH_KEY("data", "test_images", data.test_images, DEBIAN_FMNIST "t10k-images-idx3-ubyte.gz",
              "test images (the formats of data.train_images)", EXACT),
     PATH_KEY("data", "test_labels", data.test_labels, DEBIAN_FMNIST "t10k-labels-idx1-ubyte.gz",
-             "test labels (IDX, or an integer .npy/.npz array); empty = none", EXACT),
+             "test labels (IDX, or an integer .npy/.npz array); empty = none (or "
+             "data.folder_labels)",
+             EXACT),
     PATH_KEY("data", "train_key", data.train_key, "",
              "the array of an .npz data.train_images holds; empty = x_train, else its only array "
              "(labels: y_train, else the only array)",

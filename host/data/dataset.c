@@ -418,8 +418,8 @@ int cuvae_dataset_load_any(cuvae_dataset *ds, const char *images_path, const cha
 
 int cuvae_dataset_load_img(cuvae_dataset *ds, const char *images_path, const char *key,
                            const char *fallback, const char *labels_path,
-                           const char *label_fallback, int64_t limit,
-                           const cuvae_image_opts *img, cuvae_status *st)
+                           const char *label_fallback, int64_t limit, const cuvae_image_opts *img,
+                           cuvae_status *st)
 {
     memset(ds, 0, sizeof *ds);
     if (!images_path || !*images_path) return cuvae_fail(st, "dataset: no image file given");
@@ -477,8 +477,7 @@ int cuvae_dataset_peek_any(const char *path, const char *key, const char *fallba
 
 int cuvae_dataset_peek_img(const char *path, const char *key, const char *fallback, int64_t limit,
                            const cuvae_image_opts *img, int64_t *n_kept, int64_t *n_file,
-                           int *channels, int *rows, int *cols, uint64_t *staging,
-                           cuvae_status *st)
+                           int *channels, int *rows, int *cols, uint64_t *staging, cuvae_status *st)
 {
     *staging = 0;
     if (!path || !*path) return cuvae_fail(st, "dataset: no image file given");

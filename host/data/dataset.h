@@ -26,7 +26,10 @@ typedef struct {
     void *block;      /* what pixels point into (a .npy's mapping, an inflated .npz member) */
     size_t block_len; /* of a mapping */
     int block_mapped; /* block is mmap'ed (munmap), else malloc'ed (free) */
-    char **class_names; /* [n_classes] of an image folder's labels (image_dir.h), owned; or NULL */
+
+    /* An image folder labelled by its subfolders (image_dir.h): the class name of each label,
+     * [n_classes], owned; else NULL. */
+    char **class_names;
     int n_classes;
 } cuvae_dataset;
 
@@ -116,7 +119,9 @@ typedef struct {
     int64_t n_train; /* and the training set */
     int channels, rows, cols, d;
     uint64_t staging; /* bytes of deflated .npz members inflated while the sets are read */
-    uint64_t image_decode; /* image folders: the bytes decoding their largest image takes */
+
+    /* Image folders: the bytes decoding their largest image takes. */
+    uint64_t image_decode;
 } cuvae_run_shape;
 
 int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,

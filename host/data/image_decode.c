@@ -39,8 +39,8 @@ static int check_size(const char *name, const char *kind, int64_t w, int64_t h, 
         return cuvae_fail(st,
                           "%s: %s header says %lld x %lld pixels (W x H), more than the %lld "
                           "pixels and %d a side an image may have (not decoded)",
-                          name, kind, (long long)w, (long long)h,
-                          (long long)CUVAE_IMAGE_MAX_PIXELS, CUVAE_IMAGE_MAX_SIDE);
+                          name, kind, (long long)w, (long long)h, (long long)CUVAE_IMAGE_MAX_PIXELS,
+                          CUVAE_IMAGE_MAX_SIDE);
     return 0;
 }
 
@@ -80,8 +80,7 @@ static void pjob_warning(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
-static int pjob_run(pjob *j, const char *name, cuvae_image_info *info, int decode,
-                   cuvae_status *st)
+static int pjob_run(pjob *j, const char *name, cuvae_image_info *info, int decode, cuvae_status *st)
 {
     if (setjmp(png_jmpbuf(j->png))) return cuvae_fail(st, "%s: corrupt PNG: %s", name, j->err);
     /* The size is checked below, with a message of ours, for any width PNG allows. */
@@ -116,7 +115,7 @@ static int pjob_run(pjob *j, const char *name, cuvae_image_info *info, int decod
 }
 
 static int pjob_start(const uint8_t *p, size_t n, const char *name, cuvae_image_info *info,
-                     int decode, pjob *j, cuvae_status *st)
+                      int decode, pjob *j, cuvae_status *st)
 {
     j->p = p;
     j->n = n;
@@ -176,8 +175,8 @@ static void jjob_progress(j_common_ptr ci)
     longjmp(e->jb, 1);
 }
 
-static int jjob_run(jjob *j, const uint8_t *p, size_t n, const char *name,
-                    cuvae_image_info *info, int decode, cuvae_status *st)
+static int jjob_run(jjob *j, const uint8_t *p, size_t n, const char *name, cuvae_image_info *info,
+                    int decode, cuvae_status *st)
 {
     j->ci.err = jpeg_std_error(&j->err.pub);
     j->err.pub.error_exit = jjob_error;
@@ -196,7 +195,8 @@ static int jjob_run(jjob *j, const uint8_t *p, size_t n, const char *name,
     jpeg_read_header(&j->ci, TRUE);
     info->kind = CUVAE_IMAGE_JPEG;
     J_COLOR_SPACE cs = j->ci.jpeg_color_space;
-    if (cs == JCS_CMYK || cs == JCS_YCCK || (j->ci.num_components != 1 && j->ci.num_components != 3))
+    if (cs == JCS_CMYK || cs == JCS_YCCK ||
+        (j->ci.num_components != 1 && j->ci.num_components != 3))
         return cuvae_fail(st,
                           "%s: a JPEG of %d components (CMYK, YCCK or other): expected grey or "
                           "colour (YCbCr, RGB)",

@@ -113,8 +113,10 @@ static int read_names(const char *path, char ***out, size_t *count, cuvae_status
             cap = nc;
         }
         v[n] = strdup(e->d_name);
-        if (!v[n]) rc = cuvae_fail(st, "%s: out of memory listing the folder", path);
-        else n++;
+        if (!v[n])
+            rc = cuvae_fail(st, "%s: out of memory listing the folder", path);
+        else
+            n++;
     }
     if (!rc && errno) rc = cuvae_fail(st, "%s: cannot list the folder: %s", path, strerror(errno));
     closedir(d);
@@ -154,8 +156,8 @@ static int classify(const char *path, const char *name, cuvae_status *st)
 /* Adds the images under root/rel (depth first, sorted); recurses when `deep`. `seen` holds the
  * directories on the way down, so that a symbolic link back up is refused, not followed forever.
  */
-static int walk(file_list *l, const char *root, const char *rel, int deep, int label,
-                dir_id *seen, int depth, cuvae_status *st)
+static int walk(file_list *l, const char *root, const char *rel, int deep, int label, dir_id *seen,
+                int depth, cuvae_status *st)
 {
     char path[PATH_MAX], sub[PATH_MAX], full[PATH_MAX];
     if (join(path, sizeof path, root, rel, st)) return -1;
@@ -180,12 +182,16 @@ static int walk(file_list *l, const char *root, const char *rel, int deep, int l
         if (stat(full, &sb)) {
             rc = cuvae_fail(st, "%s: %s", full, strerror(errno));
         } else if (S_ISDIR(sb.st_mode)) {
-            if (deep) rc = walk(l, root, sub, deep, label, seen, depth + 1, st);
-            else if (depth == 0) l->subdirs++;
+            if (deep)
+                rc = walk(l, root, sub, deep, label, seen, depth + 1, st);
+            else if (depth == 0)
+                l->subdirs++;
         } else if (S_ISREG(sb.st_mode)) {
             int k = classify(full, names[i], st);
-            if (k < 0) rc = -1;
-            else if (k > 0) rc = list_add(l, sub, label, st);
+            if (k < 0)
+                rc = -1;
+            else if (k > 0)
+                rc = list_add(l, sub, label, st);
         }
     }
     for (size_t i = 0; i < count; i++) free(names[i]);
@@ -383,9 +389,9 @@ void cuvae_image_opts_from_config(cuvae_image_opts *o, const cuvae_config *c)
     o->labels = c->data.folder_labels;
 }
 
-int cuvae_image_dir_peek(const char *dir, const cuvae_image_opts *o, int64_t limit,
-                         int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
-                         uint64_t *staging, cuvae_status *st)
+int cuvae_image_dir_peek(const char *dir, const cuvae_image_opts *o, int64_t limit, int64_t *n_kept,
+                         int64_t *n_file, int *channels, int *rows, int *cols, uint64_t *staging,
+                         cuvae_status *st)
 {
     dir_scan s;
     if (scan_dir(&s, dir, o, limit, st)) return -1;
@@ -449,8 +455,8 @@ int cuvae_image_dir_load(cuvae_dataset *ds, const char *dir, const cuvae_image_o
     int rc = ds->pixels ? decode_all(ds, &s, dir, o, st) : -1;
     if (!rc && o->labels) {
         ds->labels = cuvae_malloc((size_t)ds->n, "image labels", st);
-        ds->class_names = cuvae_calloc((size_t)s.files.n_classes, sizeof *ds->class_names,
-                                       "class names", st);
+        ds->class_names =
+            cuvae_calloc((size_t)s.files.n_classes, sizeof *ds->class_names, "class names", st);
         if (!ds->labels || !ds->class_names) {
             rc = -1;
         } else {

@@ -18,9 +18,9 @@
  *             align_corners=False, no antialiasing;
  *   nearest:  the source pixel under the output pixel's centre (floor((i + 0.5) s)), as
  *             PyTorch's "nearest-exact".
- * Channels: 1 or 3 for the whole set; by default 3 when any image of the folder holds colour (grey images
- * are then replicated), else 1; forced to 1 (luma) or 3 by the options. Decoding: image_decode.h
- * (alpha composited over black, 16-bit scaled to 8). */
+ * Channels: 1 or 3 for the whole set; by default 3 when any image of the folder holds colour (grey
+ * images are then replicated), else 1; forced to 1 (luma) or 3 by the options. Decoding:
+ * image_decode.h (alpha composited over black, 16-bit scaled to 8). */
 #ifndef CUVAE_IMAGE_DIR_H
 #define CUVAE_IMAGE_DIR_H
 
@@ -37,10 +37,10 @@ extern "C" {
 #define CUVAE_IMAGE_MAX_CLASSES 256
 
 typedef struct cuvae_image_opts {
-    int rows, cols;              /* target size; 0 = every image's own (they must agree) */
-    cuvae_resize_filter filter;  /* when resizing */
-    int channels;                /* 0 = by the images (3 when any holds colour), else 1 or 3 */
-    int labels;                  /* labels from the first-level subfolders */
+    int rows, cols;             /* target size; 0 = every image's own (they must agree) */
+    cuvae_resize_filter filter; /* when resizing */
+    int channels;               /* 0 = by the images (3 when any holds colour), else 1 or 3 */
+    int labels;                 /* labels from the first-level subfolders */
 } cuvae_image_opts;
 
 /* The options a config asks for (data.image_size, resize_filter, image_channels, folder_labels);
@@ -51,11 +51,11 @@ void cuvae_image_opts_from_config(cuvae_image_opts *o, const cuvae_config *c);
 int cuvae_image_dir_is(const char *path);
 
 /* The folder's files and all their headers (limit > 0 keeps the first `limit` images, but the
- * shape and channels are the whole folder's): as cuvae_idx_peek_images, no pixel decoded. *staging: the bytes decoding one image takes at most
- * (the file, its decoded pixels, a resize row). */
-int cuvae_image_dir_peek(const char *dir, const cuvae_image_opts *o, int64_t limit,
-                         int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
-                         uint64_t *staging, cuvae_status *st);
+ * shape and channels are the whole folder's): as cuvae_idx_peek_images, no pixel decoded. *staging:
+ * the bytes decoding one image takes at most (the file, its decoded pixels, a resize row). */
+int cuvae_image_dir_peek(const char *dir, const cuvae_image_opts *o, int64_t limit, int64_t *n_kept,
+                         int64_t *n_file, int *channels, int *rows, int *cols, uint64_t *staging,
+                         cuvae_status *st);
 
 /* Loads the first `limit` (0 = all) images; with o->labels also ds->labels and the class names
  * (ds->class_names). *n_file: the images in the folder. */

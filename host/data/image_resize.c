@@ -14,9 +14,9 @@
 #include <string.h>
 
 typedef struct {
-    int *first;  /* [m] first source index of each output index's taps */
-    int *count;  /* [m] */
-    double *w;   /* [m, taps] */
+    int *first; /* [m] first source index of each output index's taps */
+    int *count; /* [m] */
+    double *w;  /* [m, taps] */
     int taps;
 } axis_taps;
 
@@ -27,8 +27,9 @@ static void axis_free(axis_taps *a)
     free(a->w);
 }
 
-/* Output index i of m covers source [o + i s, o + (i + 1) s) of n pixels. */
-static int axis_build(axis_taps *a, int n, int m, double s, double o, cuvae_resize_filter f,
+/* Output index i of m covers source [o + i s, o + (i + 1) s); the taps' indices may fall outside
+ * the source (clampi repeats its edge). */
+static int axis_build(axis_taps *a, int m, double s, double o, cuvae_resize_filter f,
                       cuvae_status *st)
 {
     a->taps = f == CUVAE_RESIZE_BOX ? (int)ceil(s) + 2 : 2;
@@ -57,7 +58,6 @@ static int axis_build(axis_taps *a, int n, int m, double s, double o, cuvae_resi
         }
         a->first[i] = j0;
         a->count[i] = k;
-        (void)n;
     }
     return 0;
 }
@@ -75,8 +75,8 @@ int cuvae_image_resize(const uint8_t *src, int w, int h, int channels, int rows,
     axis_taps ay = {0}, ax = {0};
     double *acc = cuvae_malloc((size_t)w * (size_t)channels * sizeof *acc, "a resized row", st);
     int rc = -1;
-    if (!acc || axis_build(&ay, h, rows, s, (h - rows * s) / 2, f, st) ||
-        axis_build(&ax, w, cols, s, (w - cols * s) / 2, f, st))
+    if (!acc || axis_build(&ay, rows, s, (h - rows * s) / 2, f, st) ||
+        axis_build(&ax, cols, s, (w - cols * s) / 2, f, st))
         goto done;
     size_t plane = (size_t)rows * (size_t)cols, rw = (size_t)w * (size_t)channels;
     for (int r = 0; r < rows; r++) {
@@ -92,11 +92,13 @@ int cuvae_image_resize(const uint8_t *src, int w, int h, int channels, int rows,
             for (int ch = 0; ch < channels; ch++) {
                 double v = 0;
                 for (int t = 0; t < ax.count[c]; t++)
-                    v += wx[t] * acc[(size_t)clampi(ax.first[c] + t, w) * (size_t)channels +
-                                     (size_t)ch];
+                    v += wx[t] *
+                         acc[(size_t)clampi(ax.first[c] + t, w) * (size_t)channels + (size_t)ch];
                 v = floor(v + 0.5);
                 out[(size_t)ch * plane + (size_t)r * (size_t)cols + (size_t)c] =
-                    (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                    (uint8_t)(v < 0     ? 0
+                              : v > 255 ? 255
+                                        : v);
             }
         }
     }
