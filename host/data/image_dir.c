@@ -374,6 +374,17 @@ fail:
     return -1;
 }
 
+/* The folder's path without trailing '/' (but "/" stays), so that file names join cleanly. */
+static int trim_dir(const char *dir, char *out, size_t len, cuvae_status *st)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    if (n >= len) return cuvae_fail(st, "%s: path longer than %zu bytes", dir, len - 1);
+    memcpy(out, dir, n);
+    out[n] = '\0';
+    return 0;
+}
+
 int cuvae_image_dir_is(const char *path)
 {
     struct stat sb;
@@ -394,7 +405,8 @@ int cuvae_image_dir_peek(const char *dir, const cuvae_image_opts *o, int64_t lim
                          cuvae_status *st)
 {
     dir_scan s;
-    if (scan_dir(&s, dir, o, limit, st)) return -1;
+    char root[PATH_MAX];
+    if (trim_dir(dir, root, sizeof root, st) || scan_dir(&s, root, o, limit, st)) return -1;
     *n_kept = s.n_kept;
     *n_file = s.files.n;
     *channels = s.channels;
@@ -445,14 +457,15 @@ int cuvae_image_dir_load(cuvae_dataset *ds, const char *dir, const cuvae_image_o
 {
     memset(ds, 0, sizeof *ds);
     dir_scan s;
-    if (scan_dir(&s, dir, o, limit, st)) return -1;
+    char root[PATH_MAX];
+    if (trim_dir(dir, root, sizeof root, st) || scan_dir(&s, root, o, limit, st)) return -1;
     ds->n = s.n_kept;
     ds->channels = s.channels;
     ds->rows = s.rows;
     ds->cols = s.cols;
     ds->d = s.channels * s.rows * s.cols;
     ds->pixels = cuvae_malloc((size_t)ds->n * (size_t)ds->d, "image pixels", st);
-    int rc = ds->pixels ? decode_all(ds, &s, dir, o, st) : -1;
+    int rc = ds->pixels ? decode_all(ds, &s, root, o, st) : -1;
     if (!rc && o->labels) {
         ds->labels = cuvae_malloc((size_t)ds->n, "image labels", st);
         ds->class_names =
