@@ -47,7 +47,7 @@ for kind in grey colour; do
     [ -s "$T/$kind/classes.json" ] || fail "$kind: no classes.json"
     [ "$kind" = colour ] && expect_out "examples of 12x12 RGB"
     expect_rc 0 "$BIN" eval "$T/$kind/model.safetensors" --samples 5 --device cpu
-    expect_out "200"
+    expect_out "examples               200"
     expect_rc 0 "$BIN" sample "$T/$kind/model.safetensors" --n 4 --device cpu --out "$T/$kind-s.png"
     expect_rc 0 "$BIN" reconstruct "$T/$kind/model.safetensors" --n 4 --device cpu \
         --out "$T/$kind-r.png"
