@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what cuvae needs on Debian (12 or newer) when it is missing. `--test` adds what only the
-# test suite uses (clang's libFuzzer runtime, Python with PyTorch for the interop test).
+# test suite uses (clang's libFuzzer runtime, Python with PyTorch for the interop test, Pillow to
+# write the JPEG test images).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config zlib1g-dev libopenblas-dev libinih-dev libjansson-dev
-      dataset-fashion-mnist python3)
+      libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist python3)
 if [ "${1:-}" = "--test" ]; then
-    pkgs+=(clang libclang-rt-dev python3-numpy python3-torch)
+    pkgs+=(clang libclang-rt-dev python3-numpy python3-torch python3-pil)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -32,6 +32,10 @@ DEFAULTS = {
         "binarize": "dynamic",
         "limit_train": "0",
         "limit_test": "0",
+        "image_size": "",  # image folders: the peers read IDX files only
+        "resize_filter": "box",
+        "image_channels": "auto",
+        "folder_labels": "0",
     },
     "model": {"hidden": "512,256", "encoder": "", "decoder": "", "latent": "32",
               "likelihood": "bernoulli", "gaussian_sigma": "1.0"},

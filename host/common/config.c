@@ -75,7 +75,46 @@ static int set_string(const cuvae_key_spec *k, cuvae_config *c, const char *v, c
         snprintf(why, why_len, "expected a path without %s, got '%.500s'", bad, shown);
         return -1;
     }
+    int rows, cols;
+    if (!strcmp(k->section, "data") && !strcmp(k->key, "image_size") &&
+        cuvae_parse_image_size(v, &rows, &cols)) {
+        char shown[4 * CUVAE_PATH_LEN];
+        cuvae_escape(v, shown, sizeof shown);
+        char allowed[100];
+        cuvae_key_allowed(k, allowed, sizeof allowed);
+        snprintf(why, why_len, "expected %s (e.g. 64 or 48x64), got '%.300s'", allowed, shown);
+        return -1;
+    }
     memcpy((char *)c + k->offset, v, n + 1);
+    return 0;
+}
+
+/* A side: decimal digits only, in [1, CUVAE_IMAGE_SIZE_MAX]; *end after it. */
+static int image_side(const char *p, const char **end)
+{
+    long v = 0;
+    const char *q = p;
+    while (*q >= '0' && *q <= '9' && v <= CUVAE_IMAGE_SIZE_MAX) v = v * 10 + (*q++ - '0');
+    *end = q;
+    return q == p || v < 1 || v > CUVAE_IMAGE_SIZE_MAX ? -1 : (int)v;
+}
+
+int cuvae_parse_image_size(const char *v, int *rows, int *cols)
+{
+    if (!*v) {
+        *rows = *cols = 0;
+        return 0;
+    }
+    const char *end;
+    int h = image_side(v, &end), w = h;
+    if (h < 0) return -1;
+    if (*end == 'x') {
+        w = image_side(end + 1, &end);
+        if (w < 0) return -1;
+    }
+    if (*end) return -1;
+    *rows = h;
+    *cols = w;
     return 0;
 }
 

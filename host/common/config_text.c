@@ -48,7 +48,10 @@ void cuvae_key_allowed(const cuvae_key_spec *k, char *buf, size_t len)
         snprintf(buf, len, "a boolean (0, 1, true, false, yes, no)");
         break;
     case CUVAE_KEY_STRING:
-        snprintf(buf, len, "a path of at most %d characters", CUVAE_PATH_LEN - 1);
+        if (!strcmp(k->section, "data") && !strcmp(k->key, "image_size"))
+            snprintf(buf, len, "empty, N or HxW with sides in [1, %d]", CUVAE_IMAGE_SIZE_MAX);
+        else
+            snprintf(buf, len, "a path of at most %d characters", CUVAE_PATH_LEN - 1);
         break;
     case CUVAE_KEY_ENUM: {
         size_t used = (size_t)snprintf(buf, len, "one of ");
