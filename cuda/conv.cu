@@ -70,8 +70,8 @@ __device__ __forceinline__ static void store_val(cuvae_bf16 *p, size_t i, float 
 
 /* y [B, C, HW] = src + b[c], then ReLU; in fp32, one rounding into T. src may be y. */
 template <typename S, typename T>
-static __global__ void bias_act_kernel(const S *src, const T *b, T *y, size_t total, int C,
-                                       int HW, int relu)
+static __global__ void bias_act_kernel(const S *src, const T *b, T *y, size_t total, int C, int HW,
+                                       int relu)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
@@ -105,8 +105,7 @@ static __global__ void bias_grad_kernel(const float *dy, int B, int C, int HW, f
 
 /* v = src (masked by x > 0 when x is not NULL); d32 [i] = v and d16 [i] = bf16(v) where given. */
 template <typename S, typename X>
-static __global__ void mask_kernel(const S *src, const X *x, float *d32, cuvae_bf16 *d16,
-                                   size_t n)
+static __global__ void mask_kernel(const S *src, const X *x, float *d32, cuvae_bf16 *d16, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
@@ -153,8 +152,9 @@ static int layer_geom(const cuvae_layer *l, conv_geom *g, cuvae_status *st)
     int k = l->kernel, s = l->stride, p = l->padding;
     if (k < 1 || s < 1 || p < 0 || in.c < 1 || in.h < 1 || in.w < 1 || out.c < 1 || out.h < 1 ||
         out.w < 1)
-        return cuvae_fail(st, "conv: kernel %d stride %d padding %d, shapes %dx%dx%d -> %dx%dx%d: "
-                              "expected positive sizes",
+        return cuvae_fail(st,
+                          "conv: kernel %d stride %d padding %d, shapes %dx%dx%d -> %dx%dx%d: "
+                          "expected positive sizes",
                           k, s, p, in.c, in.h, in.w, out.c, out.h, out.w);
     g->transposed = l->kind == CUVAE_LAYER_CONV_TRANSPOSE2D;
     const cuvae_shape big = g->transposed ? out : in, small = g->transposed ? in : out;
@@ -171,9 +171,11 @@ static int layer_geom(const cuvae_layer *l, conv_geom *g, cuvae_status *st)
      * run backwards: (H-1)s - 2p + k gives H back exactly. */
     int want_h = (big.h + 2 * p - k) / s + 1, want_w = (big.w + 2 * p - k) / s + 1;
     if (big.h + 2 * p < k || big.w + 2 * p < k || want_h != small.h || want_w != small.w ||
-        (g->transposed && ((in.h - 1) * s - 2 * p + k != out.h || (in.w - 1) * s - 2 * p + k != out.w)))
-        return cuvae_fail(st, "conv: shapes %dx%dx%d -> %dx%dx%d do not fit kernel %d stride %d "
-                              "padding %d",
+        (g->transposed &&
+         ((in.h - 1) * s - 2 * p + k != out.h || (in.w - 1) * s - 2 * p + k != out.w)))
+        return cuvae_fail(st,
+                          "conv: shapes %dx%dx%d -> %dx%dx%d do not fit kernel %d stride %d "
+                          "padding %d",
                           in.c, in.h, in.w, out.c, out.h, out.w, k, s, p);
     if ((size_t)in.c * (size_t)in.h * (size_t)in.w != (size_t)l->in ||
         (size_t)out.c * (size_t)out.h * (size_t)out.w != (size_t)l->out ||
@@ -267,8 +269,8 @@ static int conv_setup(cuvae_cuda_ctx *ctx, cudaStream_t stream, cuvae_status *st
         ctx->cudnn_stream = stream;
     }
     if (!ctx->conv_ws) {
-        if (cuvae_cuda_alloc(ctx, &ctx->conv_ws, CUVAE_CONV_WORKSPACE_BYTES,
-                             "the cuDNN workspace", st))
+        if (cuvae_cuda_alloc(ctx, &ctx->conv_ws, CUVAE_CONV_WORKSPACE_BYTES, "the cuDNN workspace",
+                             st))
             return -1;
         ctx->conv_ws_bytes = CUVAE_CONV_WORKSPACE_BYTES;
     }
@@ -283,9 +285,10 @@ static int pick(const P *r, int n, int tensor_ops, size_t limit, int *determinis
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++) {
             if (r[i].status != CUDNN_STATUS_SUCCESS || r[i].memory > limit) continue;
-            /* fp32: no tensor-op math (TF32); the descriptor keeps CUDNN_FMA_MATH. */
-            if (!tensor_ops && (r[i].mathType == CUDNN_TENSOR_OP_MATH ||
-                                r[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
+            /* Never a conversion to fp16 (ALLOW_CONVERSION); under fp32 no tensor-op math
+             * (TF32) either: the descriptor keeps CUDNN_FMA_MATH. */
+            if (r[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ||
+                (!tensor_ops && r[i].mathType == CUDNN_TENSOR_OP_MATH))
                 continue;
             if (pass == 0 && r[i].determinism != CUDNN_DETERMINISTIC) continue;
             *deterministic = pass == 0;
@@ -353,8 +356,7 @@ static int plan_build(cuvae_cuda_ctx *ctx, cuvae_conv_plan *p, cuvae_status *st)
         CUDNN_CHECK(st, cudnnCreateConvolutionDescriptor(&p->conv[d]));
         /* PyTorch's convolution is a cross-correlation; accumulation in fp32 either way. */
         CUDNN_CHECK(st, cudnnSetConvolution2dDescriptor(p->conv[d], g->p, g->p, g->s, g->s, 1, 1,
-                                                        CUDNN_CROSS_CORRELATION,
-                                                        CUDNN_DATA_FLOAT));
+                                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
         CUDNN_CHECK(st, cudnnSetConvolutionMathType(p->conv[d], k->tensor_ops ? CUDNN_TENSOR_OP_MATH
                                                                               : CUDNN_FMA_MATH));
     }
@@ -396,8 +398,9 @@ static int plan_get(cuvae_cuda_ctx *ctx, const conv_key *key, cudaStream_t strea
     if (plan_build(ctx, p, st)) {
         plan_destroy(p);
         /* The slot stays zeroed; a zero key matches no real shape (rows >= 1). */
-        return cuvae_fail_prefix(st, "conv %dx%dx%d <-> %dx%dx%d, kernel %d stride %d padding %d, "
-                                     "%d rows, %s",
+        return cuvae_fail_prefix(st,
+                                 "conv %dx%dx%d <-> %dx%dx%d, kernel %d stride %d padding %d, "
+                                 "%d rows, %s",
                                  key->g.big_c, key->g.big_h, key->g.big_w, key->g.small_c,
                                  key->g.small_h, key->g.small_w, key->g.k, key->g.s, key->g.p,
                                  key->rows, key->bf16 ? "bf16" : "fp32");
@@ -410,6 +413,17 @@ static int plan_get(cuvae_cuda_ctx *ctx, const conv_key *key, cudaStream_t strea
 static size_t dw_tail_bytes(const cuvae_layer *l, int bf16)
 {
     return bf16 ? (l->w_count * sizeof(cuvae_bf16) + 255) / 256 * 256 : 0;
+}
+
+/* A bf16 weight gradient takes at most half the workspace. */
+static int check_tail(size_t tail, cuvae_status *st)
+{
+    if (tail > CUVAE_CONV_WORKSPACE_BYTES / 2)
+        return cuvae_fail(st,
+                          "conv: a bf16 weight gradient of %.1f MiB exceeds half the cuDNN "
+                          "workspace (%.0f MiB)",
+                          cuvae_mib(tail), cuvae_mib(CUVAE_CONV_WORKSPACE_BYTES));
+    return 0;
 }
 
 static void make_key(cuvae_cuda_ctx *ctx, const conv_geom *g, int rows, cuvae_operand op,
@@ -435,8 +449,7 @@ static int rows_per_call(const cuvae_layer *l)
 
 int cuvae_conv_forward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer *l, const void *x,
                        const void *w, const void *b, int B, void *y, cudaDataType_t y_type,
-                       float *scratch, cuvae_relu_mask *mask, cudaStream_t stream,
-                       cuvae_status *st)
+                       float *scratch, cuvae_relu_mask *mask, cudaStream_t stream, cuvae_status *st)
 {
     conv_geom g;
     if (layer_geom(l, &g, st)) return -1;
@@ -457,6 +470,7 @@ int cuvae_conv_forward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer 
     int relu = l->act == CUVAE_ACT_RELU;
     int C = l->out_shape.c, HW = l->out_shape.h * l->out_shape.w;
     int step = rows_per_call(l);
+    if (check_tail(dw_tail_bytes(l, bf16), st)) return -1;
     const float one = 1.0f, zero = 0.0f;
     for (int r0 = 0; r0 < B; r0 += step) {
         int rows = B - r0 < step ? B - r0 : step;
@@ -470,10 +484,9 @@ int cuvae_conv_forward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer 
         /* cuDNN's result: y itself, or (bf16 into fp32 y) the scratch. */
         void *res = widen ? (void *)scratch : (void *)yo;
         if (g.transposed)
-            CUDNN_CHECK(st, cudnnConvolutionBackwardData(ctx->cudnn, &one, p->filt, w, p->small,
-                                                         xi, p->conv[DIR_DATA], p->data,
-                                                         ctx->conv_ws, p->ws[DIR_DATA], &zero,
-                                                         p->big, res));
+            CUDNN_CHECK(st, cudnnConvolutionBackwardData(ctx->cudnn, &one, p->filt, w, p->small, xi,
+                                                         p->conv[DIR_DATA], p->data, ctx->conv_ws,
+                                                         p->ws[DIR_DATA], &zero, p->big, res));
         else
             CUDNN_CHECK(st, cudnnConvolutionForward(ctx->cudnn, &one, p->big, xi, p->filt, w,
                                                     p->conv[DIR_FWD], p->fwd, ctx->conv_ws,
@@ -484,9 +497,9 @@ int cuvae_conv_forward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer 
             bias_act_kernel<cuvae_bf16, float><<<grid, CONV_THREADS, 0, stream>>>(
                 (const cuvae_bf16 *)res, (const float *)b, (float *)yo, total, C, HW, relu);
         else if (bf16)
-            bias_act_kernel<cuvae_bf16, cuvae_bf16><<<grid, CONV_THREADS, 0, stream>>>(
-                (const cuvae_bf16 *)yo, (const cuvae_bf16 *)b, (cuvae_bf16 *)yo, total, C, HW,
-                relu);
+            bias_act_kernel<cuvae_bf16, cuvae_bf16>
+                <<<grid, CONV_THREADS, 0, stream>>>((const cuvae_bf16 *)yo, (const cuvae_bf16 *)b,
+                                                    (cuvae_bf16 *)yo, total, C, HW, relu);
         else
             bias_act_kernel<float, float><<<grid, CONV_THREADS, 0, stream>>>(
                 (const float *)yo, (const float *)b, (float *)yo, total, C, HW, relu);
@@ -505,16 +518,16 @@ int cuvae_conv_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer
     if (B < 1) return cuvae_fail(st, "conv backward: batch %d: expected positive", B);
     int bf16 = op == CUVAE_OPERAND_BF16;
     const void *dy_in = bf16 ? (const void *)dy_op : (const void *)dy;
-    if (!x || !w || !dy || !dy_in || !dw)
-        return cuvae_fail(st, "conv backward: a NULL buffer");
+    if (!x || !w || !dy || !dy_in || !dw) return cuvae_fail(st, "conv backward: a NULL buffer");
     if (!bf16 && dx_op) return cuvae_fail(st, "conv backward: an operand copy of dx under fp32");
     if (db_prev && (!dx || !x_relu))
         return cuvae_fail(st, "conv backward: the previous layer's bias gradient needs dx of a "
                               "ReLU input");
     if (B > rows_per_call(l))
-        return cuvae_fail(st, "conv backward: %d rows of %d and %d values exceed cuDNN's 2^31",
-                          B, l->in, l->out);
+        return cuvae_fail(st, "conv backward: %d rows of %d and %d values exceed cuDNN's 2^31", B,
+                          l->in, l->out);
     size_t tail = dw_tail_bytes(l, bf16);
+    if (check_tail(tail, st)) return -1;
     conv_key key;
     make_key(ctx, &g, B, op, tail, &key);
     cuvae_conv_plan *p;
@@ -525,13 +538,12 @@ int cuvae_conv_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer
     void *dw_out = bf16 ? (void *)((char *)ctx->conv_ws + (ctx->conv_ws_bytes - tail)) : dw;
     /* big/small operands of Filt and the input-gradient direction, by kind. */
     const void *big_in = g.transposed ? dy_in : x, *small_in = g.transposed ? x : dy_in;
-    CUDNN_CHECK(st, cudnnConvolutionBackwardFilter(ctx->cudnn, &one, p->big, big_in, p->small,
-                                                   small_in, p->conv[DIR_FILT], p->filt_algo,
-                                                   ctx->conv_ws, p->ws[DIR_FILT], &zero, p->filt,
-                                                   dw_out));
+    CUDNN_CHECK(st, cudnnConvolutionBackwardFilter(
+                        ctx->cudnn, &one, p->big, big_in, p->small, small_in, p->conv[DIR_FILT],
+                        p->filt_algo, ctx->conv_ws, p->ws[DIR_FILT], &zero, p->filt, dw_out));
     if (bf16) {
-        f32_from_bf16_kernel<<<cuvae_grid_for(l->w_count, CONV_THREADS), CONV_THREADS, 0,
-                               stream>>>((const cuvae_bf16 *)dw_out, dw, l->w_count);
+        f32_from_bf16_kernel<<<cuvae_grid_for(l->w_count, CONV_THREADS), CONV_THREADS, 0, stream>>>(
+            (const cuvae_bf16 *)dw_out, dw, l->w_count);
         CUDA_CHECK_LAUNCH(st);
     }
     if (db) {
@@ -556,8 +568,8 @@ int cuvae_conv_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer
         /* Every read of dy_op is enqueued above: the staging copy may now take its place. */
         cuvae_bf16 *stage = (cuvae_bf16 *)(dx_op ? dx_op : dy_op);
         const cuvae_bf16 *xr = x_relu ? (const cuvae_bf16 *)x : NULL;
-        mask_kernel<cuvae_bf16, cuvae_bf16><<<grid, CONV_THREADS, 0, stream>>>(
-            (const cuvae_bf16 *)dx, xr, NULL, stage, n);
+        mask_kernel<cuvae_bf16, cuvae_bf16>
+            <<<grid, CONV_THREADS, 0, stream>>>((const cuvae_bf16 *)dx, xr, NULL, stage, n);
         CUDA_CHECK_LAUNCH(st);
         mask_kernel<cuvae_bf16, cuvae_bf16>
             <<<grid, CONV_THREADS, 0, stream>>>(stage, NULL, dx, NULL, n);
@@ -568,8 +580,8 @@ int cuvae_conv_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer
         CUDA_CHECK_LAUNCH(st);
     }
     if (db_prev) {
-        column_sum_kernel<<<cuvae_grid_for((size_t)l->in, CONV_THREADS), CONV_THREADS, 0,
-                            stream>>>(dx, B, l->in, db_prev);
+        column_sum_kernel<<<cuvae_grid_for((size_t)l->in, CONV_THREADS), CONV_THREADS, 0, stream>>>(
+            dx, B, l->in, db_prev);
         CUDA_CHECK_LAUNCH(st);
     }
     return 0;
@@ -594,8 +606,7 @@ static int no_cudnn(cuvae_status *st)
 
 int cuvae_conv_forward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer *l, const void *x,
                        const void *w, const void *b, int B, void *y, cudaDataType_t y_type,
-                       float *scratch, cuvae_relu_mask *mask, cudaStream_t stream,
-                       cuvae_status *st)
+                       float *scratch, cuvae_relu_mask *mask, cudaStream_t stream, cuvae_status *st)
 {
     (void)ctx, (void)op, (void)l, (void)x, (void)w, (void)b, (void)B, (void)y, (void)y_type;
     (void)scratch, (void)mask, (void)stream;

@@ -11,9 +11,9 @@
  *        before it lands in the fp32 gradients. Bias and bias gradients are added and summed in
  *        fp32 by the kernels of conv.cu.
  * Activations are [B, C*H*W] per example, NCHW. Weights: conv2d [out_c, in_c, k, k],
- * conv_transpose2d [in_c, out_c, k, k] (PyTorch's layouts); biases [out_c]. C twins: the CPU
- * backend's layer rows (cuvae_cpu_layer_ops, host/cpu). Every output is written ("="), never
- * accumulated.
+ * conv_transpose2d [in_c, out_c, k, k] (PyTorch's layouts); biases [out_c]. C twins:
+ * cuvae_cpu_conv_forward and cuvae_cpu_conv_backward (host/cpu/cpu_conv.c, the CPU backend's
+ * conv rows). Every output is written ("="), never accumulated.
  *
  * Plans: the descriptors and the three algorithms of a shape (rows, geometry, data type, math)
  * are chosen once, by cuDNN's heuristics (cudnnGet*Algorithm_v7), preferring deterministic

@@ -168,20 +168,19 @@ void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len)
                  cb->ctx.n_conv_plans,
                  cb->ctx.conv_nondeterministic ? " (some without a deterministic algorithm)" : "",
                  cuvae_mib(cb->ctx.conv_ws_bytes));
-    snprintf(buf, len,
-             "cuda (%s, %s, %d of %d GEMM plans with fused epilogues%s%s, step graph %s): params "
-             "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "
-             "evaluation %.1f MiB (%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB "
-             "in all",
-             cb->device_name, cuvae_precision_name(cb->ctx.precision), ps.fused, ps.plans, refused,
-             conv,
-             !cb->c.train.cuda_graph ? "off"
-             : cb->step_graph        ? "captured"
-                                     : "on, not yet captured",
-             cuvae_mib(g[CUDA_BUF_PARAMS]), cuvae_mib(g[CUDA_BUF_GRADS]),
-             cuvae_mib(g[CUDA_BUF_ADAM]), cuvae_mib(g[CUDA_BUF_ACTIVATIONS]), cb->max_batch,
-             cuvae_mib(cb->ev.bytes), cb->ev.cap_rows, cuvae_mib(data),
-             cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
+    snprintf(
+        buf, len,
+        "cuda (%s, %s, %d of %d GEMM plans with fused epilogues%s%s, step graph %s): params "
+        "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "
+        "evaluation %.1f MiB (%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB "
+        "in all",
+        cb->device_name, cuvae_precision_name(cb->ctx.precision), ps.fused, ps.plans, refused, conv,
+        !cb->c.train.cuda_graph ? "off"
+        : cb->step_graph        ? "captured"
+                                : "on, not yet captured",
+        cuvae_mib(g[CUDA_BUF_PARAMS]), cuvae_mib(g[CUDA_BUF_GRADS]), cuvae_mib(g[CUDA_BUF_ADAM]),
+        cuvae_mib(g[CUDA_BUF_ACTIVATIONS]), cb->max_batch, cuvae_mib(cb->ev.bytes), cb->ev.cap_rows,
+        cuvae_mib(data), cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
 }
 
 void cuvae_cuda_backend_destroy(cuvae_backend *be)

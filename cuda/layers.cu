@@ -70,13 +70,19 @@ static int conv_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_laye
     /* dy_op is the stack's gradient copy, which the loop rewrites layer by layer anyway: a conv
      * row may stage its input gradient there (conv.h). */
     return cuvae_conv_backward(ctx, op, l, x, at(w_src, l->w, cuvae_operand_size(op)), dy,
-                               (void *)dy_op, rows, grads + l->w, db_done ? NULL : grads + l->b,
-                               dx, dx_op, x_relu, db_prev, stream, st);
+                               (void *)dy_op, rows, grads + l->w, db_done ? NULL : grads + l->b, dx,
+                               dx_op, x_relu, db_prev, stream, st);
 }
 
-#define CONV_ROW {conv_forward, conv_backward, cuvae_conv_scratch_floats}
+#define CONV_ROW                                                                                   \
+    {                                                                                              \
+        conv_forward, conv_backward, cuvae_conv_scratch_floats                                     \
+    }
 #else
-#define CONV_ROW {NULL, NULL, NULL}
+#define CONV_ROW                                                                                   \
+    {                                                                                              \
+        NULL, NULL, NULL                                                                           \
+    }
 #endif
 
 /* Indexed by cuvae_layer_kind (positional: nvcc's C++ has no designated array initializers). */
