@@ -14,13 +14,14 @@
  *
  * Algorithms: chosen once per plan (rows, geometry, data type, math) from cuDNN's heuristics
  * (cudnnGet*Algorithm_v7), the first in its ranking that succeeds within the workspace, has the
- * math the precision allows, and is deterministic. Not Find (which times the candidates): timings
- * vary from run to run, so the chosen algorithm, and with it the rounding, would too; cuvae's
- * runs are reproducible (a resumed run repeats an uninterrupted one's numbers, a captured step
- * replays a direct one bit for bit), and the heuristics' choice is a function of the shape, GPU
- * and library only. Non-deterministic algorithms (atomics: BackwardData ALGO_0, BackwardFilter
- * ALGO_0 and ALGO_3) are taken only when no deterministic one qualifies, and counted
- * (ctx->conv_nondeterministic, shown by describe()).
+ * math the precision allows (fp32: no tensor ops, and no FFT or Winograd transform, whose
+ * rounding exceeds fp32's tolerances; never a conversion to fp16), and is deterministic. Not Find
+ * (which times the candidates): timings vary from run to run, so the chosen algorithm, and with it
+ * the rounding, would too; cuvae's runs are reproducible (a resumed run repeats an uninterrupted
+ * one's numbers, a captured step replays a direct one bit for bit), and the heuristics' choice is a
+ * function of the shape, GPU and library only. Non-deterministic algorithms (atomics: BackwardData
+ * ALGO_0, BackwardFilter ALGO_0 and ALGO_3) are taken only when no deterministic one qualifies, and
+ * counted (ctx->conv_nondeterministic, shown by describe()).
  *
  * bf16: cuDNN's bf16 configuration has every tensor in bf16, so the fp32 results are widened
  * from bf16: the weight gradient goes through the workspace's tail, a stack's fp32 last output
@@ -277,14 +278,34 @@ static int conv_setup(cuvae_cuda_ctx *ctx, cudaStream_t stream, cuvae_status *st
     return 0;
 }
 
+/* Algorithms that sum the products as a GEMM does. fp32 takes only these: the FFT and Winograd
+ * transforms round in ways a direct sum does not, beyond fp32's tolerances against the C twin. */
+static bool sums_products(cudnnConvolutionFwdAlgo_t a)
+{
+    return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ||
+           a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+           a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_DIRECT;
+}
+static bool sums_products(cudnnConvolutionBwdDataAlgo_t a)
+{
+    return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+}
+static bool sums_products(cudnnConvolutionBwdFilterAlgo_t a)
+{
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 ||
+           a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
+}
+
 /* The first of cuDNN's ranked results that ran, fits the workspace, has an allowed math type
- * and, on the first pass, is deterministic; -1 when none. */
+ * (and, under fp32, sums its products directly) and, on the first pass, is deterministic; -1
+ * when none. */
 template <typename P>
 static int pick(const P *r, int n, int tensor_ops, size_t limit, int *deterministic)
 {
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++) {
             if (r[i].status != CUDNN_STATUS_SUCCESS || r[i].memory > limit) continue;
+            if (!tensor_ops && !sums_products(r[i].algo)) continue;
             /* Never a conversion to fp16 (ALLOW_CONVERSION); under fp32 no tensor-op math
              * (TF32) either: the descriptor keeps CUDNN_FMA_MATH. */
             if (r[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ||
