@@ -26,10 +26,16 @@
  * bf16: cuDNN's bf16 configuration has every tensor in bf16, so the fp32 results are widened
  * from bf16: the weight gradient goes through the workspace's tail, a stack's fp32 last output
  * through the forward's scratch, and the input gradient through the fp32 dx buffer's first half
- * (as bf16), then the masked bf16 copy (dx_op, or dy_op once read), then dx in fp32. */
+ * (as bf16), then the masked bf16 copy (dx_op, or dy_op once read), then dx in fp32.
+ *
+ * Alignment: cuDNN gets 16-byte aligned tensors. Activations are (the buffer tables align them,
+ * and a call's rows are a multiple of 16); a layer's weights and weight gradient sit at its
+ * offset in the flat buffers, so when that is not aligned they go through the workspace's tail
+ * (a copy on the stream, captured with the rest). */
 #include "conv.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -430,20 +436,45 @@ static int plan_get(cuvae_cuda_ctx *ctx, const conv_key *key, cudaStream_t strea
     return 0;
 }
 
-/* The workspace's tail that holds a bf16 weight gradient before it is widened. */
-static size_t dw_tail_bytes(const cuvae_layer *l, int bf16)
+/* The workspace's tail, two slots of the layer's weight size in the operand type: a copy of the
+ * weights when theirs is not 16-byte aligned (a layer's offset in the flat buffer is arbitrary;
+ * cuDNN's vectorised kernels want aligned tensors), then the weight gradient when it cannot be
+ * written in place (bf16, widened afterwards; or fp32 at an unaligned address). */
+static size_t tail_slot_bytes(const cuvae_layer *l, cuvae_operand op)
 {
-    return bf16 ? (l->w_count * sizeof(cuvae_bf16) + 255) / 256 * 256 : 0;
+    return (l->w_count * cuvae_operand_size(op) + 255) / 256 * 256;
 }
 
-/* A bf16 weight gradient takes at most half the workspace. */
+static size_t tail_bytes(const cuvae_layer *l, cuvae_operand op)
+{
+    return 2 * tail_slot_bytes(l, op);
+}
+
+static int misaligned(const void *p)
+{
+    return ((uintptr_t)p & 15u) != 0;
+}
+
+/* The tail takes at most half the workspace. */
 static int check_tail(size_t tail, cuvae_status *st)
 {
     if (tail > CUVAE_CONV_WORKSPACE_BYTES / 2)
         return cuvae_fail(st,
-                          "conv: a bf16 weight gradient of %.1f MiB exceeds half the cuDNN "
-                          "workspace (%.0f MiB)",
+                          "conv: the weights need %.1f MiB of the cuDNN workspace, more than half "
+                          "of its %.0f MiB",
                           cuvae_mib(tail), cuvae_mib(CUVAE_CONV_WORKSPACE_BYTES));
+    return 0;
+}
+
+/* The weights as cuDNN reads them: w itself, or its copy in the tail's first slot. */
+static int aligned_weights(cuvae_cuda_ctx *ctx, const cuvae_layer *l, cuvae_operand op,
+                           const void **w, cudaStream_t stream, cuvae_status *st)
+{
+    if (!misaligned(*w)) return 0;
+    void *copy = (char *)ctx->conv_ws + (ctx->conv_ws_bytes - tail_bytes(l, op));
+    CUDA_CHECK(st, cudaMemcpyAsync(copy, *w, l->w_count * cuvae_operand_size(op),
+                                   cudaMemcpyDeviceToDevice, stream));
+    *w = copy;
     return 0;
 }
 
@@ -463,7 +494,8 @@ static int rows_per_call(const cuvae_layer *l)
 {
     int widest = l->in > l->out ? l->in : l->out;
     int most = INT_MAX / widest;
-    return most < 1 ? 1 : most;
+    /* A multiple of 16 rows, so that every call's tensors start 16-byte aligned. */
+    return most >= 16 ? most / 16 * 16 : most < 1 ? 1 : most;
 }
 
 /* ---- launchers ------------------------------------------------------------------------------- */
@@ -491,15 +523,17 @@ int cuvae_conv_forward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer 
     int relu = l->act == CUVAE_ACT_RELU;
     int C = l->out_shape.c, HW = l->out_shape.h * l->out_shape.w;
     int step = rows_per_call(l);
-    if (check_tail(dw_tail_bytes(l, bf16), st)) return -1;
+    size_t tail = tail_bytes(l, op);
+    if (check_tail(tail, st)) return -1;
     const float one = 1.0f, zero = 0.0f;
     for (int r0 = 0; r0 < B; r0 += step) {
         int rows = B - r0 < step ? B - r0 : step;
         conv_key key;
-        make_key(ctx, &g, rows, op, dw_tail_bytes(l, bf16), &key);
+        make_key(ctx, &g, rows, op, tail, &key);
         cuvae_conv_plan *p;
         if (plan_get(ctx, &key, stream, &p, st)) return cuvae_fail_prefix(st, "conv forward");
         if (ctx->plan_only) continue;
+        if (r0 == 0 && aligned_weights(ctx, l, op, &w, stream, st)) return -1;
         const char *xi = (const char *)x + (size_t)r0 * (size_t)l->in * osz;
         char *yo = (char *)y + (size_t)r0 * (size_t)l->out * ysz;
         /* cuDNN's result: y itself, or (bf16 into fp32 y) the scratch. */
@@ -547,16 +581,21 @@ int cuvae_conv_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer
     if (B > rows_per_call(l))
         return cuvae_fail(st, "conv backward: %d rows of %d and %d values exceed cuDNN's 2^31", B,
                           l->in, l->out);
-    size_t tail = dw_tail_bytes(l, bf16);
+    size_t tail = tail_bytes(l, op);
     if (check_tail(tail, st)) return -1;
     conv_key key;
     make_key(ctx, &g, B, op, tail, &key);
     cuvae_conv_plan *p;
     if (plan_get(ctx, &key, stream, &p, st)) return cuvae_fail_prefix(st, "conv backward");
     if (ctx->plan_only) return 0;
+    if (aligned_weights(ctx, l, op, &w, stream, st)) return -1;
     const float one = 1.0f, zero = 0.0f;
-    /* The weight gradient: fp32 straight into dw, bf16 into the workspace's tail. */
-    void *dw_out = bf16 ? (void *)((char *)ctx->conv_ws + (ctx->conv_ws_bytes - tail)) : dw;
+    /* The weight gradient: straight into dw (fp32, aligned), else into the tail's second slot. */
+    int dw_via_tail = bf16 || misaligned(dw);
+    void *dw_out =
+        dw_via_tail
+            ? (void *)((char *)ctx->conv_ws + (ctx->conv_ws_bytes - tail) + tail_slot_bytes(l, op))
+            : (void *)dw;
     /* big/small operands of Filt and the input-gradient direction, by kind. */
     const void *big_in = g.transposed ? dy_in : x, *small_in = g.transposed ? x : dy_in;
     CUDNN_CHECK(st, cudnnConvolutionBackwardFilter(
@@ -566,6 +605,9 @@ int cuvae_conv_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer
         f32_from_bf16_kernel<<<cuvae_grid_for(l->w_count, CONV_THREADS), CONV_THREADS, 0, stream>>>(
             (const cuvae_bf16 *)dw_out, dw, l->w_count);
         CUDA_CHECK_LAUNCH(st);
+    } else if (dw_via_tail) {
+        CUDA_CHECK(st, cudaMemcpyAsync(dw, dw_out, l->w_count * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, stream));
     }
     if (db) {
         bias_grad_kernel<<<l->out_shape.c, BIAS_GRAD_THREADS, 0, stream>>>(

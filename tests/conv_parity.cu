@@ -218,7 +218,9 @@ static void run_case(cuvae_cuda_ctx *ctx, const conv_case *c)
 
 /* conv2d: Fashion-MNIST's first layer; odd non-square sizes; a stride-2 layer whose last row and
  * column no window reaches (their input gradient must be 0); 64x64 colour; an encoder-like
- * stack (conv, conv, linear: a linear layer on a conv's ReLU output); 256x256 colour. */
+ * stack (conv, conv, linear: a linear layer on a conv's ReLU output); a conv on a conv's ReLU
+ * output whose weights sit at an offset of 30 floats (not 16-byte aligned in fp32 or bf16);
+ * 256x256 colour. */
 static const conv_case CONV2D_CASES[] = {
     {"conv 1x28x28 -> 4, k4 s2 p1, relu", {1, 28, 28}, 3, 1, {{CONV, 4, 4, 2, 1, RELU, {0, 0, 0}}}},
     {"conv 3x13x11 -> 5, k3 s1 p0", {3, 13, 11}, 5, 1, {{CONV, 5, 3, 1, 0, NONE, {0, 0, 0}}}},
@@ -236,12 +238,18 @@ static const conv_case CONV2D_CASES[] = {
      {{CONV, 8, 4, 2, 1, RELU, {0, 0, 0}},
       {CONV, 16, 4, 2, 1, RELU, {0, 0, 0}},
       {LIN, 10, 0, 0, 0, NONE, {0, 0, 0}}}},
+    {"stack conv 1x12x12 -> 3 (relu) -> 5, the second's weights unaligned",
+     {1, 12, 12},
+     3,
+     2,
+     {{CONV, 3, 3, 1, 1, RELU, {0, 0, 0}}, {CONV, 5, 3, 2, 1, NONE, {0, 0, 0}}}},
     {"conv 3x256x256 -> 8, k4 s2 p1", {3, 256, 256}, 2, 1, {{CONV, 8, 4, 2, 1, NONE, {0, 0, 0}}}},
 };
 
 /* conv_transpose2d: the conv2d cases' mirrors, a decoder-like stack (linear with ReLU reshaped to
  * 16x7x7, then two transposed convs: the linear layer's bias gradient comes from the conv's
- * backward), and a 128x128 -> 256x256 colour output. */
+ * backward), two transposed convs with the second's weights at an offset of 57 floats, and a
+ * 128x128 -> 256x256 colour output. */
 static const conv_case CONVT_CASES[] = {
     {"convt 4x7x7 -> 1, k4 s2 p1", {4, 7, 7}, 3, 1, {{CONVT, 1, 4, 2, 1, NONE, {0, 0, 0}}}},
     {"convt 3x5x6 -> 3, k3 s1 p0, relu", {3, 5, 6}, 5, 1, {{CONVT, 3, 3, 1, 0, RELU, {0, 0, 0}}}},
@@ -263,6 +271,11 @@ static const conv_case CONVT_CASES[] = {
      {{LIN, 16 * 7 * 7, 0, 0, 0, RELU, {0, 0, 0}},
       {CONVT, 8, 4, 2, 1, RELU, {16, 7, 7}},
       {CONVT, 1, 4, 2, 1, NONE, {0, 0, 0}}}},
+    {"stack convt 2x5x5 -> 3 (relu) -> 2, the second's weights unaligned",
+     {2, 5, 5},
+     3,
+     2,
+     {{CONVT, 3, 3, 1, 0, RELU, {0, 0, 0}}, {CONVT, 2, 4, 2, 1, NONE, {0, 0, 0}}}},
     {"convt 8x128x128 -> 3, k4 s2 p1", {8, 128, 128}, 2, 1, {{CONVT, 3, 4, 2, 1, NONE, {0, 0, 0}}}},
 };
 
