@@ -7,9 +7,9 @@
 #     gpu_epilogues' fused/refused counts are quoted); ten epochs of the default config and the
 #     K = 5000 bound of the full test set; run_peers --epoch 10 (cuvae against PyTorch eager)
 #     with the step graph off and on; compute-sanitizer memcheck on a short run with the step
-#     graph on and on a short eval, racecheck on a short run, memcheck on a short conv run (bf16,
-#     step graph on); which cuDNN the build found (the toolkit's, or the PyTorch wheel's library
-#     with the carried headers).
+#     graph on and on a short eval, racecheck on a short run; before those, memcheck on a short
+#     conv run (bf16, step graph on); which cuDNN the build found (the toolkit's, or the
+#     PyTorch wheel's library with the carried headers).
 #   bash bench/device_check.sh 2   (at most 4 minutes)
 #     build (a no-op on a machine still warm from command 1); the peers at batch 128 and 4096;
 #     the large config in bf16 and tf32 against its GEMMs alone; time to quality (the long config
@@ -325,6 +325,15 @@ sanitize() { # sanitize TOOL WHAT LIMIT CMD...
 command1() {
     gpu_tests
     [ ${#data_args[@]} -gt 0 ] || return 0
+    # First of the sanitizer runs, the conv layers being the newest device code: a conv VAE's
+    # steps (cuDNN forward and backward, the bias, ReLU and widening kernels of conv.cu), direct
+    # and replayed from the captured graph, in bf16 (where every kernel of conv.cu runs).
+    rm -rf /tmp/cuvae_conv_sanitize
+    sanitize memcheck "conv train, bf16, step graph on" 60 "$bin" train configs/smoke.ini \
+        "${data_args[@]}" data.limit_train=256 data.validation=64 data.limit_test=64 \
+        train.epochs=1 train.batch_size=32 train.device=cuda train.precision=bf16 \
+        train.cuda_graph=1 output.images=0 'model.encoder=conv 8, conv 16, linear 32' \
+        output.dir=/tmp/cuvae_conv_sanitize
     train_and_bound 10-epochs configs/fashion_mnist.ini /tmp/cuvae_fm10 90
     for g in 0 1; do
         run 75 "$out/epochs-peers-graph$g.log" "$py" bench/run_peers.py configs/fashion_mnist.ini \
@@ -349,12 +358,6 @@ $(grep -E '^ +(1|10) |test negative ELBO' "$out/epochs-peers-graph$g.log" 2>/dev
     fi
     sanitize racecheck "train, step graph off" 60 "$bin" train "${small[@]}" \
         train.cuda_graph=0 data.limit_train=128 output.dir=/tmp/cuvae_race
-    # A conv VAE's step (cuDNN forward and backward, bias, ReLU and widening kernels), direct and
-    # replayed from the captured graph, in bf16 (every conv kernel of conv.cu runs there).
-    rm -rf /tmp/cuvae_conv_sanitize
-    sanitize memcheck "conv train, bf16, step graph on" 75 "$bin" train "${small[@]}" \
-        data.limit_train=256 train.batch_size=32 train.precision=bf16 train.cuda_graph=1 \
-        'model.encoder=conv 8, conv 16, linear 32' output.dir=/tmp/cuvae_conv_sanitize
 }
 
 command2() {
