@@ -241,8 +241,8 @@ if [ $build_ok = 1 ] && [ -z "$dry" ]; then
         gpu_ok=1
     fi
     # Without cuDNN the conv rows only check the refusal: that is no pass of issue 14.
-    if grep -hq 'cuvae: cuDNN [0-9]*:' "$out"/build*.log; then
-        note "cuDNN: $(grep -ho 'cuvae: cuDNN [0-9]*: .*' "$out"/build*.log | tail -1) (from $cudnn_where)"
+    if grep -hq 'cuvae: cuDNN [0-9.]*:' "$out"/build*.log; then
+        note "cuDNN: $(grep -ho 'cuvae: cuDNN [0-9.]*: .*' "$out"/build*.log | tail -1) (from $cudnn_where)"
     else
         fail_note "cuDNN: FAILED: not in the build ($cudnn_where): the conv layers are not tested"
     fi
