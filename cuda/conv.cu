@@ -227,6 +227,8 @@ struct cuvae_conv_plan {
     cudnnConvolutionBwdDataAlgo_t data;
     cudnnConvolutionBwdFilterAlgo_t filt_algo;
     size_t ws[DIRS];
+    cudnnMathType_t math[DIRS];
+    int det[DIRS]; /* the algorithm is deterministic */
 };
 
 static void plan_destroy(cuvae_conv_plan *p)
@@ -338,6 +340,8 @@ static int choose_algorithms(cuvae_cuda_ctx *ctx, cuvae_conv_plan *p, cuvae_stat
         return cuvae_fail(st, "conv: cuDNN offers no forward algorithm for this shape");
     p->fwd = fr[i].algo;
     p->ws[DIR_FWD] = fr[i].memory;
+    p->math[DIR_FWD] = k->tensor_ops ? fr[i].mathType : CUDNN_FMA_MATH;
+    p->det[DIR_FWD] = det;
     all_det &= det;
     if (k->tensor_ops)
         CUDNN_CHECK(st, cudnnSetConvolutionMathType(p->conv[DIR_FWD], fr[i].mathType));
@@ -348,6 +352,8 @@ static int choose_algorithms(cuvae_cuda_ctx *ctx, cuvae_conv_plan *p, cuvae_stat
         return cuvae_fail(st, "conv: cuDNN offers no backward-data algorithm for this shape");
     p->data = dr[i].algo;
     p->ws[DIR_DATA] = dr[i].memory;
+    p->math[DIR_DATA] = k->tensor_ops ? dr[i].mathType : CUDNN_FMA_MATH;
+    p->det[DIR_DATA] = det;
     all_det &= det;
     if (k->tensor_ops)
         CUDNN_CHECK(st, cudnnSetConvolutionMathType(p->conv[DIR_DATA], dr[i].mathType));
@@ -358,6 +364,8 @@ static int choose_algorithms(cuvae_cuda_ctx *ctx, cuvae_conv_plan *p, cuvae_stat
         return cuvae_fail(st, "conv: cuDNN offers no backward-filter algorithm for this shape");
     p->filt_algo = wr[i].algo;
     p->ws[DIR_FILT] = wr[i].memory;
+    p->math[DIR_FILT] = k->tensor_ops ? wr[i].mathType : CUDNN_FMA_MATH;
+    p->det[DIR_FILT] = det;
     all_det &= det;
     if (k->tensor_ops)
         CUDNN_CHECK(st, cudnnSetConvolutionMathType(p->conv[DIR_FILT], wr[i].mathType));
@@ -434,6 +442,37 @@ static int plan_get(cuvae_cuda_ctx *ctx, const conv_key *key, cudaStream_t strea
     }
     *out = p;
     return 0;
+}
+
+static const char *math_name(cudnnMathType_t m)
+{
+    return m == CUDNN_TENSOR_OP_MATH ? "tensor-op" : m == CUDNN_FMA_MATH ? "fma" : "default";
+}
+
+void cuvae_conv_plans_describe(const cuvae_cuda_ctx *ctx, char *buf, size_t len)
+{
+    size_t at = 0;
+    if (len) buf[0] = '\0';
+    for (int i = 0; i < ctx->n_conv_plans && at < len; i++) {
+        const cuvae_conv_plan *p = &ctx->conv_plans[i];
+        const conv_key *k = &p->key;
+        if (k->rows < 1) continue; /* a slot whose plan failed */
+        int n = snprintf(buf + at, len - at,
+                         "conv plan %dx%dx%d <-> %dx%dx%d k%d s%d p%d, %d rows, %s%s: forward algo "
+                         "%d (%s, %zu B%s), backward-data algo %d (%s, %zu B%s), backward-filter "
+                         "algo %d (%s, %zu B%s)\n",
+                         k->g.big_c, k->g.big_h, k->g.big_w, k->g.small_c, k->g.small_h,
+                         k->g.small_w, k->g.k, k->g.s, k->g.p, k->rows, k->bf16 ? "bf16" : "fp32",
+                         k->tensor_ops && !k->bf16 ? " tf32" : "", (int)p->fwd,
+                         math_name(p->math[DIR_FWD]), p->ws[DIR_FWD],
+                         p->det[DIR_FWD] ? "" : ", non-deterministic", (int)p->data,
+                         math_name(p->math[DIR_DATA]), p->ws[DIR_DATA],
+                         p->det[DIR_DATA] ? "" : ", non-deterministic", (int)p->filt_algo,
+                         math_name(p->math[DIR_FILT]), p->ws[DIR_FILT],
+                         p->det[DIR_FILT] ? "" : ", non-deterministic");
+        if (n < 0) break;
+        at += (size_t)n;
+    }
 }
 
 /* The workspace's tail, two slots of the layer's weight size in the operand type: a copy of the
@@ -655,6 +694,12 @@ int cuvae_conv_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer
 int cuvae_conv_built(void)
 {
     return 0;
+}
+
+void cuvae_conv_plans_describe(const cuvae_cuda_ctx *ctx, char *buf, size_t len)
+{
+    (void)ctx;
+    if (len) buf[0] = '\0';
 }
 
 void cuvae_conv_release(cuvae_cuda_ctx *ctx)

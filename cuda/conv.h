@@ -61,6 +61,10 @@ int cuvae_conv_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer
                         float *dx, void *dx_op, int x_relu, float *db_prev, cudaStream_t stream,
                         cuvae_status *st);
 
+/* Writes one line per cached plan into buf: its geometry, rows and type, and the algorithm, math
+ * type, workspace and determinism chosen in each direction ("" when there are none). */
+void cuvae_conv_plans_describe(const cuvae_cuda_ctx *ctx, char *buf, size_t len);
+
 /* Releases the plans, the workspace and the cuDNN handle of the context (safe when none). */
 void cuvae_conv_release(cuvae_cuda_ctx *ctx);
 

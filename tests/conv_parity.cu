@@ -22,6 +22,7 @@ extern "C" {
 #include "cpu_backend_impl.h"
 #include "tests_util.h"
 }
+#include "conv.h"
 #include "cuda_test_util.h"
 #include "layers.h"
 
@@ -293,12 +294,16 @@ static const conv_case CONVT_CASES[] = {
      1},
 };
 
+/* Runs the cases of a kind and prints the algorithms cuDNN's heuristics gave (conv.cu's plans). */
 static void run_cases(cuvae_cuda_ctx *ctx, cuvae_layer_kind kind)
 {
     const conv_case *cases = kind == CONV ? CONV2D_CASES : CONVT_CASES;
     size_t n = kind == CONV ? sizeof CONV2D_CASES / sizeof CONV2D_CASES[0]
                             : sizeof CONVT_CASES / sizeof CONVT_CASES[0];
     for (size_t i = 0; i < n; i++) run_case(ctx, &cases[i]);
+    static char plans[16384];
+    cuvae_conv_plans_describe(ctx, plans, sizeof plans);
+    printf("%s %s:\n%s", precision_name(ctx->precision), cuvae_layer_kind_name(kind), plans);
 }
 
 void conv_parity_kind(cuvae_cuda_ctx *ctx, cuvae_layer_kind kind)
