@@ -244,6 +244,51 @@ static double conv_loss_of(void *arg)
     return s;
 }
 
+/* A batch of 37 (several groups of examples a GEMM, on every thread) against the examples one at
+ * a time: the forward against the direct double loop, the weight and bias gradients against the
+ * sum of the single examples' and dx example by example. */
+static void check_conv_batch(const cuvae_layer *l, const float *w, const float *b, const char *name)
+{
+    enum { NB = 37 };
+    size_t nx = (size_t)NB * l->in, ny = (size_t)NB * l->out;
+    float *x = malloc(nx * sizeof *x), *dy = malloc(ny * sizeof *dy), *y = malloc(ny * sizeof *y);
+    float *dx = malloc(nx * sizeof *dx), *dx1 = malloc((size_t)l->in * sizeof *dx1);
+    float *dw = malloc(l->w_count * sizeof *dw), *db = malloc(l->b_count * sizeof *db);
+    float *dw1 = malloc(l->w_count * sizeof *dw1), *db1 = malloc(l->b_count * sizeof *db1);
+    float *ref32 = malloc(ny * sizeof *ref32);
+    double *ref = malloc(ny * sizeof *ref), *dws = calloc(l->w_count, sizeof *dws);
+    double *dbs = calloc(l->b_count, sizeof *dbs);
+    float *dws32 = malloc(l->w_count * sizeof *dws32), *dbs32 = malloc(l->b_count * sizeof *dbs32);
+    float *scratch = malloc((cuvae_cpu_conv_scratch(l, NB) + 1) * sizeof *scratch);
+    fill_uniform(x, nx, -1, 1, 21);
+    fill_uniform(dy, ny, -1, 1, 22);
+    cuvae_cpu_conv_forward(l, w, b, x, NB, 0, scratch, y);
+    conv_reference(l, w, b, x, NB, ref);
+    for (size_t i = 0; i < ny; i++) ref32[i] = (float)ref[i];
+    char what[192];
+    snprintf(what, sizeof what, "%s forward, batch of %d", name, NB);
+    cuvae_check_close(what, y, ref32, ny, 1e-5, 1e-5);
+    cuvae_cpu_conv_backward(l, w, x, dy, NB, scratch, dw, db, dx, NULL, NULL);
+    int dx_ok = 1;
+    for (int n = 0; n < NB; n++) {
+        cuvae_cpu_conv_backward(l, w, x + (size_t)n * l->in, dy + (size_t)n * l->out, 1, scratch,
+                                dw1, db1, dx1, NULL, NULL);
+        for (size_t i = 0; i < l->w_count; i++) dws[i] += dw1[i];
+        for (size_t i = 0; i < l->b_count; i++) dbs[i] += db1[i];
+        for (int i = 0; i < l->in; i++)
+            dx_ok &= fabsf(dx1[i] - dx[(size_t)n * l->in + i]) <= 1e-5f * (1 + fabsf(dx1[i]));
+    }
+    CHECK(dx_ok);
+    for (size_t i = 0; i < l->w_count; i++) dws32[i] = (float)dws[i];
+    for (size_t i = 0; i < l->b_count; i++) dbs32[i] = (float)dbs[i];
+    snprintf(what, sizeof what, "%s dw, batch of %d", name, NB);
+    cuvae_check_close(what, dw, dws32, l->w_count, 1e-4, 1e-4);
+    snprintf(what, sizeof what, "%s db, batch of %d", name, NB);
+    cuvae_check_close(what, db, dbs32, l->b_count, 1e-4, 1e-4);
+    free(x), free(dy), free(y), free(dx), free(dx1), free(dw), free(db), free(dw1), free(db1);
+    free(ref32), free(ref), free(dws), free(dbs), free(dws32), free(dbs32), free(scratch);
+}
+
 static void check_conv(cuvae_layer_kind kind, cuvae_shape in, int out_c, int k, int st_, int p)
 {
     enum { B = 3 };
@@ -312,6 +357,8 @@ static void check_conv(cuvae_layer_kind kind, cuvae_shape in, int out_c, int k, 
     cuvae_cpu_conv_backward(&l, w, x, R, B, scratch, dw2, db2, NULL, NULL, NULL);
     CHECK(!memcmp(dw2, dw, l.w_count * sizeof *dw) && !memcmp(db2, db, l.b_count * sizeof *db));
 
+    check_conv_batch(&l, w, b, name);
+
     conv_args ca = {.l = &l, .x = x, .w = w, .b = b, .R = R, .B = B, .y = y, .scratch = scratch};
     struct {
         const char *name;
@@ -334,6 +381,7 @@ static void gradcheck_conv2d(void *unused)
     check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){3, 9, 7}, 2, 4, 2, 1);
     check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){3, 5, 6}, 4, 2, 2, 0);
     check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){2, 5, 5}, 3, 3, 1, 1);
+    check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){2, 8, 9}, 2, 5, 3, 2);
 }
 
 static void gradcheck_conv_transpose2d(void *unused)
@@ -343,6 +391,7 @@ static void gradcheck_conv_transpose2d(void *unused)
     check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){3, 5, 4}, 1, 3, 1, 0);
     check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){1, 3, 5}, 2, 3, 2, 1);
     check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){3, 4, 3}, 2, 2, 2, 0);
+    check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){2, 4, 3}, 2, 5, 3, 2);
 }
 
 /* Widest gap between sorted values: the floor goes in its middle. */

@@ -79,16 +79,15 @@ static const cuvae_key_spec key_table[] = {
             "use only the first N test examples; 0 = all", EXACT),
 
     {"model", "hidden", CUVAE_KEY_INT_LIST, OFF(model.hidden), OFF(model.n_hidden), 1, 65536, 0,
-     NULL, "512,256", "encoder hidden layer sizes; the decoder mirrors them", CUVAE_RESUME_REFUSE,
-     "the checkpoint's tensors have another shape"},
+     NULL, "512,256", "the MLP shorthand: encoder hidden layer sizes; the decoder mirrors them",
+     CUVAE_RESUME_REFUSE, "the checkpoint's tensors have another shape"},
     {"model", "encoder", CUVAE_KEY_LAYERS, OFF(model.encoder), 0, 0, 0, 0, NULL, "",
-     "the encoder as layers, e.g. 'conv 32, conv 64, linear 256' (conv C [kK sS pP], defaults "
-     "k4 s2 p1; linear N); the linear to [mu | logvar] follows; replaces model.hidden",
+     "the encoder's layers before the linear to [mu | logvar], e.g. 'conv 32, conv 64, linear "
+     "256' (see above); replaces model.hidden",
      CUVAE_RESUME_REFUSE, "the checkpoint's tensors have another shape"},
     {"model", "decoder", CUVAE_KEY_LAYERS, OFF(model.decoder), 0, 0, 0, 0, NULL, "",
-     "the decoder as layers, e.g. 'linear 256, linear 64x7x7, convt 32, convt 1' (linear CxHxW "
-     "reshapes; convt C [kK sS pP]), the last one giving the data's shape; empty = the "
-     "encoder's mirror",
+     "the decoder's layers, the last giving the data's shape, e.g. 'linear 256, linear 64x7x7, "
+     "convt 32, convt 1'; empty = the encoder's mirror",
      CUVAE_RESUME_REFUSE, "the checkpoint's tensors have another shape"},
     {"model", "latent", CUVAE_KEY_INT, OFF(model.latent), 0, 1, 4096, 0, NULL, "32",
      "latent dimensions", CUVAE_RESUME_REFUSE, "the checkpoint's tensors have another shape"},

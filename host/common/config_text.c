@@ -63,8 +63,8 @@ void cuvae_key_allowed(const cuvae_key_spec *k, char *buf, size_t len)
         break;
     case CUVAE_KEY_LAYERS:
         snprintf(buf, len,
-                 "at most %d comma-separated layers: linear N, linear CxHxW, conv C, convt C "
-                 "(convs take kK sS pP; defaults k4 s2 p1) (empty = none)",
+                 "comma-separated layers (at most %d): linear N, linear CxHxW, conv C or convt C "
+                 "with optional kK sS pP (defaults k4 s2 p1); empty = none",
                  CUVAE_MAX_SPEC);
         break;
     }

@@ -88,7 +88,11 @@ static int layer_shapes(cuvae_layer *l, int out_c, cuvae_status *st)
                               name, k, s, p, CUVAE_CONV_MAX_KERNEL, CUVAE_CONV_MAX_STRIDE);
         int64_t oh = conv_out(l->kind, in.h, k, s, p), ow = conv_out(l->kind, in.w, k, s, p);
         int64_t out_n = (int64_t)out_c * oh * ow;
-        if (oh < 1 || ow < 1 || out_n > INT32_MAX || (int64_t)out_c * in.c * k * k > INT32_MAX)
+        if ((int64_t)out_c * in.c * k * k > INT32_MAX)
+            return cuvae_fail(st, "%s k%d s%d p%d: a weight of %dx%dx%dx%d values (at most %d)",
+                              name, k, s, p, l->kind == CUVAE_LAYER_CONV2D ? out_c : in.c,
+                              l->kind == CUVAE_LAYER_CONV2D ? in.c : out_c, k, k, INT32_MAX);
+        if (oh < 1 || ow < 1 || out_n > INT32_MAX)
             return cuvae_fail(st,
                               "%s k%d s%d p%d: input %dx%dx%d gives an output of %" PRId64
                               "x%" PRId64 "x%" PRId64 " (each side must be at least 1, the whole "
