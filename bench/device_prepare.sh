@@ -22,7 +22,13 @@ mkdir -p "$dst/debs" "$dst/data/fashion-mnist"
 # cuDNN's headers (issue 14: the conv layers): the device image's PyTorch wheels carry libcudnn,
 # perhaps without its headers; device_check.sh uses these only where it finds none there.
 mkdir -p "$dst/cudnn/include"
-cudnn_h=$(ls /usr/local/cuda/include/cudnn.h /usr/include/cudnn.h /usr/include/*/cudnn.h 2>/dev/null | head -1)
+cudnn_h=
+for h in /usr/local/cuda/include/cudnn.h /usr/include/cudnn.h /usr/include/*/cudnn.h; do
+    if [ -f "$h" ]; then
+        cudnn_h=$h
+        break
+    fi
+done
 if [ -n "$cudnn_h" ]; then
     cp "$(dirname "$cudnn_h")"/cudnn*.h "$dst/cudnn/include/"
 else
