@@ -1,4 +1,5 @@
-# cuvae in a container: the CUDA devel image builds, the CUDA runtime image runs.
+# cuvae in a container: the CUDA devel image builds, the CUDA runtime image runs (their cuDNN
+# variants, for the conv layers).
 #   docker build -t cuvae .    (--build-arg CUDA_VERSION=12.8.1 for another toolkit,
 #                               --build-arg CUDA_ARCHITECTURES=86-real for other GPUs)
 #   docker run --gpus all -v $PWD/runs:/runs cuvae train /opt/cuvae/configs/fashion_mnist.ini
@@ -16,7 +17,8 @@ ARG UBUNTU=ubuntu24.04
 # L4/RTX 40xx, H100/H200, plus PTX for newer ones), e.g. --build-arg CUDA_ARCHITECTURES=89-real
 ARG CUDA_ARCHITECTURES="80-real;86-real;89-real;90-real;90-virtual"
 
-FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS build
+# The cudnn variants: cuDNN 9 runs the conv layers (model.encoder's conv/convt) on the GPU.
+FROM nvidia/cuda:${CUDA_VERSION}-cudnn-devel-${UBUNTU} AS build
 ARG CUDA_ARCHITECTURES
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
@@ -36,7 +38,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
  && install -D build/cuvae /opt/cuvae/bin/cuvae \
  && cp -r configs /opt/cuvae/configs
 
-FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU}
+FROM nvidia/cuda:${CUDA_VERSION}-cudnn-runtime-${UBUNTU}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends zlib1g libopenblas0-pthread libinih1 libjansson4 \
