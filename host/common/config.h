@@ -23,6 +23,8 @@ typedef enum { CUVAE_SCHED_CONSTANT = 0, CUVAE_SCHED_COSINE = 1 } cuvae_schedule
 typedef enum { CUVAE_PREC_FP32 = 0, CUVAE_PREC_TF32 = 1, CUVAE_PREC_BF16 = 2 } cuvae_precision;
 typedef enum { CUVAE_DEV_AUTO = 0, CUVAE_DEV_CPU = 1, CUVAE_DEV_CUDA = 2 } cuvae_device;
 typedef enum { CUVAE_NONFINITE_STOP = 0, CUVAE_NONFINITE_SKIP = 1 } cuvae_on_nonfinite;
+/* data.stream (backend.h says what each does). */
+typedef enum { CUVAE_STREAM_AUTO = 0, CUVAE_STREAM_ON = 1, CUVAE_STREAM_OFF = 2 } cuvae_stream_mode;
 
 typedef struct {
     struct {
@@ -32,10 +34,11 @@ typedef struct {
         char test_labels[CUVAE_PATH_LEN];
         char train_key[CUVAE_PATH_LEN]; /* .npz array; empty = x_train, else the only array */
         char test_key[CUVAE_PATH_LEN];  /* .npz array; empty = x_test, else the only array */
-        int validation;          /* examples carved from the training set (seeded permutation) */
-        cuvae_binarize binarize; /* none | static | dynamic */
-        int limit_train;         /* 0 = all; else use only the first N training examples */
-        int limit_test;          /* 0 = all */
+        int validation;           /* examples carved from the training set (seeded permutation) */
+        cuvae_binarize binarize;  /* none | static | dynamic */
+        int limit_train;          /* 0 = all; else use only the first N training examples */
+        int limit_test;           /* 0 = all */
+        cuvae_stream_mode stream; /* auto | on | off: the training set streamed or copied */
     } data;
     struct {
         int hidden[CUVAE_MAX_HIDDEN]; /* encoder hidden sizes; the decoder mirrors them */

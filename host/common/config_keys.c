@@ -13,7 +13,8 @@ _Static_assert(sizeof(cuvae_binarize) == sizeof(int) && sizeof(cuvae_likelihood)
                    sizeof(cuvae_optimizer) == sizeof(int) &&
                    sizeof(cuvae_schedule) == sizeof(int) &&
                    sizeof(cuvae_precision) == sizeof(int) && sizeof(cuvae_device) == sizeof(int) &&
-                   sizeof(cuvae_on_nonfinite) == sizeof(int),
+                   sizeof(cuvae_on_nonfinite) == sizeof(int) &&
+                   sizeof(cuvae_stream_mode) == sizeof(int),
                "enum keys are stored through an int pointer");
 
 static const char *const binarize_names[] = {"none", "static", "dynamic", NULL};
@@ -23,6 +24,7 @@ static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const nonfinite_names[] = {"stop", "skip", NULL};
 static const char *const optimizer_names[] = {"adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", NULL};
+static const char *const stream_names[] = {"auto", "on", "off", NULL};
 
 const char *const cuvae_config_sections[] = {"data", "model", "train", "optim", "eval", "output"};
 const size_t cuvae_config_n_sections =
@@ -50,8 +52,9 @@ const size_t cuvae_config_n_sections =
 
 static const cuvae_key_spec key_table[] = {
     PATH_KEY("data", "train_images", data.train_images, DEBIAN_FMNIST "train-images-idx3-ubyte.gz",
-             "training images: IDX (gzip or raw), .npy or .npz (uint8 or float32 in [0, 1]; N x H "
-             "x W, N x H x W x 1, N x 1 x H x W or N x D), chosen by the file's content",
+             "training images: IDX (gzip or raw), .npy or .npz (uint8, or float32: in [0, 1] read "
+             "as scaled bytes, other float data kept for model.likelihood = gaussian; N x H x W, "
+             "N x H x W x C, N x C x H x W or N x D), chosen by the file's content",
              EXACT),
     PATH_KEY("data", "train_labels", data.train_labels, DEBIAN_FMNIST "train-labels-idx1-ubyte.gz",
              "training labels (IDX, or an integer .npy/.npz array); empty = none", EXACT),
@@ -77,6 +80,12 @@ static const cuvae_key_spec key_table[] = {
             "use only the first N training examples; 0 = all", EXACT),
     INT_KEY("data", "limit_test", data.limit_test, 0, INT_MAX, NOMAX, "0",
             "use only the first N test examples; 0 = all", EXACT),
+    ENUM_KEY("data", "stream", data.stream, stream_names, "auto",
+             "the training set copied to the backend (off: on a GPU, uploaded whole) or each "
+             "batch's rows copied from the data file as it trains (on: on a GPU, through pinned "
+             "buffers overlapping the step); auto: the CPU streams, a GPU uploads whole when the "
+             "set fits with a margin; the same batches and numbers either way",
+             FREE),
 
     {"model", "hidden", CUVAE_KEY_INT_LIST, OFF(model.hidden), OFF(model.n_hidden), 1, 65536, 0,
      NULL, "512,256", "encoder hidden layer sizes; the decoder mirrors them", CUVAE_RESUME_REFUSE,
