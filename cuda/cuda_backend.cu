@@ -339,7 +339,9 @@ static int cuda_upload(cuvae_backend *be, cuvae_set set, const cuvae_upload_desc
     if (cuvae_backend_streams(be, set)) {
         /* Borrowed: rows travel per step (cuda_backend_stream.cu). */
         if (cuvae_cuda_stream_alloc(cb, row, st)) return -1;
+        /* Rows staged from a set this one replaces are not this set's. */
         cb->stream.ready = -1;
+        cb->stream.count[0] = cb->stream.count[1] = 0;
         s->host = (const uint8_t *)u->data;
     } else {
         char what[64];

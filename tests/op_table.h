@@ -17,6 +17,7 @@
     X(normal_noise, NONE)       /* cuvae_normal_fill_forward */                                    \
     X(gather_scale, NONE)       /* cuvae_gather_forward, bytes / 255: bit-exact */                 \
     X(gather_binarize, NONE)    /* cuvae_gather_forward, dynamic binarization: bit-exact */        \
+    X(gather_f32, NONE)         /* cuvae_gather_values_forward, float32 and staged rows: exact */  \
     X(linear, FD)               /* linear forward/backward, with and without ReLU */               \
     X(reparam_kl, FD)           /* reparameterization + KL, free bits off and on */                \
     X(likelihood_bernoulli, FD) /* -log p(x|z) on logits and its gradient */                       \
