@@ -140,4 +140,26 @@ same_tensors "$T/wide-on/model.safetensors" "$T/wide/model.safetensors"
 diff <(json_field "$T/wide/metrics.jsonl" valid_neg_elbo epoch) \
     <(json_field "$T/wide-on/metrics.jsonl" valid_neg_elbo epoch) >/dev/null ||
     fail "streamed: validation figures differ"
+
+# Larger than the memory granted: a 65 MB .npy trains under CUVAE_MEMORY_LIMIT=48M (the set stays in
+# the mapping, the split copies only the validation examples), and the same run with
+# data.stream = off (a copy of the set) is refused by the memory estimate.
+"$py" - "$D" <<'EOF'
+import sys
+import numpy as np
+d = sys.argv[1]
+big = np.lib.format.open_memmap(f"{d}/big.npy", mode="w+", dtype=np.uint8, shape=(64000, 32, 32))
+big[::97] = 200
+del big
+np.save(f"{d}/bigtest.npy", np.full((200, 32, 32), 7, np.uint8))
+EOF
+BIG=(data.train_images="$D/big.npy" data.train_labels= data.test_images="$D/bigtest.npy"
+    data.test_labels= data.validation=1000 model.hidden=16 model.latent=2 train.batch_size=1000
+    train.epochs=1 train.log_every=20 output.images=0)
+expect_rc 0 env CUVAE_MEMORY_LIMIT=48M "$BIN" train "$T/tiny.ini" "${BIG[@]}" output.dir="$T/big"
+expect_out "the training set is streamed"
+expect_rc 1 env CUVAE_MEMORY_LIMIT=48M "$BIN" train "$T/tiny.ini" "${BIG[@]}" data.stream=off \
+    output.dir="$T/big-off"
+expect_one_line_error "memory: the run needs about"
+expect_err "uploaded data 63.7 MiB"
 echo "$NAME: ok"

@@ -464,12 +464,13 @@ int cuvae_dataset_peek_any(const char *path, const char *key, const char *fallba
 }
 
 int cuvae_dataset_peek_float(const char *path, const char *key, const char *fallback, int *is_float,
-                             cuvae_status *st)
+                             int *resident, cuvae_status *st)
 {
     *is_float = 0;
+    *resident = 1; /* IDX: read into memory */
     int kind = sniff_format(path, st);
     if (kind < 0) return -1;
-    return kind > 0 ? cuvae_npy_peek_float(path, key, fallback, is_float, st) : 0;
+    return kind > 0 ? cuvae_npy_peek_float(path, key, fallback, is_float, resident, st) : 0;
 }
 
 void cuvae_dataset_free(cuvae_dataset *ds)

@@ -54,9 +54,10 @@ int cuvae_dataset_peek_any(const char *path, const char *key, const char *fallba
                            int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
                            uint64_t *staging, cuvae_status *st);
 
-/* 1 in *is_float when the images of `path` (a .npy/.npz) are float32, 0 for bytes (IDX too). */
+/* 1 in *is_float when the images of `path` (a .npy/.npz) are float32, 0 for bytes (IDX too);
+ * *resident: bytes a value that loading allocates (IDX: 1; .npy: cuvae_npy_peek_float's). */
 int cuvae_dataset_peek_float(const char *path, const char *key, const char *fallback, int *is_float,
-                             cuvae_status *st);
+                             int *resident, cuvae_status *st);
 
 void cuvae_dataset_free(cuvae_dataset *ds);
 
@@ -118,8 +119,9 @@ typedef struct {
     int channels, rows, cols, d;
     uint64_t staging; /* bytes of deflated .npz members inflated while the sets are read */
     int value_bytes;  /* 4 when a file is float32 (kept so unless all in [0, 1]), else 1 */
-    int in_place;     /* for the estimate: loaded by cuvae_run_data_load_in_place (set by the
-                       * caller) */
+    int resident_test, resident_train; /* bytes a value loading allocates: 0 when mapped */
+    int in_place; /* for the estimate: loaded by cuvae_run_data_load_in_place (set by the
+                   * caller) */
 } cuvae_run_shape;
 
 int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,

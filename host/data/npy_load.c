@@ -259,15 +259,24 @@ int cuvae_npy_peek_images(const char *path, const char *key, const char *fallbac
 }
 
 int cuvae_npy_peek_float(const char *path, const char *key, const char *fallback, int *is_float,
-                         cuvae_status *st)
+                         int *resident, cuvae_status *st)
 {
     npy_source s;
     cuvae_npy_header h;
+    int64_t n = 0;
+    int channels = 1, rows = 0, cols = 0, interleaved = 0;
     if (source_open(&s, path, key, fallback, 1, st)) return -1;
-    int rc = source_header(&s, &h, st);
+    int rc = source_header(&s, &h, st) ||
+                     image_shape(&s, &h, &n, &channels, &rows, &cols, &interleaved, st)
+                 ? -1
+                 : 0;
     source_close(&s);
     if (rc) return -1;
     *is_float = h.is_float;
+    /* What cuvae_npy_load_images allocates a value beyond the mapping (or the inflated member,
+     * counted as staging): interleaved data are reordered (float32 kept float32 at worst), and
+     * float32 data become bytes when they turn out to lie in [0, 1]. */
+    *resident = h.is_float ? (interleaved ? 4 : 1) : (interleaved ? 1 : 0);
     return 0;
 }
 

@@ -245,11 +245,13 @@ int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *
     sh->staging = staging;
     sh->d = sh->channels * sh->rows * sh->cols; /* <= INT_MAX: the header readers checked it */
     int is_float = 0;
-    if (cuvae_dataset_peek_float(c->data.test_images, c->data.test_key, "x_test", &is_float, st))
+    if (cuvae_dataset_peek_float(c->data.test_images, c->data.test_key, "x_test", &is_float,
+                                 &sh->resident_test, st))
         return -1;
     sh->value_bytes = is_float ? (int)sizeof(float) : 1;
     if (!need_train) return 0;
-    if (cuvae_dataset_peek_float(c->data.train_images, c->data.train_key, "x_train", &is_float, st))
+    if (cuvae_dataset_peek_float(c->data.train_images, c->data.train_key, "x_train", &is_float,
+                                 &sh->resident_train, st))
         return -1;
     if (is_float) sh->value_bytes = (int)sizeof(float);
     int channels = 0, rows = 0, cols = 0;
@@ -277,12 +279,16 @@ int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *
 
 void cuvae_run_data_memory(const cuvae_run_shape *sh, const cuvae_config *c, cuvae_mem_plan *p)
 {
-    /* float32 files count 4 bytes a value: they stay float32 unless all in [0, 1]. */
+    /* Copies count 4 bytes a value for float32 files (they stay float32 unless all in [0, 1]). */
     uint64_t d = (uint64_t)sh->d * (uint64_t)(sh->value_bytes > 1 ? sh->value_bytes : 1);
     uint64_t nt = (uint64_t)sh->n_test, nk = (uint64_t)sh->n_kept;
-    /* Pixels (and a byte of label each) of the test set and of the kept training examples. */
-    uint64_t held = cuvae_mem_mul(nt, d + (c->data.test_labels[0] ? 1 : 0));
-    held = cuvae_mem_add_bytes(held, cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
+    /* What loading allocates (and a byte of label each) for the test set and the kept training
+     * examples: nothing for values that stay in a file's mapping (the page cache holds them, and
+     * gives them back: a mapped set may be larger than memory). */
+    uint64_t dt = (uint64_t)sh->d * (uint64_t)sh->resident_test;
+    uint64_t dk = (uint64_t)sh->d * (uint64_t)sh->resident_train;
+    uint64_t held = cuvae_mem_mul(nt, dt + (c->data.test_labels[0] ? 1 : 0));
+    held = cuvae_mem_add_bytes(held, cuvae_mem_mul(nk, dk + (c->data.train_labels[0] ? 1 : 0)));
     cuvae_mem_add(p, "data", held);
     /* Deflated .npz members are inflated whole while they are read. */
     if (sh->staging) cuvae_mem_add(p, "data staging (.npz)", sh->staging);
