@@ -32,6 +32,7 @@ DEFAULTS = {
         "binarize": "dynamic",
         "limit_train": "0",
         "limit_test": "0",
+        "stream": "auto",  # where cuvae keeps the training set: no effect on the numbers
     },
     "model": {"hidden": "512,256", "latent": "32", "likelihood": "bernoulli",
               "gaussian_sigma": "1.0"},
