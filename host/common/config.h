@@ -34,11 +34,12 @@ typedef struct {
         char test_labels[CUVAE_PATH_LEN];
         char train_key[CUVAE_PATH_LEN]; /* .npz array; empty = x_train, else the only array */
         char test_key[CUVAE_PATH_LEN];  /* .npz array; empty = x_test, else the only array */
-        int validation;           /* examples carved from the training set (seeded permutation) */
-        cuvae_binarize binarize;  /* none | static | dynamic */
-        int limit_train;          /* 0 = all; else use only the first N training examples */
-        int limit_test;           /* 0 = all */
-        cuvae_stream_mode stream; /* auto | on | off: the training set streamed or copied */
+        int validation;          /* examples carved from the training set (seeded permutation) */
+        cuvae_binarize binarize; /* none | static | dynamic */
+        int limit_train;         /* 0 = all; else use only the first N training examples */
+        int limit_test;          /* 0 = all */
+        /* auto | on | off: the training set streamed or copied (data.stream) */
+        cuvae_stream_mode stream;
     } data;
     struct {
         int hidden[CUVAE_MAX_HIDDEN]; /* encoder hidden sizes; the decoder mirrors them */
