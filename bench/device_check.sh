@@ -4,7 +4,8 @@
 #   bash bench/device_check.sh 1   (at most 8 minutes)
 #     build (Release; without -Werror, reporting the warnings, when a newer compiler warns);
 #     the gpu-labelled tests, each with a timeout (a skipped gpu test on a GPU fails the step;
-#     gpu_epilogues' fused/refused counts are quoted); ten epochs of the default config and the
+#     gpu_epilogues' fused/refused counts are quoted; gpu_stream's verdict, streamed against
+#     whole-upload training bit for bit, is quoted); ten epochs of the default config and the
 #     K = 5000 bound of the full test set; run_peers --epoch 10 (cuvae against PyTorch eager)
 #     with the step graph off and on; compute-sanitizer memcheck on a short run with the step
 #     graph on and on a short eval, racecheck on a short run; before those, memcheck on a short
@@ -273,6 +274,9 @@ $(grep -E '^ *[0-9]+/[0-9]+ Test +#' "$log" | grep -vE ' Passed' | tr -s ' ' | t
     epi=$(grep -E '^[0-9]+: gpu_epilogues: .*fused' "$log" | sed 's/^[0-9]*: gpu_epilogues: //' |
         tr '\n' ';')
     note "fused epilogues (gpu_epilogues): ${epi:-no counts printed}"
+    local streamed
+    streamed=$(grep -E '^[0-9]+: gpu_stream: ' "$log" | sed 's/^[0-9]*: //' | tail -1)
+    note "data.stream on vs off on the GPU (gpu_stream): ${streamed:-no verdict printed}"
 }
 
 # train_and_bound LABEL CONFIG RUN_DIR TRAIN_TIMEOUT [key=value ...]: trains CONFIG on the GPU,

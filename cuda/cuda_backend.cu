@@ -1,6 +1,7 @@
 /* The CUDA backend: every cuvae_backend entry on the device, matching the CPU reference
  * (host/cpu/cpu_backend.c) entry for entry. Parameters, gradients and Adam's m and v are flat
- * device buffers in the cuvae_model layout; the uploaded sets stay resident as bytes; the training
+ * device buffers in the cuvae_model layout; the uploaded sets stay resident as bytes or float32
+ * values, except a streamed training set (cuda_backend_stream.cu); the training
  * activations are allocated once for train.batch_size rows, and the training step's GEMM plans
  * are chosen at creation.
  *
@@ -139,8 +140,11 @@ static int enqueue_step(cuda_backend *cb, int B, cuvae_status *st)
     cudaStream_t stream = ctx->stream;
     int L = m->latent, D = m->x_dim;
     /* Forward. */
-    if (cuvae_gather_forward(ctx, s->pixels, s->n, D, cb->idx, B, s->dynamic, &ctx->d_step->step,
-                             cb->x, stream, st))
+    /* A streamed set's rows are this step's, in order, in stream.batch. */
+    int streamed = s->host != NULL;
+    if (cuvae_gather_values_forward(ctx, streamed ? cb->stream.batch : s->pixels, s->dtype,
+                                    streamed ? B : s->n, D, streamed ? NULL : cb->idx, B,
+                                    s->dynamic, &ctx->d_step->step, cb->x, stream, st))
         return -1;
     if (stack_forward(cb, 0, cb->x, B, st)) return -1;
     if (cuvae_reparam_kl_forward(ctx, stack_output(cb, 0), B, L, cb->c.train.free_bits,
@@ -219,16 +223,19 @@ static int cuda_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_stat
                                    cudaMemcpyHostToDevice, stream));
     CUDA_CHECK(st, cudaEventRecord(slot->read, stream));
     slot->pending = 1;
+    int streamed = cb->sets[CUVAE_SET_TRAIN].host != NULL;
+    if (streamed && cuvae_cuda_stream_step(cb, step, st)) return -1;
 
     /* The first full-batch step runs directly, so that any GEMM plan its backward needs beyond
      * those chosen at creation is cached before the capture (which may not choose one). */
     if (!cb->c.train.cuda_graph || B != cb->max_batch || (!cb->step_graph && !cb->graph_warm)) {
         cb->graph_warm |= B == cb->max_batch;
-        return enqueue_step(cb, B, st);
+        if (enqueue_step(cb, B, st)) return -1;
+    } else {
+        if (!cb->step_graph && capture_step(cb, B, st)) return -1;
+        CUDA_CHECK(st, cudaGraphLaunch(cb->step_graph, stream));
     }
-    if (!cb->step_graph && capture_step(cb, B, st)) return -1;
-    CUDA_CHECK(st, cudaGraphLaunch(cb->step_graph, stream));
-    return 0;
+    return streamed ? cuvae_cuda_stream_prefetch(cb, step, st) : 0;
 }
 
 /* ---- metrics and state ----------------------------------------------------------------------- */
@@ -312,8 +319,8 @@ static int cuda_set_state(cuvae_backend *be, const cuvae_train_state *in, cuvae_
 
 /* ---- data, evaluation, decoding -------------------------------------------------------------- */
 
-static int cuda_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, int64_t n, int d,
-                       int dynamic, cuvae_status *st)
+static int cuda_upload(cuvae_backend *be, cuvae_set set, const cuvae_upload_desc *u,
+                       cuvae_status *st)
 {
     cuda_backend *cb = cuda_of(be);
     cuda_set *s = &cb->sets[set];
@@ -327,20 +334,31 @@ static int cuda_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, 
     }
     cuvae_cuda_free(&cb->ctx, s->pixels, s->bytes);
     memset(s, 0, sizeof *s);
-    size_t bytes = (size_t)n * (size_t)d;
-    char what[64];
-    snprintf(what, sizeof what, "the %s set", set_name(set));
-    if (cuvae_cuda_alloc(&cb->ctx, (void **)&s->pixels, bytes, what, st)) return -1;
-    s->bytes = bytes;
-    if (bytes && CUDA_OK(st, cudaMemcpyAsync(s->pixels, pixels, bytes, cudaMemcpyHostToDevice,
-                                             cb->ctx.stream))) {
-        cuvae_cuda_free(&cb->ctx, s->pixels, s->bytes);
-        memset(s, 0, sizeof *s);
-        return -1;
+    size_t value = u->dtype == CUVAE_DATA_F32 ? sizeof(float) : 1;
+    size_t row = (size_t)u->d * value, bytes = (size_t)u->n * row;
+    if (cuvae_backend_streams(be, set)) {
+        /* Borrowed: rows travel per step (cuda_backend_stream.cu). */
+        if (cuvae_cuda_stream_alloc(cb, row, st)) return -1;
+        /* Rows staged from a set this one replaces are not this set's. */
+        cb->stream.ready = -1;
+        cb->stream.count[0] = cb->stream.count[1] = 0;
+        s->host = (const uint8_t *)u->data;
+    } else {
+        char what[64];
+        snprintf(what, sizeof what, "the %s set", set_name(set));
+        if (cuvae_cuda_alloc(&cb->ctx, &s->pixels, bytes, what, st)) return -1;
+        s->bytes = bytes;
+        if (bytes && CUDA_OK(st, cudaMemcpyAsync(s->pixels, u->data, bytes, cudaMemcpyHostToDevice,
+                                                 cb->ctx.stream))) {
+            cuvae_cuda_free(&cb->ctx, s->pixels, s->bytes);
+            memset(s, 0, sizeof *s);
+            return -1;
+        }
     }
-    s->n = n;
-    s->d = d;
-    s->dynamic = dynamic != 0;
+    s->n = u->n;
+    s->d = u->d;
+    s->dtype = u->dtype;
+    s->dynamic = u->dynamic != 0;
     return cuvae_cuda_backend_sync(cb, "uploading a set", st);
 }
 
@@ -373,6 +391,11 @@ static int cuda_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, i
     const cuvae_model *m = &cb->m;
     cudaStream_t stream = cb->ctx.stream;
     const cuda_set *s = &cb->sets[set];
+    if (s->host)
+        return cuvae_fail(st,
+                          "cuda backend: evaluate: the %s set is streamed (data.stream): only "
+                          "training steps read it",
+                          set_name(set));
     int decode = out->neg_elbo || out->neg_iw || out->rec;
     if (eval_reserve(cb, decode ? (int64_t)n * K : (int64_t)n, decode ? K : 1, st)) return -1;
     cuvae_eval_buffers *ev = &cb->ev;
@@ -383,8 +406,8 @@ static int cuda_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, i
         int nb = n - first < per_call ? n - first : per_call;
         CUDA_CHECK(st, cudaMemcpyAsync(ev->idx, idx + first, sizeof *idx * (size_t)nb,
                                        cudaMemcpyHostToDevice, stream));
-        if (cuvae_eval_forward(&cb->ctx, m, cb->params, s->pixels, s->n, nb, K, counter, decode, ev,
-                               stream, st))
+        if (cuvae_eval_forward(&cb->ctx, m, cb->params, s->pixels, s->dtype, s->n, nb, K, counter,
+                               decode, ev, stream, st))
             return cuvae_fail_prefix(st, "cuda backend");
         size_t dbytes = sizeof(double) * (size_t)nb;
         if (out->neg_elbo)

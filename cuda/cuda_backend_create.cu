@@ -172,7 +172,7 @@ void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len)
         buf, len,
         "cuda (%s, %s, %d of %d GEMM plans with fused epilogues%s%s, step graph %s): params "
         "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "
-        "evaluation %.1f MiB (%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB "
+        "evaluation %.1f MiB (%d rows), data %.1f MiB%s, cuBLASLt workspace %.1f MiB; %.1f MiB "
         "in all",
         cb->device_name, cuvae_precision_name(cb->ctx.precision), ps.fused, ps.plans, refused, conv,
         !cb->c.train.cuda_graph ? "off"
@@ -180,7 +180,9 @@ void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len)
                                 : "on, not yet captured",
         cuvae_mib(g[CUDA_BUF_PARAMS]), cuvae_mib(g[CUDA_BUF_GRADS]), cuvae_mib(g[CUDA_BUF_ADAM]),
         cuvae_mib(g[CUDA_BUF_ACTIVATIONS]), cb->max_batch, cuvae_mib(cb->ev.bytes), cb->ev.cap_rows,
-        cuvae_mib(data), cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
+        cuvae_mib(data),
+        cb->base.stream_train ? " (the training set streamed from host memory)" : "",
+        cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
 }
 
 void cuvae_cuda_backend_destroy(cuvae_backend *be)
@@ -194,6 +196,7 @@ void cuvae_cuda_backend_destroy(cuvae_backend *be)
         if (cb->slots[i].scalars) cudaFreeHost(cb->slots[i].scalars);
     }
     if (cb->step_graph) cudaGraphExecDestroy(cb->step_graph);
+    cuvae_cuda_stream_free(cb);
     cuvae_eval_buffers_free(ctx, &cb->ev);
     for (int s = 0; s < CUVAE_SET_COUNT; s++) cudaFree(cb->sets[s].pixels);
     release_buffers(cb);
@@ -237,9 +240,17 @@ static int has_conv(const cuvae_model *m)
     return 0;
 }
 
+/* Bytes of one uploaded example (spec->upload_value_bytes a value). */
+static uint64_t row_bytes(const cuvae_backend_spec *spec)
+{
+    int vb = spec->upload_value_bytes > 1 ? spec->upload_value_bytes : 1;
+    return (uint64_t)spec->model->x_dim * (uint64_t)vb;
+}
+
 /* The memory estimate of the device before anything is allocated on it: the buffer table's
- * groups (what alloc_training takes), the uploads and the smallest evaluation budget. */
-static void device_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
+ * groups (what alloc_training takes), the uploads and the smallest evaluation budget. A streamed
+ * training set takes three batches of rows (two slots and the step's) instead of its upload. */
+static void device_plan(const cuvae_backend_spec *spec, int stream_train, cuvae_mem_plan *plan)
 {
     const cuvae_model *m = spec->model;
     int B = spec->config->train.batch_size > 0 ? spec->config->train.batch_size : 1;
@@ -248,19 +259,49 @@ static void device_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
     for (int g = 0; g < CUDA_BUF_GROUPS; g++) cuvae_mem_add(plan, GROUP_NAME[g], bytes[g]);
     cuvae_mem_add(plan, "activations", cuvae_eval_budget_bytes(0));
     if (has_conv(m)) cuvae_mem_add(plan, "cuDNN workspace", CUVAE_CONV_WORKSPACE_BYTES);
-    cuvae_mem_add_uploads(plan, spec->upload_rows, CUVAE_SET_COUNT, m->x_dim);
+    int64_t rows[CUVAE_SET_COUNT];
+    for (int s = 0; s < CUVAE_SET_COUNT; s++) rows[s] = spec->upload_rows[s];
+    if (stream_train) {
+        rows[CUVAE_SET_TRAIN] = 0;
+        cuvae_mem_add(plan, "streaming buffers", cuvae_mem_mul(3 * (uint64_t)B, row_bytes(spec)));
+    }
+    cuvae_mem_add_uploads(plan, rows, CUVAE_SET_COUNT, row_bytes(spec));
+}
+
+/* data.stream: on and off as said; auto streams when the training set does not fit beside the
+ * rest with the margin of cuvae_mem_should_stream (or when the free memory is unknown: no). */
+static int decide_stream(const cuvae_backend_spec *spec)
+{
+    if (spec->stream != CUVAE_STREAM_AUTO) return spec->stream == CUVAE_STREAM_ON;
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    cuvae_mem_plan others;
+    memset(&others, 0, sizeof others);
+    device_plan(spec, 1, &others);
+    uint64_t set_bytes =
+        cuvae_mem_mul((uint64_t)spec->upload_rows[CUVAE_SET_TRAIN], row_bytes(spec));
+    return cuvae_mem_should_stream(cuvae_mem_total(&others), set_bytes, (uint64_t)free_b);
 }
 
 /* The memory estimate against what the device has free (cudaMemGetInfo, after the context took
  * its share) and, for the host's part (the caller's needs and the initial parameters), against
  * what the machine has. */
-static int check_memory(const cuvae_backend_spec *spec, const char *device, cuvae_status *st)
+static int check_memory(const cuvae_backend_spec *spec, int stream_train, const char *device,
+                        cuvae_status *st)
 {
     const char *advice = spec->advice ? spec->advice : CUVAE_MEM_ADVICE;
     cuvae_mem_plan host;
     memset(&host, 0, sizeof host);
     cuvae_mem_merge(&host, spec->host_needs);
     cuvae_mem_add(&host, "initial parameters", cuvae_mem_mul(spec->model->n_params, sizeof(float)));
+    if (stream_train) {
+        int B = spec->config->train.batch_size > 0 ? spec->config->train.batch_size : 1;
+        cuvae_mem_add(&host, "pinned streaming buffers",
+                      cuvae_mem_mul(2 * (uint64_t)B, row_bytes(spec)));
+    }
     if (cuvae_mem_check_host(&host, advice, st)) return -1;
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
@@ -269,7 +310,7 @@ static int check_memory(const cuvae_backend_spec *spec, const char *device, cuva
     }
     cuvae_mem_plan dev;
     memset(&dev, 0, sizeof dev);
-    device_plan(spec, &dev);
+    device_plan(spec, stream_train, &dev);
     char where[320];
     snprintf(where, sizeof where, "the GPU (%s)", device);
     return cuvae_mem_check(&dev, (uint64_t)free_b, where, "cudaMemGetInfo, free", advice, st);
@@ -318,7 +359,9 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
         free(cb);
         return NULL;
     }
-    if (check_memory(spec, name, st)) {
+    cb->stream.ready = -1;
+    cb->base.stream_train = decide_stream(spec);
+    if (check_memory(spec, cb->base.stream_train, name, st)) {
         cuvae_fail_prefix(st, "cuda backend");
         cuvae_cuda_backend_destroy(&cb->base);
         return NULL;

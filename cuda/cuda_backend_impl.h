@@ -25,12 +25,32 @@ typedef enum {
 } cuda_buffer_group;
 
 typedef struct {
-    uint8_t *pixels; /* device [n, d] bytes as uploaded; NULL until uploaded */
+    void *pixels; /* device [n, d] values (dtype) as uploaded; NULL until uploaded or streamed */
+    const uint8_t *host; /* streamed: the uploader's [n, d] values, borrowed; else NULL */
     int64_t n;
     int d;
+    cuvae_dtype dtype;
     int dynamic; /* binarize afresh at every training step */
     size_t bytes;
 } cuda_set;
+
+/* A streamed training set (data.stream; cuda_backend.cu): each step's rows are copied on the
+ * host from the uploader's memory into a pinned slot, sent to the device on a copy stream of
+ * their own, and copied on the step's stream into `batch`, which the gather reads as rows
+ * 0..B-1. Two slots: the next step's rows are copied while this step runs. */
+typedef struct {
+    cudaStream_t copy;
+    uint8_t *pinned[2];      /* host, pinned: [max_batch, row bytes] */
+    void *slot[2];           /* device: [max_batch, row bytes] */
+    void *batch;             /* device: [max_batch, row bytes], the step's rows */
+    cudaEvent_t copied[2];   /* on `copy`: slot's rows have arrived (pinned[s] is free again) */
+    cudaEvent_t consumed[2]; /* on the step's stream: slot's rows were copied into `batch` */
+    int32_t *rows[2];        /* [max_batch]: the set rows each slot holds */
+    int count[2];            /* how many (0: none) */
+    int ready;               /* the slot staged for the next step, -1 when none */
+    int current;             /* the slot the step in flight read */
+    size_t row_bytes, host_bytes, device_bytes;
+} cuda_stream;
 
 /* One step's host-side inputs in pinned memory: the scalars, then the indices. */
 typedef struct {
@@ -73,6 +93,7 @@ typedef struct {
     staging_slot slots[STAGING_SLOTS];
     int next_slot;
     cuda_set sets[CUVAE_SET_COUNT];
+    cuda_stream stream; /* used when base.stream_train */
     cuvae_eval_buffers ev;
     /* train.cuda_graph: the step's device work captured once for max_batch rows and replayed. */
     cudaGraphExec_t step_graph; /* NULL until the second full-batch step captures it */
@@ -98,6 +119,15 @@ int cuvae_cuda_backend_sync(cuda_backend *cb, const char *what, cuvae_status *st
 int cuvae_cuda_backend_prepare_plans(cuda_backend *cb, int B, cuvae_status *st);
 /* params16 = bf16(params) under bf16, after anything but the optimizer wrote the parameters. */
 int cuvae_cuda_backend_refresh_params16(cuda_backend *cb, cuvae_status *st);
+
+/* Allocates (free: releases) the streaming buffers for rows of row_bytes. */
+int cuvae_cuda_stream_alloc(cuda_backend *cb, size_t row_bytes, cuvae_status *st);
+void cuvae_cuda_stream_free(cuda_backend *cb);
+/* Before a streamed step's device work: its rows into stream.batch (staged now unless the step
+ * before prefetched them), on the step's stream. */
+int cuvae_cuda_stream_step(cuda_backend *cb, const cuvae_step *step, cuvae_status *st);
+/* After it: the next step's rows (step->next_idx, when given) copied while this step runs. */
+int cuvae_cuda_stream_prefetch(cuda_backend *cb, const cuvae_step *step, cuvae_status *st);
 
 /* cuda_backend_create.cu */
 void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len);

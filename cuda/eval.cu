@@ -194,8 +194,9 @@ static void activations(void **act, int n, const cuvae_eval_buffers *b, float *l
 }
 
 int cuvae_eval_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const float *params,
-                       const uint8_t *pixels, int64_t n_rows, int n, int K, uint64_t counter,
-                       int decode, cuvae_eval_buffers *b, cudaStream_t stream, cuvae_status *st)
+                       const void *pixels, cuvae_dtype dtype, int64_t n_rows, int n, int K,
+                       uint64_t counter, int decode, cuvae_eval_buffers *b, cudaStream_t stream,
+                       cuvae_status *st)
 {
     if (n < 1 || K < 1) return cuvae_fail(st, "evaluate: n=%d K=%d: expected positive sizes", n, K);
     if (!model || !params || !pixels || !b) return cuvae_fail(st, "evaluate: a NULL buffer");
@@ -205,7 +206,9 @@ int cuvae_eval_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const floa
                           K, b->cap_rows);
     int D = model->x_dim, L = model->latent, rows = n * K;
     void *act[CUVAE_MAX_LAYERS];
-    if (cuvae_gather_forward(ctx, pixels, n_rows, D, b->idx, n, 0, NULL, b->x, stream, st))
+    if (!b->idx) return cuvae_fail(st, "evaluate: a NULL buffer");
+    if (cuvae_gather_values_forward(ctx, pixels, dtype, n_rows, D, b->idx, n, 0, NULL, b->x, stream,
+                                    st))
         return -1;
     activations(act, model->enc.n, b, b->enc);
     /* fp32 on the fp32 parameters whatever train.precision: no operand copies, no scratch. */

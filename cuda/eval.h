@@ -8,6 +8,7 @@
 #ifndef CUVAE_CUDA_EVAL_H
 #define CUVAE_CUDA_EVAL_H
 
+#include "backend.h"
 #include "cuda_common.h"
 #include "model.h"
 
@@ -49,14 +50,16 @@ int cuvae_eval_buffers_alloc(cuvae_cuda_ctx *ctx, const cuvae_model *model, int 
 void cuvae_eval_buffers_free(cuvae_cuda_ctx *ctx, cuvae_eval_buffers *b);
 
 /* One evaluation batch of n examples, n * K <= b->cap_rows, whose set rows are already in b->idx
- * (device): the set's pixels [n_rows, x_dim] are scaled by 1/255 (never binarized here). Writes
+ * (device): the set's pixels [n_rows, x_dim] are scaled by 1/255 (never binarized here), or
+ * float32 values (dtype) taken as they are. Writes
  * b->enc [n, 2L], b->kl [n] = KL (beta 1, no floor) and, when decode, b->res [4, cap_rows]:
  * neg_elbo [n] = mean_k rec_k + KL, neg_iw [n] = -(logsumexp_k log w_k - log K) with
  * log w_k = -rec_k + log p(z_k) - log q(z_k | x), rec [n] = mean_k rec_k, kl [n]. Without
  * decode only the encoder runs (means, log-variances and KL). */
 int cuvae_eval_forward(cuvae_cuda_ctx *ctx, const cuvae_model *model, const float *params,
-                       const uint8_t *pixels, int64_t n_rows, int n, int K, uint64_t counter,
-                       int decode, cuvae_eval_buffers *b, cudaStream_t stream, cuvae_status *st);
+                       const void *pixels, cuvae_dtype dtype, int64_t n_rows, int n, int K,
+                       uint64_t counter, int decode, cuvae_eval_buffers *b, cudaStream_t stream,
+                       cuvae_status *st);
 
 /* Decodes n latents from b->z [n, L] (n <= b->cap_rows) into b->out [n, x_dim]: Bernoulli
  * probabilities (sigmoid of the logits) or Gaussian means. */

@@ -156,11 +156,11 @@ bad "badcrc.npz: member 'x_test.npy': CRC mismatch" data.test_images="$D/badcrc.
 bad "cut.npz: member 'x_test.npy': corrupt or truncated deflate data" \
     data.test_images="$D/cut.npz" data.test_labels=
 bad "no member 'nope.npy'" data.train_images="$D/stored.npz" data.train_key=nope
-bad "data.test_images: data.binarize needs data in [0, 1]" data.test_images="$D/t10k-wide.npy" \
-    data.test_labels=
-bad "model.likelihood = bernoulli needs data in [0, 1]" data.test_images="$D/t10k-wide.npy" \
-    data.test_labels= data.binarize=none
-bad "gaussian on float data outside [0, 1] is not supported yet" \
+bad "data.binarize = dynamic: data.test_images $D/t10k-wide.npy holds float32 values from -1 to 509" \
+    data.test_images="$D/t10k-wide.npy" data.test_labels=
+bad "model.likelihood = bernoulli: data.test_images $D/t10k-wide.npy holds float32 values" \
+    data.test_images="$D/t10k-wide.npy" data.test_labels= data.binarize=none
+bad "the two sets must be on one scale" \
     data.test_images="$D/t10k-wide.npy" data.test_labels= data.binarize=none model.likelihood=gaussian
 expect_rc 1 env CUVAE_MEMORY_LIMIT=4G "$BIN" eval "$T/idx/model.safetensors" --device cpu \
     --test-images "$D/big.npz"

@@ -126,6 +126,56 @@ static void parity_gather_binarize(cuvae_cuda_ctx *ctx)
     test_gather(ctx, 1);
 }
 
+/* float32 values (outside [0, 1]) picked by indices, and a streamed step's staged rows (idx NULL:
+ * rows 0..batch-1) for float32 and for bytes, scaled and binarized: the C twins on the rows in
+ * order. */
+static void parity_gather_f32(cuvae_cuda_ctx *ctx)
+{
+    cuvae_status st;
+    const int n_rows = 37, d = 29, batch = 13;
+    const uint64_t step = 0x10000000005ULL;
+    float values[37 * 29];
+    uint8_t bytes[37 * 29];
+    for (int i = 0; i < n_rows * d; i++) {
+        uint32_t w = cuvae_philox_word(CUVAE_PARITY_SEED, 97, 0, (uint64_t)i);
+        values[i] = (float)(int32_t)w * 1e-7f;
+        bytes[i] = (uint8_t)(w & 0xff);
+    }
+    int32_t idx[13] = {3, 0, 36, 5, 5, 17, 1, 2, 30, 36, 11, 0, 9}, rows[13];
+    for (int b = 0; b < batch; b++) rows[b] = b;
+    float *d_val = (float *)dev_from(values, sizeof values);
+    uint8_t *d_bytes = (uint8_t *)dev_from(bytes, sizeof bytes);
+    int32_t *d_idx = (int32_t *)dev_from(idx, sizeof idx);
+    uint64_t *d_step = (uint64_t *)dev_from(&step, sizeof step);
+    float *d_x = (float *)dev_alloc(sizeof(float) * batch * d);
+    float *got = host_floats((size_t)batch * d), *ref = host_floats((size_t)batch * d);
+    size_t n = sizeof(float) * batch * d;
+    for (int pass = 0; pass < 4; pass++) {
+        /* 0: float32 by index, 1: float32 staged, 2: bytes staged, 3: bytes staged, binarized */
+        int staged = pass > 0, is_f32 = pass < 2, dynamic = pass == 3;
+        REQUIRE_OK(cuvae_gather_values_forward(
+                       ctx, is_f32 ? (const void *)d_val : (const void *)d_bytes,
+                       is_f32 ? CUVAE_DATA_F32 : CUVAE_DATA_U8, n_rows, d, staged ? NULL : d_idx,
+                       batch, dynamic, d_step, d_x, ctx->stream, &st),
+                   st);
+        to_host(ctx, got, d_x, n);
+        if (is_f32)
+            cuvae_cpu_gather_f32((const uint8_t *)values, d, staged ? rows : idx, batch, ref);
+        else
+            cuvae_cpu_gather(bytes, d, rows, batch, dynamic, CUVAE_PARITY_SEED, step, ref);
+        int differ = memcmp(got, ref, n) != 0;
+        if (differ) fprintf(stderr, "gather (pass %d) is not bit-exact\n", pass);
+        CHECK(!differ);
+    }
+    cudaFree(d_val);
+    cudaFree(d_bytes);
+    cudaFree(d_idx);
+    cudaFree(d_step);
+    cudaFree(d_x);
+    free(got);
+    free(ref);
+}
+
 /* ---- linear layers --------------------------------------------------------------------------- */
 
 /* A three-layer MLP, in -> h1 (ReLU) -> h2 (ReLU) -> out, in a flat parameter buffer laid out as

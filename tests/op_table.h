@@ -17,6 +17,7 @@
     X(normal_noise, NONE)       /* cuvae_normal_fill_forward */                                    \
     X(gather_scale, NONE)       /* cuvae_gather_forward, bytes / 255: bit-exact */                 \
     X(gather_binarize, NONE)    /* cuvae_gather_forward, dynamic binarization: bit-exact */        \
+    X(gather_f32, NONE)         /* cuvae_gather_values_forward, float32 and staged rows: exact */  \
     X(linear, FD)               /* linear forward/backward, with and without ReLU */               \
     X(conv2d, FD)               /* conv2d forward/backward (model.h's layouts), awkward sizes */   \
     X(conv_transpose2d, FD)     /* conv_transpose2d forward/backward, awkward sizes */             \

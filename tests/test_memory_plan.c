@@ -123,11 +123,66 @@ static void test_cpu_plan(void)
     unsetenv("CUVAE_MEMORY_LIMIT");
 }
 
+/* data.stream's planning: the GPU's auto rule with its margin, and the CPU backend's parts for a
+ * streamed, a copied and a float32 training set. */
+static void test_stream_plan(void)
+{
+    const uint64_t G = (uint64_t)1 << 30, M = (uint64_t)1 << 20;
+    /* 10 GiB free: a margin of 1 GiB; 8 GiB of set beside 1 GiB fits, 1 MiB more does not. */
+    CHECK(cuvae_mem_should_stream(G, 8 * G, 10 * G) == 0);
+    CHECK(cuvae_mem_should_stream(G, 8 * G + M, 10 * G) == 1);
+    /* 1 GiB free: the 512 MiB floor of the margin applies. */
+    CHECK(cuvae_mem_should_stream(0, 512 * M, G) == 0);
+    CHECK(cuvae_mem_should_stream(0, 512 * M + 1, G) == 1);
+    CHECK(cuvae_mem_should_stream(UINT64_MAX, 1, G) == 1); /* saturates, never wraps */
+
+    enum { D = 100, N = 40, NT = 1000 };
+    cuvae_config c;
+    cuvae_config_defaults(&c);
+    c.model.n_hidden = 1;
+    c.model.hidden[0] = 16;
+    c.model.latent = 4;
+    c.train.batch_size = 20;
+    cuvae_model m;
+    cuvae_status st = {{0}};
+    CHECK(cuvae_model_layout(&m, &c, D, &st) == 0);
+    cuvae_backend_spec spec = {.model = &m, .config = &c, .upload_rows = {NT, 0, N}};
+    cuvae_mem_plan on = {.n = 0}, off = {.n = 0}, f32 = {.n = 0};
+    spec.stream = CUVAE_STREAM_ON;
+    cuvae_cpu_memory_plan(&spec, &on);
+    spec.stream = CUVAE_STREAM_OFF;
+    cuvae_cpu_memory_plan(&spec, &off);
+    spec.upload_value_bytes = 4;
+    cuvae_cpu_memory_plan(&spec, &f32);
+    CHECK(part(&on, "uploaded data") == (uint64_t)N * D);
+    CHECK(part(&off, "uploaded data") == (uint64_t)(N + NT) * D);
+    CHECK(part(&f32, "uploaded data") == (uint64_t)(N + NT) * D * 4);
+    /* The streamed set's staging: a batch of rows (and their indices) among the activations. */
+    CHECK(part(&on, "activations") >= part(&off, "activations") + 20 * D);
+
+    /* A streamed CPU backend reports it; the byte interface never borrows. */
+    spec.upload_value_bytes = 0;
+    spec.stream = CUVAE_STREAM_AUTO;
+    cuvae_backend *be = cuvae_cpu_backend_create(&spec, &st);
+    CHECK(be != NULL);
+    if (!be) return;
+    CHECK(cuvae_backend_streams(be, CUVAE_SET_TRAIN) == 1);
+    CHECK(cuvae_backend_streams(be, CUVAE_SET_TEST) == 0);
+    static uint8_t px[NT * D];
+    CHECK(cuvae_backend_upload(be, CUVAE_SET_TRAIN, px, NT, D, 1, &st) == 0);
+    CHECK(cuvae_backend_streams(be, CUVAE_SET_TRAIN) == 0);
+    cuvae_upload_desc u = {.data = px, .dtype = CUVAE_DATA_F32, .n = NT, .d = D, .dynamic = 1};
+    CHECK(cuvae_backend_upload_data(be, CUVAE_SET_TEST, &u, &st) != 0);
+    CHECK_MSG(st.msg, "float32 values cannot be binarized dynamically");
+    cuvae_backend_destroy(be);
+}
+
 int main(void)
 {
     printf("test_memory_plan\n");
     test_arithmetic_and_parts();
     test_host_available();
     test_cpu_plan();
+    test_stream_plan();
     return cuvae_test_finish("test_memory_plan");
 }

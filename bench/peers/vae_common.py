@@ -36,6 +36,7 @@ DEFAULTS = {
         "resize_filter": "box",
         "image_channels": "auto",
         "folder_labels": "0",
+        "stream": "auto",  # where cuvae keeps the training set: no effect on the numbers
     },
     "model": {"hidden": "512,256", "encoder": "", "decoder": "", "latent": "32",
               "likelihood": "bernoulli", "gaussian_sigma": "1.0"},

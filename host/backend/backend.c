@@ -101,25 +101,51 @@ const char *cuvae_backend_name(const cuvae_backend *be)
     return be->ops->name;
 }
 
-int cuvae_backend_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, int64_t n, int d,
-                         int dynamic, cuvae_status *st)
+int cuvae_backend_upload_data(cuvae_backend *be, cuvae_set set, const cuvae_upload_desc *u,
+                              cuvae_status *st)
 {
     const char *name = be->ops->name;
     if (bad_set(be, set, "upload", st)) return -1;
-    if (d != be->x_dim)
+    if (u->d != be->x_dim)
         return cuvae_fail(st,
                           "%s backend: upload of the %s set: %d values per example, the model "
                           "expects %d",
-                          name, set_name(set), d, be->x_dim);
-    if (n < 0 || n > INT32_MAX)
+                          name, set_name(set), u->d, be->x_dim);
+    if (u->n < 0 || u->n > INT32_MAX)
         return cuvae_fail(st, "%s backend: upload of the %s set: %lld examples (expected 0 to %d)",
-                          name, set_name(set), (long long)n, INT32_MAX);
+                          name, set_name(set), (long long)u->n, INT32_MAX);
+    if (u->dtype != CUVAE_DATA_U8 && u->dtype != CUVAE_DATA_F32)
+        return cuvae_fail(st, "%s backend: upload of the %s set: unknown value type %d", name,
+                          set_name(set), (int)u->dtype);
+    if (u->dtype == CUVAE_DATA_F32 && u->dynamic)
+        return cuvae_fail(st,
+                          "%s backend: upload of the %s set: float32 values cannot be binarized "
+                          "dynamically",
+                          name, set_name(set));
     /* What a failed upload leaves in the set is the backend's business: none of it is used. */
     be->set_uploaded[set] = 0;
-    if (be->ops->upload(be, set, pixels, n, d, dynamic, st)) return -1;
-    be->set_rows[set] = n;
+    if (be->ops->upload(be, set, u, st)) return -1;
+    be->set_rows[set] = u->n;
     be->set_uploaded[set] = 1;
     return 0;
+}
+
+int cuvae_backend_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, int64_t n, int d,
+                         int dynamic, cuvae_status *st)
+{
+    /* A caller of the byte interface may free its pixels at once: never borrowed. */
+    int streams = be->stream_train;
+    be->stream_train = 0;
+    cuvae_upload_desc u = {
+        .data = pixels, .dtype = CUVAE_DATA_U8, .n = n, .d = d, .dynamic = dynamic};
+    int rc = cuvae_backend_upload_data(be, set, &u, st);
+    be->stream_train = streams && set != CUVAE_SET_TRAIN;
+    return rc;
+}
+
+int cuvae_backend_streams(const cuvae_backend *be, cuvae_set set)
+{
+    return set == CUVAE_SET_TRAIN && be->stream_train;
 }
 
 int cuvae_backend_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_status *st)

@@ -1,7 +1,9 @@
 /* The backend interface: everything that touches the model's numbers goes through it, so the
  * trainer, eval, sample, reconstruct and bench run unchanged on the CPU reference and on CUDA.
  *
- * Data: the host uploads each set once as bytes (0..255). A set uploaded with dynamic = 1 is
+ * Data: the host uploads each set once, as bytes (0..255) or as float32 values (data outside
+ * [0, 1], for the Gaussian likelihood: gathered as they are, never scaled or binarized). A byte
+ * set uploaded with dynamic = 1 is
  * binarized afresh at every training step (Bernoulli(byte/255) drawn from
  * (seed, CUVAE_STREAM_BINARIZE, counter = step, element = slot*D + p)); otherwise pixels are
  * scaled by 1/255 (static binarization and the test set are binarized once on the host, to 0/255).
@@ -39,7 +41,32 @@ typedef struct {
     float beta;         /* KL weight of this step (warm-up applied by the trainer) */
     const int32_t *idx; /* [batch] rows of the training set */
     int batch;
+    /* Optional (NULL: unknown): the next step's rows, so that a backend streaming the training
+     * set can copy them while this step runs. Only a hint: any step may follow. */
+    const int32_t *next_idx;
+    int next_batch;
 } cuvae_step;
+
+/* The values of an uploaded set. */
+typedef enum { CUVAE_DATA_U8 = 0, CUVAE_DATA_F32 = 1 } cuvae_dtype;
+
+/* data.stream (cuvae_stream_mode, config.h): where the training set lives while a run trains. off:
+ * the backend holds a copy of its own (the GPU: the whole set in device memory); on: it stays in
+ * the caller's memory (a .npy's mapping) and each step's rows are copied from there (the GPU:
+ * through pinned staging buffers, the next batch's copy overlapping the current step); auto: the
+ * CPU streams (a copy gains nothing), the GPU uploads whole when the set fits (memory_plan.h) and
+ * streams otherwise. */
+
+/* One set to upload. With stream (the backend decides: cuvae_backend_streams), `data` is
+ * borrowed: the caller keeps it alive and unchanged until the set is replaced or the backend
+ * destroyed. Only the training set streams; the other sets are copied. */
+typedef struct {
+    const void *data; /* [n, d] values of dtype (float32: little-endian, any alignment) */
+    cuvae_dtype dtype;
+    int64_t n;
+    int d;
+    int dynamic; /* bytes only */
+} cuvae_upload_desc;
 
 /* Accumulated since the last reset; the host reads it every train.log_every steps. */
 typedef struct {
@@ -89,8 +116,7 @@ typedef struct cuvae_backend cuvae_backend;
 typedef struct {
     const char *name; /* "cpu" or "cuda" */
     void (*destroy)(cuvae_backend *be);
-    int (*upload)(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, int64_t n, int d,
-                  int dynamic, cuvae_status *st);
+    int (*upload)(cuvae_backend *be, cuvae_set set, const cuvae_upload_desc *u, cuvae_status *st);
     int (*train_step)(cuvae_backend *be, const cuvae_step *step, cuvae_status *st);
     int (*read_metrics)(cuvae_backend *be, cuvae_metrics *out, int reset, cuvae_status *st);
     int (*evaluate)(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,
@@ -116,6 +142,9 @@ struct cuvae_backend {
     /* Kept by the front door (below), which checks indices against them. */
     int64_t set_rows[CUVAE_SET_COUNT]; /* examples of each uploaded set */
     int set_uploaded[CUVAE_SET_COUNT]; /* 0 until an upload of the set succeeds */
+    /* Set by the backend at creation (from spec->stream): the training set is streamed from the
+     * uploader's memory rather than copied (cuvae_upload_desc). */
+    int stream_train;
 };
 
 /* Everything a backend is created from. Parameters start at cuvae_model_init(seed) and zero Adam
@@ -131,7 +160,9 @@ typedef struct {
      * set. Zero: nothing beyond the backend's own buffers. */
     const cuvae_mem_plan *host_needs;
     int64_t upload_rows[CUVAE_SET_COUNT];
-    const char *advice; /* the keys to change, for the refusal; NULL: CUVAE_MEM_ADVICE */
+    int upload_value_bytes;   /* bytes a value of the uploads: 1 (bytes, also for 0) or 4 */
+    cuvae_stream_mode stream; /* data.stream (see cuvae_stream_mode); AUTO for a zero spec */
+    const char *advice;       /* the keys to change, for the refusal; NULL: CUVAE_MEM_ADVICE */
 } cuvae_backend_spec;
 
 /* The CPU backend's own host memory for spec (what cuvae_cpu_backend_create would allocate, the
@@ -157,7 +188,12 @@ cuvae_backend *cuvae_backend_create(cuvae_device device, const cuvae_backend_spe
 void cuvae_backend_destroy(cuvae_backend *be); /* NULL: nothing */
 const char *cuvae_backend_name(const cuvae_backend *be);
 int cuvae_backend_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, int64_t n, int d,
-                         int dynamic, cuvae_status *st);
+                         int dynamic, cuvae_status *st); /* bytes, copied (never streamed) */
+/* Any dtype; the training set is borrowed when be->stream_train (see cuvae_upload_desc). */
+int cuvae_backend_upload_data(cuvae_backend *be, cuvae_set set, const cuvae_upload_desc *u,
+                              cuvae_status *st);
+/* 1 when a set uploaded to `set` is streamed from the uploader's memory (borrowed). */
+int cuvae_backend_streams(const cuvae_backend *be, cuvae_set set);
 int cuvae_backend_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_status *st);
 int cuvae_backend_read_metrics(cuvae_backend *be, cuvae_metrics *out, int reset, cuvae_status *st);
 int cuvae_backend_evaluate(cuvae_backend *be, cuvae_set set, const int32_t *idx, int n, int K,

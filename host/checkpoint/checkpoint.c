@@ -111,6 +111,23 @@ static int parse_shape(const char *s, cuvae_shape *out)
     return 0;
 }
 
+/* input_range: "lo,hi", two finite numbers with lo <= hi. */
+static int parse_range(const char *s, float *lo, float *hi)
+{
+    char *end = NULL;
+    errno = 0;
+    double a = strtod(s, &end);
+    if (end == s || *end != ',') return -1;
+    const char *b_at = end + 1;
+    double b = strtod(b_at, &end);
+    if (end == b_at || *end || errno || !isfinite(a) || !isfinite(b) || a > b || fabs(a) > 3.4e38 ||
+        fabs(b) > 3.4e38)
+        return -1;
+    *lo = (float)a;
+    *hi = (float)b;
+    return 0;
+}
+
 /* best_valid: a number written with %.17g, or inf (no validation yet); never NaN or -inf. */
 static int parse_best(const char *s, double *out)
 {
@@ -462,6 +479,14 @@ static int parse_header(const json_t *root, const uint8_t *section, uint64_t dat
     int n_t = 0;
     const char *shape_text = json_string_value(json_object_get(md, CUVAE_CKPT_INPUT_SHAPE_KEY));
     if (match_layout(e, n, name, shape_text, out, t, &n_t, found, st)) goto done;
+    const char *range_text = json_string_value(json_object_get(md, CUVAE_CKPT_INPUT_RANGE_KEY));
+    if (range_text && parse_range(range_text, &out->model.x_lo, &out->model.x_hi)) {
+        cuvae_fail(st,
+                   "%s: metadata key " CUVAE_CKPT_INPUT_RANGE_KEY
+                   " '%.40s' malformed (expected \"lo,hi\", finite, lo <= hi)",
+                   name, range_text);
+        goto done;
+    }
 
     /* The values' consistency before the checksum, so that an edited field is named. */
     if (cuvae_ckpt_check_meta(out, name, st)) goto done;

@@ -17,6 +17,8 @@
 /* Optional metadata key: the input shape "C,H,W", written only when it differs from
  * cuvae_shape_default(x_dim) (model.h), which a file without it gets. */
 #define CUVAE_CKPT_INPUT_SHAPE_KEY "input_shape"
+/* "lo,hi" (%.9g each) of float32 data outside [0, 1]; absent: 0,1. */
+#define CUVAE_CKPT_INPUT_RANGE_KEY "input_range"
 
 /* Metadata keys holding decimal u64 values, in the order they are written:
  * step, epoch, epoch_step, seed, data_seed, adam_t, rng_counter. */

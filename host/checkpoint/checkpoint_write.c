@@ -119,6 +119,12 @@ static int build_file(const cuvae_config *config, const cuvae_model *model,
         snprintf(num, sizeof num, "%d,%d,%d", x.c, x.h, x.w);
         bad |= json_object_set_new(md, CUVAE_CKPT_INPUT_SHAPE_KEY, json_string(num)) != 0;
     }
+    /* The data's range only for float data outside [0, 1]: byte data's files stay as they were. */
+    if (model->x_lo != 0.0f || model->x_hi != 1.0f) {
+        char range[64];
+        snprintf(range, sizeof range, "%.9g,%.9g", (double)model->x_lo, (double)model->x_hi);
+        bad |= json_object_set_new(md, CUVAE_CKPT_INPUT_RANGE_KEY, json_string(range)) != 0;
+    }
     /* json_string refuses text that is not UTF-8 (a path in the config, say). */
     json_t *ini_json = ini ? json_string(ini) : NULL;
     int ini_bad = ini && !ini_json;

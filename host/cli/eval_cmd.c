@@ -114,13 +114,17 @@ static cuvae_backend *make_backend(const cuvae_ckpt *ck, const cuvae_config *cfg
     cuvae_mem_add(
         &host, "checkpoint",
         cuvae_mem_mul(cuvae_mem_mul(ck->model.n_params, sizeof(float)), ck->state.m ? 3 : 1));
-    cuvae_mem_add(&host, "data", cuvae_mem_mul((uint64_t)n_test, (uint64_t)ck->model.x_dim + 1));
+    /* A model of float data (its input_range) is evaluated on float32 values. */
+    int vb = ck->model.x_lo != 0.0f || ck->model.x_hi != 1.0f ? (int)sizeof(float) : 1;
+    cuvae_mem_add(&host, "data",
+                  cuvae_mem_mul((uint64_t)n_test, (uint64_t)ck->model.x_dim * (uint64_t)vb + 1));
     cuvae_mem_add(&host, "data staging (.npz)", staging); /* a deflated member, inflated whole */
     cuvae_backend_spec spec = {
         .model = &ck->model,
         .config = cfg,
         .host_needs = &host,
         .upload_rows = {0, 0, n_test},
+        .upload_value_bytes = vb,
         .advice = "evaluate on a machine with more memory, or use fewer test examples (--limit)",
     };
     cuvae_backend *be = cuvae_backend_create(device, &spec, stderr, st);
@@ -210,13 +214,25 @@ static int load_test_set(const cuvae_ckpt *ck, const cuvae_config *c, cuvae_run_
                           "(%d channels)",
                           c->data.test_images, rd->test.channels, rd->test.rows, rd->test.cols,
                           rd->test.d, ck->model.x_dim, ck->model.x_shape.c);
+    int model_float = ck->model.x_lo != 0.0f || ck->model.x_hi != 1.0f;
+    if (model_float != rd->is_float)
+        return cuvae_fail(st,
+                          "%s: %s, but the checkpoint's model was trained on %s (its "
+                          "input_range): the data must be on the training data's scale",
+                          c->data.test_images,
+                          rd->is_float ? "float32 values outside [0, 1]" : "values in [0, 1]",
+                          model_float ? "float32 data outside [0, 1]" : "data in [0, 1]");
     return 0;
 }
 
 static int upload_test_set(cuvae_backend *be, const cuvae_config *c, const cuvae_run_data *rd,
                            cuvae_status *st)
 {
-    if (cuvae_backend_upload(be, CUVAE_SET_TEST, rd->test.pixels, rd->test.n, rd->test.d, 0, st))
+    cuvae_upload_desc u = {.data = rd->test.pixels,
+                           .dtype = rd->is_float ? CUVAE_DATA_F32 : CUVAE_DATA_U8,
+                           .n = rd->test.n,
+                           .d = rd->test.d};
+    if (cuvae_backend_upload_data(be, CUVAE_SET_TEST, &u, st))
         return cuvae_fail_prefix(st, "uploading the test set %s", c->data.test_images);
     return 0;
 }

@@ -47,6 +47,9 @@ typedef struct {
     cuvae_layer_spec layer[CUVAE_MAX_SPEC];
 } cuvae_stack_spec;
 
+/* data.stream (backend.h says what each does). */
+typedef enum { CUVAE_STREAM_AUTO = 0, CUVAE_STREAM_ON = 1, CUVAE_STREAM_OFF = 2 } cuvae_stream_mode;
+
 typedef struct {
     struct {
         char train_images[CUVAE_PATH_LEN]; /* IDX (gz or raw), .npy or .npz */
@@ -64,6 +67,8 @@ typedef struct {
         cuvae_resize_filter resize_filter; /* box | bilinear | nearest */
         int image_channels;                /* 0 auto, 1 grey, 2 rgb */
         int folder_labels;                 /* labels from the first-level subfolders (0/1) */
+        /* auto | on | off: the training set streamed or copied (data.stream) */
+        cuvae_stream_mode stream;
     } data;
     struct {
         int hidden[CUVAE_MAX_HIDDEN]; /* encoder hidden sizes; the decoder mirrors them */

@@ -14,7 +14,8 @@ _Static_assert(sizeof(cuvae_binarize) == sizeof(int) && sizeof(cuvae_likelihood)
                    sizeof(cuvae_schedule) == sizeof(int) &&
                    sizeof(cuvae_precision) == sizeof(int) && sizeof(cuvae_device) == sizeof(int) &&
                    sizeof(cuvae_on_nonfinite) == sizeof(int) &&
-                   sizeof(cuvae_resize_filter) == sizeof(int),
+                   sizeof(cuvae_resize_filter) == sizeof(int) &&
+                   sizeof(cuvae_stream_mode) == sizeof(int),
                "enum keys are stored through an int pointer");
 
 static const char *const binarize_names[] = {"none", "static", "dynamic", NULL};
@@ -26,6 +27,7 @@ static const char *const optimizer_names[] = {"adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", NULL};
 static const char *const resize_filter_names[] = {"box", "bilinear", "nearest", NULL};
 static const char *const image_channels_names[] = {"auto", "grey", "rgb", NULL};
+static const char *const stream_names[] = {"auto", "on", "off", NULL};
 
 const char *const cuvae_config_sections[] = {"data", "model", "train", "optim", "eval", "output"};
 const size_t cuvae_config_n_sections =
@@ -53,9 +55,10 @@ const size_t cuvae_config_n_sections =
 
 static const cuvae_key_spec key_table[] = {
     PATH_KEY("data", "train_images", data.train_images, DEBIAN_FMNIST "train-images-idx3-ubyte.gz",
-             "training images: IDX (gzip or raw), .npy or .npz (uint8 or float32 in [0, 1]; N x H "
-             "x W, N x H x W x 1, N x 1 x H x W or N x D), chosen by the file's content; or a "
-             "folder of PNG/JPEG images (the data.image_* keys)",
+             "training images: IDX (gzip or raw), .npy or .npz (uint8, or float32: in [0, 1] read "
+             "as scaled bytes, other float data kept for model.likelihood = gaussian; N x H x W, "
+             "N x H x W x C, N x C x H x W or N x D), chosen by the file's content; or a folder "
+             "of PNG/JPEG images (the data.image_* keys)",
              EXACT),
     PATH_KEY("data", "train_labels", data.train_labels, DEBIAN_FMNIST "train-labels-idx1-ubyte.gz",
              "training labels (IDX, or an integer .npy/.npz array); empty = none (or "
@@ -101,6 +104,12 @@ static const cuvae_key_spec key_table[] = {
      "image folders: label each image by its first-level subfolder (classes sorted by name; the "
      "names are saved as classes.json in the run directory); the labels key must then be empty",
      EXACT, NULL},
+    ENUM_KEY("data", "stream", data.stream, stream_names, "auto",
+             "the training set copied to the backend (off: on a GPU, uploaded whole) or each "
+             "batch's rows copied from the data file as it trains (on: on a GPU, through pinned "
+             "buffers overlapping the step); auto: the CPU streams, a GPU uploads whole when the "
+             "set fits with a margin; the same batches and numbers either way",
+             FREE),
 
     {"model", "hidden", CUVAE_KEY_INT_LIST, OFF(model.hidden), OFF(model.n_hidden), 1, 65536, 0,
      NULL, "512,256", "the MLP shorthand: encoder hidden layer sizes; the decoder mirrors them",

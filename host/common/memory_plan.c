@@ -182,11 +182,19 @@ int cuvae_mem_check_host(const cuvae_mem_plan *p, const char *advice, cuvae_stat
     return cuvae_mem_check(p, avail, "this machine", source, advice, st);
 }
 
-void cuvae_mem_add_uploads(cuvae_mem_plan *p, const int64_t *rows, int sets, int x_dim)
+void cuvae_mem_add_uploads(cuvae_mem_plan *p, const int64_t *rows, int sets, uint64_t row_bytes)
 {
     uint64_t data = 0;
     for (int s = 0; s < sets; s++)
         if (rows[s] > 0)
-            data = cuvae_mem_add_bytes(data, cuvae_mem_mul((uint64_t)rows[s], (uint64_t)x_dim));
+            data = cuvae_mem_add_bytes(data, cuvae_mem_mul((uint64_t)rows[s], row_bytes));
     cuvae_mem_add(p, "uploaded data", data);
+}
+
+int cuvae_mem_should_stream(uint64_t others, uint64_t set_bytes, uint64_t available)
+{
+    uint64_t margin = available / 100 * CUVAE_STREAM_MARGIN_PCT;
+    if (margin < CUVAE_STREAM_MARGIN_MIN) margin = CUVAE_STREAM_MARGIN_MIN;
+    uint64_t need = cuvae_mem_add_bytes(cuvae_mem_add_bytes(others, set_bytes), margin);
+    return need > available;
 }

@@ -38,8 +38,16 @@ uint64_t cuvae_mem_add_bytes(uint64_t a, uint64_t b);
 /* Adds a part (merged with a part of the same name); parts of 0 bytes are left out. */
 void cuvae_mem_add(cuvae_mem_plan *p, const char *name, uint64_t bytes);
 
-/* Adds the "uploaded data" part: rows[s] examples of x_dim bytes for each set s of `sets`. */
-void cuvae_mem_add_uploads(cuvae_mem_plan *p, const int64_t *rows, int sets, int x_dim);
+/* Adds the "uploaded data" part: rows[s] examples of row_bytes bytes for each set s of `sets`. */
+void cuvae_mem_add_uploads(cuvae_mem_plan *p, const int64_t *rows, int sets, uint64_t row_bytes);
+
+/* data.stream = auto on a GPU: 1 (stream) when `set_bytes` of training set do not fit in
+ * `available` bytes beside `others` (everything else the device will hold) with a margin of
+ * CUVAE_STREAM_MARGIN_PCT percent of `available`, at least CUVAE_STREAM_MARGIN_MIN bytes, left
+ * free (for cuBLAS workspaces, the driver, evaluation buffers that grow). */
+#define CUVAE_STREAM_MARGIN_PCT 10
+#define CUVAE_STREAM_MARGIN_MIN ((uint64_t)512 << 20)
+int cuvae_mem_should_stream(uint64_t others, uint64_t set_bytes, uint64_t available);
 
 /* Appends every part of `from` to `to`. */
 void cuvae_mem_merge(cuvae_mem_plan *to, const cuvae_mem_plan *from);

@@ -239,6 +239,7 @@ int cuvae_model_layout_shape(cuvae_model *m, const cuvae_config *c, cuvae_shape 
         return cuvae_fail(st, "model.decoder is given without model.encoder");
     m->x_shape = x;
     m->x_dim = x_dim;
+    m->x_hi = 1.0f;
     m->latent = c->model.latent;
     m->likelihood = c->model.likelihood;
     m->gaussian_sigma = c->model.gaussian_sigma;

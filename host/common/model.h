@@ -71,6 +71,9 @@ typedef struct {
     size_t n_params;
     cuvae_likelihood likelihood;
     float gaussian_sigma;
+    /* The data's range, which images map to black..white: 0 and 1 (bytes, float32 in [0, 1]),
+     * or the min and max of float32 data outside [0, 1] (the checkpoint's input_range). */
+    float x_lo, x_hi;
 } cuvae_model;
 
 typedef struct {

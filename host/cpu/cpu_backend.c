@@ -1,8 +1,14 @@
 /* The CPU backend: the reference implementation of every cuvae_backend entry, on the ops of
  * cpu_ops.c (GEMMs through OpenBLAS, which runs them on all cores). This file holds its state,
  * the data upload, the training step and the optimizer state; cpu_eval.c evaluates and decodes.
- * It owns the flat parameter, gradient and Adam buffers, the uploaded data (as bytes) and a table
- * of activation buffers sized for the largest batch seen: a training step allocates nothing. */
+ * It owns the flat parameter, gradient and Adam buffers, the uploaded data (bytes or float32)
+ * and a table of activation buffers sized for the largest batch seen: a training step allocates
+ * nothing.
+ *
+ * A streamed training set (data.stream, backend.h) is not copied: each step first copies its
+ * rows from the uploader's memory (a .npy's mapping) into a staging buffer, then gathers from
+ * there with the staged rows' own indices. The binarization's noise is keyed by the batch slot,
+ * not the row, so both paths give the same bits. */
 #include "backend.h"
 
 #include <cblas.h>
@@ -36,7 +42,8 @@ static void acts_free(cpu_train_acts *a)
 
 /* The table of the training activations for `rows` rows, carved from base (NULL: counting only);
  * returns their size in bytes. */
-static size_t acts_table(const cuvae_model *m, size_t r, cpu_train_acts *a, void *base)
+static size_t acts_table(const cuvae_model *m, size_t r, size_t stream_bytes, cpu_train_acts *a,
+                         void *base)
 {
     size_t off = 0;
 #define CARVE(ptr, count) CPU_CARVE(ptr, count, base, off)
@@ -53,6 +60,10 @@ static size_t acts_table(const cuvae_model *m, size_t r, cpu_train_acts *a, void
     CARVE(a->nll, r);
     CARVE(a->kl, r);
     CARVE(a->kl_floored, r);
+    if (stream_bytes) {
+        CARVE(a->stage, r * (size_t)m->x_dim * stream_bytes);
+        CARVE(a->stage_idx, r);
+    }
 #undef CARVE
     return off;
 }
@@ -64,14 +75,17 @@ static int acts_reserve(cpu_backend *cb, int rows, cuvae_status *st)
     cpu_train_acts *a = &cb->a;
     if (rows <= a->rows) return 0;
     acts_free(a);
-    size_t bytes = acts_table(&cb->m, (size_t)rows, a, NULL);
+    size_t vb = cb->base.stream_train ? (size_t)cb->value_bytes : 0;
+    size_t bytes = acts_table(&cb->m, (size_t)rows, vb, a, NULL);
     void *block = cuvae_cpu_alloc(bytes);
     if (!block)
         return cuvae_fail(st,
                           "cpu backend: out of memory allocating activations for a batch of %d "
                           "(%.1f MiB)",
                           rows, (double)bytes / 1048576.0);
-    acts_table(&cb->m, (size_t)rows, a, block);
+    acts_table(&cb->m, (size_t)rows, vb, a, block);
+    if (a->stage_idx)
+        for (int r = 0; r < rows; r++) a->stage_idx[r] = r;
     a->block = block;
     a->rows = rows;
     a->bytes = bytes;
@@ -84,7 +98,7 @@ static void cpu_destroy(cuvae_backend *be)
     cpu_backend *cb = cpu_of(be);
     acts_free(&cb->a);
     cuvae_cpu_eval_free(&cb->e);
-    for (int s = 0; s < CUVAE_SET_COUNT; s++) free(cb->sets[s].pixels);
+    for (int s = 0; s < CUVAE_SET_COUNT; s++) free(cb->sets[s].owned);
     free(cb->params);
     free(cb->grads);
     free(cb->adam_m);
@@ -92,22 +106,64 @@ static void cpu_destroy(cuvae_backend *be)
     free(cb);
 }
 
-static int cpu_upload(cuvae_backend *be, cuvae_set set, const uint8_t *pixels, int64_t n, int d,
-                      int dynamic, cuvae_status *st)
+static size_t value_size(cuvae_dtype t)
+{
+    return t == CUVAE_DATA_F32 ? sizeof(float) : 1;
+}
+
+static int cpu_upload(cuvae_backend *be, cuvae_set set, const cuvae_upload_desc *u,
+                      cuvae_status *st)
 {
     cpu_backend *cb = cpu_of(be);
-    size_t bytes = (size_t)n * (size_t)d;
-    uint8_t *copy = cuvae_malloc(bytes, "uploaded examples", st);
-    if (!copy) return -1;
-    if (bytes) memcpy(copy, pixels, bytes);
     cpu_set *s = &cb->sets[set];
-    free(s->pixels);
-    s->pixels = copy;
-    s->n = n;
-    s->d = d;
-    s->dynamic = dynamic != 0;
+    int borrow = cuvae_backend_streams(be, set);
+    if (borrow && value_size(u->dtype) > (size_t)cb->value_bytes)
+        return cuvae_fail(st,
+                          "cpu backend: upload of float32 values to a training set streamed for "
+                          "bytes (the backend spec's upload_value_bytes)");
+    uint8_t *copy = NULL;
+    if (!borrow) {
+        size_t bytes = (size_t)u->n * (size_t)u->d * value_size(u->dtype);
+        copy = cuvae_malloc(bytes, "uploaded examples", st);
+        if (!copy) return -1;
+        if (bytes) memcpy(copy, u->data, bytes);
+    }
+    free(s->owned);
+    s->owned = copy;
+    s->pixels = borrow ? u->data : copy;
+    s->n = u->n;
+    s->d = u->d;
+    s->dtype = u->dtype;
+    s->dynamic = u->dynamic != 0;
     cb->generation++;
     return 0;
+}
+
+void cuvae_cpu_set_gather(const cpu_set *s, const int32_t *idx, int n, float *x)
+{
+    if (s->dtype == CUVAE_DATA_F32)
+        cuvae_cpu_gather_f32(s->pixels, s->d, idx, n, x);
+    else
+        cuvae_cpu_gather(s->pixels, s->d, idx, n, 0, 0, 0, x);
+}
+
+/* The step's input x [B, x_dim]: gathered from the set, or (streamed) from its rows staged. */
+static void step_gather(cpu_backend *cb, const cpu_set *s, const cuvae_step *step, float *x)
+{
+    const int32_t *idx = step->idx;
+    const uint8_t *src = s->pixels;
+    int B = step->batch;
+    if (s->owned == NULL && cb->a.stage) {
+        size_t row = (size_t)s->d * value_size(s->dtype);
+        for (int b = 0; b < B; b++)
+            memcpy(cb->a.stage + (size_t)b * row, src + (size_t)idx[b] * row, row);
+        src = cb->a.stage;
+        idx = cb->a.stage_idx;
+    }
+    if (s->dtype == CUVAE_DATA_F32)
+        cuvae_cpu_gather_f32(src, s->d, idx, B, x);
+    else
+        cuvae_cpu_gather(src, s->d, idx, B, s->dynamic, cb->c.train.seed, step->step, x);
 }
 
 static int cpu_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_status *st)
@@ -123,8 +179,7 @@ static int cpu_train_step(cuvae_backend *be, const cuvae_step *step, cuvae_statu
 
     /* Forward. */
     cuvae_cpu_prof_start(pf);
-    cuvae_cpu_gather(s->pixels, m->x_dim, step->idx, B, s->dynamic, cb->c.train.seed, step->step,
-                     a->x);
+    step_gather(cb, s, step, a->x);
     cuvae_cpu_prof_mark(pf, CPU_PH_GATHER, 0);
     cuvae_cpu_stack_forward(cb->params, m, 0, a->x, B, a->scratch, a->enc, pf);
     float *enc_out = a->enc[m->enc.n - 1];
@@ -252,14 +307,16 @@ static void cpu_describe(cuvae_backend *be, char *buf, size_t len)
     double p = (double)(cb->m.n_params * sizeof(float)) * mib;
     size_t data = 0;
     for (int s = 0; s < CUVAE_SET_COUNT; s++)
-        if (cb->sets[s].pixels) data += (size_t)cb->sets[s].n * (size_t)cb->sets[s].d;
+        if (cb->sets[s].owned)
+            data += (size_t)cb->sets[s].n * (size_t)cb->sets[s].d * value_size(cb->sets[s].dtype);
     char blas[384];
     cuvae_blas_describe(blas, sizeof blas);
     snprintf(buf, len,
              "cpu (%s): params %.1f MiB, grads %.1f MiB, adam %.1f MiB, "
-             "activations %.1f MiB (batch of %d, evaluation blocks), data %.1f MiB",
+             "activations %.1f MiB (batch of %d, evaluation blocks), data %.1f MiB%s",
              blas, p, p, 2 * p, (double)(cb->a.bytes + cb->e.bytes) * mib, cb->a.rows,
-             (double)data * mib);
+             (double)data * mib,
+             cb->base.stream_train ? " (the training set streamed from the data file)" : "");
 }
 
 void cuvae_cpu_memory_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
@@ -273,10 +330,16 @@ void cuvae_cpu_memory_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
     memset(&scratch, 0, sizeof scratch);
     size_t acts = 0;
     int rows = spec->config->train.batch_size > 0 ? spec->config->train.batch_size : 1;
-    acts = acts_table(m, (size_t)rows, &scratch, NULL);
+    int vb = spec->upload_value_bytes > 1 ? spec->upload_value_bytes : 1;
+    int stream = spec->stream != CUVAE_STREAM_OFF;
+    acts = acts_table(m, (size_t)rows, stream ? (size_t)vb : 0, &scratch, NULL);
     cuvae_mem_add(plan, "activations", acts);
     cuvae_mem_add(plan, "activations", cuvae_cpu_eval_bytes(m));
-    cuvae_mem_add_uploads(plan, spec->upload_rows, CUVAE_SET_COUNT, m->x_dim);
+    /* A streamed training set stays in the caller's memory (counted there as data). */
+    int64_t rows_up[CUVAE_SET_COUNT];
+    for (int s = 0; s < CUVAE_SET_COUNT; s++) rows_up[s] = spec->upload_rows[s];
+    if (stream) rows_up[CUVAE_SET_TRAIN] = 0;
+    cuvae_mem_add_uploads(plan, rows_up, CUVAE_SET_COUNT, (uint64_t)m->x_dim * (uint64_t)vb);
 }
 
 static const cuvae_backend_ops cpu_ops = {
@@ -317,6 +380,9 @@ cuvae_backend *cuvae_cpu_backend_create(const cuvae_backend_spec *spec, cuvae_st
     if (!cb) return NULL;
     cb->base.ops = &cpu_ops;
     cb->base.x_dim = spec->model->x_dim;
+    /* A copy of the training set gains the CPU nothing: it streams unless told off. */
+    cb->base.stream_train = spec->stream != CUVAE_STREAM_OFF;
+    cb->value_bytes = spec->upload_value_bytes > 1 ? spec->upload_value_bytes : 1;
     cuvae_cpu_flush_subnormals();
     cb->m = *spec->model;
     cb->c = *spec->config;

@@ -22,11 +22,18 @@
 #define CPU_ENC_MEMO 2 /* encoder blocks kept: a decoder block can straddle two */
 
 typedef struct {
-    uint8_t *pixels; /* [n, d] bytes as uploaded; NULL until uploaded */
+    const uint8_t *pixels; /* [n, d] values (dtype) as uploaded: `owned`, or the uploader's
+                            * memory when streamed; NULL until uploaded */
+    uint8_t *owned;        /* the backend's copy, or NULL when streamed */
     int64_t n;
     int d;
+    cuvae_dtype dtype;
     int dynamic; /* binarize afresh at every training step */
 } cpu_set;
+
+/* x [n, d] = rows idx[0..n) of the set, scaled (bytes) or as they are (float32); never
+ * binarized. */
+void cuvae_cpu_set_gather(const cpu_set *s, const int32_t *idx, int n, float *x);
 
 /* Training activations, all [rows, ...]: sized for the largest batch seen. */
 typedef struct {
@@ -38,6 +45,8 @@ typedef struct {
     float *dec[CUVAE_MAX_LAYERS];  /* [rows, dec.layer[i].out] post-activation; last = output */
     float *grad_a, *grad_b;        /* [rows, max_width] gradient ping-pong */
     float *scratch;                /* the layer kinds' scratch; NULL when none needs any */
+    uint8_t *stage;                /* [rows, x_dim] values: a streamed step's rows, else NULL */
+    int32_t *stage_idx;            /* [rows] 0, 1, 2, ...: the staged rows' own indices */
     double *nll, *kl, *kl_floored; /* [rows] */
     void *block;                   /* the one allocation the buffers above are carved from */
     size_t bytes;
@@ -145,6 +154,7 @@ typedef struct {
      * stale. Starts at 1. */
     uint64_t generation;
     cpu_set sets[CUVAE_SET_COUNT];
+    int value_bytes; /* of the uploads (spec->upload_value_bytes): 1 or 4 */
     cuvae_metrics metrics;
     cpu_train_acts a;
     cpu_eval_state e;

@@ -89,7 +89,7 @@ static void encode_block(cpu_backend *cb, int set, int64_t block, cpu_enc_memo *
     int count = s->n - first < T ? (int)(s->n - first) : T;
     int32_t idx[CPU_ENC_BLOCK];
     for (int r = 0; r < count; r++) idx[r] = (int32_t)(first + r);
-    cuvae_cpu_gather(s->pixels, D, idx, count, 0, 0, 0, e->enc_x);
+    cuvae_cpu_set_gather(s, idx, count, e->enc_x);
     memset(e->enc_x + (size_t)count * D, 0, (size_t)(T - count) * D * sizeof *e->enc_x);
     cuvae_cpu_stack_forward(cb->params, m, 0, e->enc_x, T, e->scratch, e->enc, NULL);
     memcpy(memo->mu_lv, e->enc[m->enc.n - 1], (size_t)T * 2 * L * sizeof *memo->mu_lv);
@@ -174,7 +174,7 @@ static void decode_block(cpu_backend *cb, int set, int64_t block, int K, uint64_
                 memset(slot, 0, D * sizeof *slot);
             } else {
                 int32_t one = (int32_t)ex;
-                cuvae_cpu_gather(s->pixels, (int)D, &one, 1, 0, 0, 0, slot);
+                cuvae_cpu_set_gather(s, &one, 1, slot);
             }
             prev = ex;
         }

@@ -233,6 +233,14 @@ void cuvae_cpu_gather(const uint8_t *pixels, int d, const int32_t *idx, int batc
     cuvae_cpu_parallel(parts, gather_part, &j);
 }
 
+void cuvae_cpu_gather_f32(const uint8_t *values, int d, const int32_t *idx, int batch, float *x)
+{
+    /* memcpy: a float in a mapped file (or an .npz member) need not be aligned. */
+    size_t row = (size_t)d * sizeof(float);
+    for (int b = 0; b < batch; b++)
+        memcpy(x + (size_t)b * (size_t)d, values + (size_t)idx[b] * row, row);
+}
+
 typedef struct {
     uint64_t seed, counter, first;
     uint32_t stream;

@@ -32,6 +32,8 @@ extern "C" {
  * differ from IEEE only where a value is below 1.2e-38 in magnitude. */
 void cuvae_cpu_flush_subnormals(void);
 
+/* x [batch, d] = float32 rows idx[b] of `values` (little-endian, any alignment), as they are. */
+void cuvae_cpu_gather_f32(const uint8_t *values, int d, const int32_t *idx, int batch, float *x);
 /* x [batch, d] = pixels[idx[b]] / 255, or Bernoulli(pixels/255) drawn from
  * (seed, CUVAE_STREAM_BINARIZE, counter = step, element = b*d + p) when dynamic. */
 void cuvae_cpu_gather(const uint8_t *pixels, int d, const int32_t *idx, int batch, int dynamic,

@@ -422,6 +422,7 @@ int cuvae_dataset_load_img(cuvae_dataset *ds, const char *images_path, const cha
                            cuvae_status *st)
 {
     memset(ds, 0, sizeof *ds);
+    ds->hi = 1.0f; /* bytes: [0, 1] once scaled */
     if (!images_path || !*images_path) return cuvae_fail(st, "dataset: no image file given");
     cuvae_image_opts defaults = {0};
     if (!img) img = &defaults;
@@ -495,6 +496,16 @@ int cuvae_dataset_peek_img(const char *path, const char *key, const char *fallba
     return cuvae_idx_peek_images(path, limit, n_kept, n_file, channels, rows, cols, st);
 }
 
+int cuvae_dataset_peek_float(const char *path, const char *key, const char *fallback, int *is_float,
+                             int *resident, cuvae_status *st)
+{
+    *is_float = 0;
+    *resident = 1; /* IDX: read into memory */
+    int kind = sniff_format(path, st);
+    if (kind < 0) return -1;
+    return kind > 0 ? cuvae_npy_peek_float(path, key, fallback, is_float, resident, st) : 0;
+}
+
 void cuvae_dataset_free(cuvae_dataset *ds)
 {
     if (!ds) return;
@@ -519,7 +530,7 @@ int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int
         if (idx[i] < 0 || idx[i] >= src->n)
             return cuvae_fail(st, "dataset subset: index %d at position %lld is outside [0, %lld)",
                               idx[i], (long long)i, (long long)src->n);
-    size_t d = (size_t)src->d;
+    size_t d = (size_t)src->d * (src->is_float ? sizeof(float) : 1); /* bytes a row */
     dst->pixels = cuvae_malloc((size_t)n * d, "dataset subset pixels", st);
     if (!dst->pixels) return -1;
     if (src->labels) {
@@ -538,6 +549,9 @@ int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int
     dst->rows = src->rows;
     dst->cols = src->cols;
     dst->d = src->d;
+    dst->is_float = src->is_float;
+    dst->lo = src->lo;
+    dst->hi = src->hi;
     return 0;
 }
 

@@ -17,7 +17,9 @@ extern "C" {
 #endif
 
 typedef struct {
-    uint8_t *pixels; /* [n, channels, rows, cols]: planar (CHW); owned, or inside `block` */
+    uint8_t *pixels; /* [n, channels, rows, cols]: planar (CHW); owned, or inside `block`. Bytes,
+                      * or with is_float the bytes of float32 values (little-endian, maybe
+                      * unaligned in a mapping: read them with memcpy) */
     uint8_t *labels; /* [n] or NULL */
     int64_t n;
     int channels;     /* C: 1 (greyscale) or 3 (RGB); the writer also takes 0 for 1 */
@@ -31,6 +33,9 @@ typedef struct {
      * [n_classes], owned; else NULL. */
     char **class_names;
     int n_classes;
+    int is_float;     /* float32 values not all in [0, 1] (.npy/.npz): kept as they are, for
+                       * the Gaussian likelihood; float32 data in [0, 1] become bytes */
+    float lo, hi;     /* the values' range: 0 and 1 for bytes */
 } cuvae_dataset;
 
 struct cuvae_image_opts;
@@ -45,8 +50,8 @@ int cuvae_dataset_load(cuvae_dataset *ds, const char *images_path, const char *l
 
 /* The same for any format: IDX, .npy or .npz, by the files' first bytes. For an .npz, `key` names
  * the images' array (NULL or empty: `fallback`, e.g. "x_train", else the only array) and the
- * labels' are `label_fallback` or the only array. Returns -2 (message set) for float32 data
- * outside [0, 1], which the byte data path cannot hold. */
+ * labels' are `label_fallback` or the only array. float32 data outside [0, 1] come back with
+ * is_float set and their range; a value that is not finite is refused, naming its element. */
 int cuvae_dataset_load_any(cuvae_dataset *ds, const char *images_path, const char *key,
                            const char *fallback, const char *labels_path,
                            const char *label_fallback, int64_t limit, cuvae_status *st);
@@ -72,6 +77,11 @@ int cuvae_dataset_peek_img(const char *path, const char *key, const char *fallba
                            int *channels, int *rows, int *cols, uint64_t *staging,
                            cuvae_status *st);
 
+/* 1 in *is_float when the images of `path` (a .npy/.npz) are float32, 0 for bytes (IDX too);
+ * *resident: bytes a value that loading allocates (IDX: 1; .npy: cuvae_npy_peek_float's). */
+int cuvae_dataset_peek_float(const char *path, const char *key, const char *fallback, int *is_float,
+                             int *resident, cuvae_status *st);
+
 void cuvae_dataset_free(cuvae_dataset *ds);
 
 /* Only the header of an image file, checked as cuvae_dataset_load checks it: the examples kept
@@ -91,16 +101,33 @@ int cuvae_dataset_subset(cuvae_dataset *dst, const cuvae_dataset *src, const int
 int cuvae_dataset_write_idx(const cuvae_dataset *ds, const char *images_path,
                             const char *labels_path, cuvae_status *st);
 
-/* The training data of a run (run_data.c): train/validation split by a seeded permutation, test
- * set, each binarized as the config says (static: train once with train.seed; validation and test:
- * once with a fixed seed, the published-likelihood protocol, whenever binarize != none). */
+/* The training data of a run (run_data.c): train/validation split by a seeded permutation (the
+ * validation examples copied, the training examples left where they are unless static
+ * binarization needs a copy to binarize), test set, each binarized as the config says (static:
+ * train once with train.seed; validation and test: once with a fixed seed, the published-likelihood
+ * protocol, whenever binarize != none). */
 typedef struct {
     cuvae_dataset train, valid, test;
+    /* The training examples: rows train_rows[0..n_train) of `train` (a validation split that
+     * copies only the validation examples: `train` is the whole kept file, its mapping), or,
+     * when train_rows is NULL, all n_train = train.n rows in order. */
+    int32_t *train_rows;
+    int64_t n_train;
     int train_dynamic; /* upload the training set with dynamic binarization */
+    int is_float;      /* float32 values outside [0, 1] (every set then is_float) */
+    float lo, hi;      /* the range of all the sets' values together (0, 1 for bytes) */
 } cuvae_run_data;
+
+/* What run data's sets are uploaded as: dtype and bytes a value (1 or 4). */
+int cuvae_run_data_value_bytes(const cuvae_run_data *rd);
 
 int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train,
                         cuvae_status *st);
+/* The same, but a validation split leaves the training examples where they are (train is the
+ * whole kept file, train_rows lists them) unless static binarization copies them: the trainer's
+ * way, so that a mapped .npy is never copied whole. */
+int cuvae_run_data_load_in_place(cuvae_run_data *rd, const cuvae_config *c, int need_train,
+                                 cuvae_status *st);
 void cuvae_run_data_free(cuvae_run_data *rd);
 
 /* When the training set is an image folder labelled by its subfolders: writes dir/classes.json
@@ -122,6 +149,10 @@ typedef struct {
 
     /* Image folders: the bytes decoding their largest image takes. */
     uint64_t image_decode;
+    int value_bytes;  /* 4 when a file is float32 (kept so unless all in [0, 1]), else 1 */
+    int resident_test, resident_train; /* bytes a value loading allocates: 0 when mapped */
+    int in_place; /* for the estimate: loaded by cuvae_run_data_load_in_place (set by the
+                   * caller) */
 } cuvae_run_shape;
 
 int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,

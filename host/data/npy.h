@@ -55,11 +55,18 @@ int cuvae_npy_peek_images(const char *path, const char *key, const char *fallbac
                           int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
                           uint64_t *staging, cuvae_status *st);
 
+/* For the memory estimate, from the header: 1 in *is_float when the images' array of a .npy or
+ * .npz is float32 (their values, unread, may turn out to be in [0, 1] and load as bytes), 0 when
+ * uint8; *resident: the bytes a value loading allocates beyond the file's mapping (or an inflated
+ * member, counted as staging): 0 for planar uint8 data, which stay in the mapping. */
+int cuvae_npy_peek_float(const char *path, const char *key, const char *fallback, int *is_float,
+                         int *resident, cuvae_status *st);
+
 /* Loads the first `limit` (0 = all) images, planar (C x H x W). Planar uint8 data stay in the
  * file's mapping (or the inflated member); interleaved colour (N x H x W x 3) is reordered into
- * pixels of the dataset's own; float32 data must lie in [0, 1] and become bytes round(255 x);
- * values outside give -2 with a message stating their range (the caller adds which key refuses
- * them). */
+ * pixels of the dataset's own; float32 data all in [0, 1] become bytes round(255 x), other float32
+ * data stay float32 (is_float, with their range; planar ones in the mapping); a value that is not
+ * finite is refused, naming its element and example. */
 int cuvae_npy_load_images(cuvae_dataset *ds, const char *path, const char *key,
                           const char *fallback, int64_t limit, int64_t *n_file, cuvae_status *st);
 

@@ -1,8 +1,9 @@
 /* Image sets and labels from .npy files and .npz members (npy.h), on the parser and directory
  * reader of npy.c. The file is mapped; a .npy's (or a stored member's) planar uint8 pixels stay in
  * the mapping, which the dataset then owns; a deflated member is inflated into a buffer of its
- * declared size, no more. float32 and interleaved colour (N x H x W x 3) become planar bytes of the
- * dataset's own. */
+ * declared size, no more. float32 in [0, 1] becomes bytes of the dataset's own; other float32 data
+ * stay float32 (in the mapping, or reordered when interleaved); interleaved colour (N x H x W x 3)
+ * becomes planar values of the dataset's own. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -257,45 +258,72 @@ int cuvae_npy_peek_images(const char *path, const char *key, const char *fallbac
     return 0;
 }
 
-/* The first n examples of hw pixels x channels into dst, planar (CHW): from interleaved (HWC)
- * source order when `interleaved`. float32 in [0, 1] becomes bytes round(255 x): exact for data
- * written as bytes / 255. -2 when a value lies outside (or is not finite), with their range in the
- * message; element numbers are the file's. */
-static int copy_pixels(const npy_source *s, const cuvae_npy_header *h, const uint8_t *src,
-                       int64_t n, int hw, int channels, int interleaved, uint8_t *dst,
-                       cuvae_status *st)
+int cuvae_npy_peek_float(const char *path, const char *key, const char *fallback, int *is_float,
+                         int *resident, cuvae_status *st)
 {
-    float lo = 0.0f, hi = 1.0f;
-    uint64_t bad = 0, d = (uint64_t)hw * (uint64_t)channels;
+    npy_source s;
+    cuvae_npy_header h;
+    int64_t n = 0;
+    int channels = 1, rows = 0, cols = 0, interleaved = 0;
+    if (source_open(&s, path, key, fallback, 1, st)) return -1;
+    int rc = source_header(&s, &h, st) ||
+                     image_shape(&s, &h, &n, &channels, &rows, &cols, &interleaved, st)
+                 ? -1
+                 : 0;
+    source_close(&s);
+    if (rc) return -1;
+    *is_float = h.is_float;
+    /* What cuvae_npy_load_images allocates a value beyond the mapping (or the inflated member,
+     * counted as staging): interleaved data are reordered (float32 kept float32 at worst), and
+     * float32 data become bytes when they turn out to lie in [0, 1]. */
+    *resident = h.is_float ? (interleaved ? 4 : 1) : (interleaved ? 1 : 0);
+    return 0;
+}
+
+/* The range of the first `count` float32 values at src (file order); fails on the first value
+ * that is not finite, naming its element and example. */
+static int float_range(const npy_source *s, const uint8_t *src, uint64_t count, uint64_t d,
+                       float *lo, float *hi, cuvae_status *st)
+{
+    float l = INFINITY, h = -INFINITY;
+    for (uint64_t i = 0; i < count; i++) {
+        float v;
+        memcpy(&v, src + 4 * i, 4); /* '<f4' on a little-endian host */
+        if (!isfinite(v))
+            return cuvae_fail(st,
+                              "%s: element %llu (example %llu) is %s: expected finite pixel "
+                              "values",
+                              s->name, (unsigned long long)i, (unsigned long long)(i / d),
+                              isnan(v) ? "NaN" : "infinite");
+        l = v < l ? v : l;
+        h = v > h ? v : h;
+    }
+    *lo = l;
+    *hi = h;
+    return 0;
+}
+
+/* The first n examples of hw pixels x channels into dst, planar (CHW): from interleaved (HWC)
+ * source order when `interleaved`. to_bytes (float32 data, all in [0, 1]): each value becomes
+ * the byte round(255 x), exact for data written as bytes / 255; otherwise values of `size` bytes
+ * are copied as they are. */
+static void copy_pixels(const uint8_t *src, int64_t n, int hw, int channels, int interleaved,
+                        int to_bytes, int size, uint8_t *dst)
+{
+    uint64_t d = (uint64_t)hw * (uint64_t)channels;
     for (int64_t e = 0; e < n; e++)
         for (int c = 0; c < channels; c++)
             for (int p = 0; p < hw; p++) {
                 uint64_t o = (uint64_t)e * d + (uint64_t)c * hw + (uint64_t)p;
                 uint64_t i = interleaved ? (uint64_t)e * d + (uint64_t)p * channels + c : o;
-                if (!h->is_float) {
-                    dst[o] = src[i];
-                    continue;
+                if (to_bytes) {
+                    float v;
+                    memcpy(&v, src + 4 * i, 4);
+                    dst[o] = (uint8_t)lrintf(v * 255.0f);
+                } else {
+                    memcpy(dst + (size_t)size * o, src + (size_t)size * i, (size_t)size);
                 }
-                float v;
-                memcpy(&v, src + 4 * i, 4); /* '<f4' on a little-endian host */
-                if (!isfinite(v))
-                    return cuvae_fail(st, "%s: element %llu is %s: expected finite pixel values",
-                                      s->name, (unsigned long long)i,
-                                      isnan(v) ? "NaN" : "infinite");
-                if (v < 0.0f || v > 1.0f) {
-                    bad++;
-                    lo = v < lo ? v : lo;
-                    hi = v > hi ? v : hi;
-                    continue;
-                }
-                dst[o] = (uint8_t)lrintf(v * 255.0f);
             }
-    if (bad) {
-        cuvae_fail(st, "%s: %llu float32 values outside [0, 1] (from %g to %g)", s->name,
-                   (unsigned long long)bad, (double)lo, (double)hi);
-        return -2;
-    }
-    return 0;
 }
 
 int cuvae_npy_load_images(cuvae_dataset *ds, const char *path, const char *key,
@@ -311,16 +339,21 @@ int cuvae_npy_load_images(cuvae_dataset *ds, const char *path, const char *key,
     int64_t n = (limit > 0 && limit < *n_file) ? limit : *n_file;
     uint64_t kept = (uint64_t)n * (uint64_t)channels * (uint64_t)rows * (uint64_t)cols;
     const uint8_t *data = s.npy + h.data_offset;
-    if (h.is_float || interleaved) {
+    float lo = 0.0f, hi = 1.0f;
+    if (h.is_float && float_range(&s, data, kept, kept / (uint64_t)n, &lo, &hi, st)) goto done;
+    /* float32 in [0, 1] works as scaled bytes; other float data stay float32 (the Gaussian
+     * likelihood's), with their range kept for display. */
+    int to_bytes = h.is_float && lo >= 0.0f && hi <= 1.0f;
+    int size = h.is_float && !to_bytes ? 4 : 1;
+    if (to_bytes || interleaved) {
         /* Converted (or, for interleaved colour, reordered) into pixels of our own; the mapping
          * or the inflated member goes when this returns. The memory estimate counts these as the
          * data and an inflated member as staging, so the peak is what it announces. */
-        ds->pixels = cuvae_malloc((size_t)kept, "pixels", st);
+        ds->pixels = cuvae_malloc((size_t)kept * (size_t)size, "pixels", st);
         if (!ds->pixels) goto done;
-        rc = copy_pixels(&s, &h, data, n, rows * cols, channels, interleaved, ds->pixels, st);
-        if (rc) goto done;
+        copy_pixels(data, n, rows * cols, channels, interleaved, to_bytes, size, ds->pixels);
     } else {
-        /* The pixels stay where they are; the dataset takes over the mapping or the buffer. */
+        /* The values stay where they are; the dataset takes over the mapping or the buffer. */
         ds->pixels = (uint8_t *)(uintptr_t)data;
         if (s.inflated) {
             ds->block = s.inflated;
@@ -332,6 +365,9 @@ int cuvae_npy_load_images(cuvae_dataset *ds, const char *path, const char *key,
             s.map = NULL;
         }
     }
+    ds->is_float = size == 4;
+    ds->lo = size == 4 ? lo : 0.0f;
+    ds->hi = size == 4 ? hi : 1.0f;
     ds->n = n;
     ds->channels = channels;
     ds->rows = rows;

@@ -4,7 +4,9 @@
  *     must have the test set's size;
  *   - validation split: p = cuvae_permutation(train.seed, CUVAE_STREAM_SPLIT, counter 0) of
  *     [0, n); the examples p[0..data.validation) form the validation set and the others the
- *     training set, both kept in the file's order (ascending indices);
+ *     training set, both kept in the file's order (ascending indices); the validation examples
+ *     are copied, the training examples stay in the file's data (rows train_rows) unless static
+ *     binarization copies them to binarize them;
  *   - binarization (data.binarize):
  *       none:    every set stays as bytes 0..255;
  *       static:  the training set (after the split; image i is its i-th example) is binarized once
@@ -32,9 +34,11 @@
 #include "philox.h"
 
 /* Splits `all` into validation (the first n_valid entries of the seeded permutation) and training
- * (the rest), both in ascending index order. */
+ * (the rest), both in ascending index order. The validation examples are copied; the training
+ * examples are copied too only when `copy_train` (static binarization rewrites them), else
+ * rd->train takes `all` over and rd->train_rows lists them. */
 static int split_train_valid(cuvae_run_data *rd, cuvae_dataset *all, int64_t n_valid, uint64_t seed,
-                             cuvae_status *st)
+                             int copy_train, cuvae_status *st)
 {
     int64_t n = all->n;
     int32_t *perm = cuvae_malloc((size_t)n * sizeof *perm, "the validation split", st);
@@ -48,7 +52,17 @@ static int split_train_valid(cuvae_run_data *rd, cuvae_dataset *all, int64_t n_v
     int64_t nv = 0, nt = n_valid;
     for (int64_t i = 0; i < n; i++) idx[in_valid[i] ? nv++ : nt++] = (int32_t)i;
     if (cuvae_dataset_subset(&rd->valid, all, idx, n_valid, st)) goto done;
-    if (cuvae_dataset_subset(&rd->train, all, idx + n_valid, n - n_valid, st)) goto done;
+    rd->n_train = n - n_valid;
+    if (copy_train) {
+        if (cuvae_dataset_subset(&rd->train, all, idx + n_valid, n - n_valid, st)) goto done;
+    } else {
+        rd->train_rows =
+            cuvae_malloc((size_t)rd->n_train * sizeof *rd->train_rows, "the training rows", st);
+        if (!rd->train_rows) goto done;
+        memcpy(rd->train_rows, idx + n_valid, (size_t)rd->n_train * sizeof *rd->train_rows);
+        rd->train = *all;
+        memset(all, 0, sizeof *all);
+    }
     rc = 0;
 done:
     free(perm);
@@ -89,19 +103,26 @@ static int check_files(const cuvae_config *c, int need_train, cuvae_status *st)
                : 0;
 }
 
-/* float32 data outside [0, 1] (-2 from the loader): which key refuses them. The byte data path
- * cannot carry them yet, not even to the Gaussian likelihood that would model them. */
-static int float_range_error(const cuvae_config *c, const char *key, cuvae_status *st)
+/* float32 data outside [0, 1] go to the Gaussian likelihood as they are: binarization and the
+ * Bernoulli likelihood (which need values in [0, 1]) are refused, naming the file and the range. */
+static int check_float(const cuvae_config *c, const char *key, const char *path,
+                       const cuvae_dataset *ds, cuvae_status *st)
 {
+    if (!ds->is_float) return 0;
     if (c->data.binarize != CUVAE_BIN_NONE)
-        return cuvae_fail_prefix(st, "%s: data.binarize needs data in [0, 1]", key);
+        return cuvae_fail(st,
+                          "data.binarize = %s: %s %s holds float32 values from %g to %g, outside "
+                          "[0, 1]: binarization needs data in [0, 1] (set data.binarize = none "
+                          "and model.likelihood = gaussian, or rescale the data)",
+                          c->data.binarize == CUVAE_BIN_STATIC ? "static" : "dynamic", key, path,
+                          (double)ds->lo, (double)ds->hi);
     if (c->model.likelihood == CUVAE_LIK_BERNOULLI)
-        return cuvae_fail_prefix(st, "%s: model.likelihood = bernoulli needs data in [0, 1]", key);
-    return cuvae_fail_prefix(st,
-                             "%s: model.likelihood = gaussian on float data outside [0, 1] is not "
-                             "supported yet (the data path holds bytes): rescale the data to "
-                             "[0, 1]",
-                             key);
+        return cuvae_fail(st,
+                          "model.likelihood = bernoulli: %s %s holds float32 values from %g to "
+                          "%g, outside [0, 1]: such data need model.likelihood = gaussian (or "
+                          "rescale them to [0, 1])",
+                          key, path, (double)ds->lo, (double)ds->hi);
+    return 0;
 }
 
 static int load_set(cuvae_dataset *ds, const cuvae_config *c, int train, cuvae_status *st)
@@ -114,8 +135,12 @@ static int load_set(cuvae_dataset *ds, const cuvae_config *c, int train, cuvae_s
     int rc = cuvae_dataset_load_img(ds, images, key, train ? "x_train" : "x_test", labels,
                                     train ? "y_train" : "y_test",
                                     train ? c->data.limit_train : c->data.limit_test, &img, st);
-    if (rc == -2) return float_range_error(c, train ? "data.train_images" : "data.test_images", st);
-    return rc;
+    if (rc) return -1;
+    if (check_float(c, train ? "data.train_images" : "data.test_images", images, ds, st)) {
+        cuvae_dataset_free(ds);
+        return -1;
+    }
+    return 0;
 }
 
 /* Image folders labelled by their subfolders: the test set's classes must be the training set's,
@@ -139,10 +164,36 @@ static int same_classes(const cuvae_dataset *train, const cuvae_dataset *test,
     return 0;
 }
 
-int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st)
+/* Both files on one scale: float32 data outside [0, 1] in one and bytes (or float32 in [0, 1],
+ * read as bytes) in the other cannot be uploaded as one type. */
+static int check_same_scale(const cuvae_config *c, const cuvae_dataset *train,
+                            const cuvae_dataset *test, cuvae_status *st)
+{
+    if (train->is_float == test->is_float) return 0;
+    const cuvae_dataset *f = train->is_float ? train : test;
+    return cuvae_fail(st,
+                      "data.%s: %s holds values in [0, 1] but data.%s %s holds float32 values "
+                      "from %g to %g: the two sets must be on one scale",
+                      train->is_float ? "test_images" : "train_images",
+                      train->is_float ? c->data.test_images : c->data.train_images,
+                      train->is_float ? "train_images" : "test_images",
+                      train->is_float ? c->data.train_images : c->data.test_images, (double)f->lo,
+                      (double)f->hi);
+}
+
+int cuvae_run_data_value_bytes(const cuvae_run_data *rd)
+{
+    return rd->is_float ? (int)sizeof(float) : 1;
+}
+
+static int load_run_data(cuvae_run_data *rd, const cuvae_config *c, int need_train, int in_place,
+                         cuvae_status *st)
 {
     memset(rd, 0, sizeof *rd);
     if (check_files(c, need_train, st) || load_set(&rd->test, c, 0, st)) return -1;
+    rd->is_float = rd->test.is_float;
+    rd->lo = rd->test.is_float ? rd->test.lo : 0.0f;
+    rd->hi = rd->test.is_float ? rd->test.hi : 1.0f;
     if (need_train) {
         cuvae_dataset all;
         if (load_set(&all, c, 1, st)) {
@@ -150,8 +201,14 @@ int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_trai
             return -1;
         }
         int rc = 0;
-        if (all.rows != rd->test.rows || all.cols != rd->test.cols ||
-            all.channels != rd->test.channels) {
+        if (all.is_float) {
+            rd->lo = all.lo < rd->lo ? all.lo : rd->lo;
+            rd->hi = all.hi > rd->hi ? all.hi : rd->hi;
+        }
+        if (check_same_scale(c, &all, &rd->test, st)) {
+            rc = -1;
+        } else if (all.rows != rd->test.rows || all.cols != rd->test.cols ||
+                   all.channels != rd->test.channels) {
             rc = cuvae_fail(st,
                             "data.train_images: %s has %d x %d%s images but data.test_images %s "
                             "has %d x %d%s",
@@ -168,14 +225,18 @@ int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_trai
                             c->data.validation < 0 ? " and not negative" : "");
         } else if (c->data.validation == 0) {
             rd->train = all; /* the whole file, already in order: no copy */
+            rd->n_train = all.n;
             memset(&all, 0, sizeof all);
         } else {
-            rc = split_train_valid(rd, &all, c->data.validation, c->train.seed, st);
-            /* The class names stay with the training set. */
-            rd->train.class_names = all.class_names;
-            rd->train.n_classes = all.n_classes;
-            all.class_names = NULL;
-            all.n_classes = 0;
+            rc = split_train_valid(rd, &all, c->data.validation, c->train.seed,
+                                   !in_place || c->data.binarize == CUVAE_BIN_STATIC, st);
+            /* The class names stay with the training set (a copied split leaves them in all). */
+            if (all.class_names) {
+                rd->train.class_names = all.class_names;
+                rd->train.n_classes = all.n_classes;
+                all.class_names = NULL;
+                all.n_classes = 0;
+            }
         }
         cuvae_dataset_free(&all);
         if (rc) {
@@ -205,6 +266,17 @@ static void add_staging(cuvae_run_shape *sh, const char *path, uint64_t bytes)
         sh->image_decode = bytes;
 }
 
+int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st)
+{
+    return load_run_data(rd, c, need_train, 0, st);
+}
+
+int cuvae_run_data_load_in_place(cuvae_run_data *rd, const cuvae_config *c, int need_train,
+                                 cuvae_status *st)
+{
+    return load_run_data(rd, c, need_train, 1, st);
+}
+
 int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,
                         cuvae_status *st)
 {
@@ -220,7 +292,16 @@ int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *
         return -1;
     add_staging(sh, c->data.test_images, staging);
     sh->d = sh->channels * sh->rows * sh->cols; /* <= INT_MAX: the header readers checked it */
+    int is_float = 0;
+    if (cuvae_dataset_peek_float(c->data.test_images, c->data.test_key, "x_test", &is_float,
+                                 &sh->resident_test, st))
+        return -1;
+    sh->value_bytes = is_float ? (int)sizeof(float) : 1;
     if (!need_train) return 0;
+    if (cuvae_dataset_peek_float(c->data.train_images, c->data.train_key, "x_train", &is_float,
+                                 &sh->resident_train, st))
+        return -1;
+    if (is_float) sh->value_bytes = (int)sizeof(float);
     int channels = 0, rows = 0, cols = 0;
     if (cuvae_dataset_peek_img(c->data.train_images, c->data.train_key, "x_train",
                                c->data.limit_train, &img, &sh->n_kept, &n_file, &channels, &rows,
@@ -246,18 +327,29 @@ int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *
 
 void cuvae_run_data_memory(const cuvae_run_shape *sh, const cuvae_config *c, cuvae_mem_plan *p)
 {
-    uint64_t d = (uint64_t)sh->d, nt = (uint64_t)sh->n_test, nk = (uint64_t)sh->n_kept;
-    /* Pixels (and a byte of label each) of the test set and of the kept training examples. */
-    uint64_t held = cuvae_mem_mul(nt, d + (c->data.test_labels[0] ? 1 : 0));
-    held = cuvae_mem_add_bytes(held, cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
+    /* Copies count 4 bytes a value for float32 files (they stay float32 unless all in [0, 1]). */
+    uint64_t d = (uint64_t)sh->d * (uint64_t)(sh->value_bytes > 1 ? sh->value_bytes : 1);
+    uint64_t nt = (uint64_t)sh->n_test, nk = (uint64_t)sh->n_kept;
+    /* What loading allocates (and a byte of label each) for the test set and the kept training
+     * examples: nothing for values that stay in a file's mapping (the page cache holds them, and
+     * gives them back: a mapped set may be larger than memory). */
+    uint64_t dt = (uint64_t)sh->d * (uint64_t)sh->resident_test;
+    uint64_t dk = (uint64_t)sh->d * (uint64_t)sh->resident_train;
+    uint64_t held = cuvae_mem_mul(nt, dt + (c->data.test_labels[0] ? 1 : 0));
+    held = cuvae_mem_add_bytes(held, cuvae_mem_mul(nk, dk + (c->data.train_labels[0] ? 1 : 0)));
     cuvae_mem_add(p, "data", held);
     /* Deflated .npz members are inflated whole while they are read. */
     if (sh->staging) cuvae_mem_add(p, "data staging (.npz)", sh->staging);
     if (sh->image_decode) cuvae_mem_add(p, "image decoding", sh->image_decode);
     if (sh->n_valid > 0) {
-        /* The split copies the kept examples and holds three index arrays while it does. */
-        cuvae_mem_add(p, "data", cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
+        /* The split copies the validation examples (and, for static binarization, the training
+         * examples), holds three index arrays while it does, and keeps the training rows. */
+        uint64_t copied = c->data.binarize == CUVAE_BIN_STATIC ? nk : (uint64_t)sh->n_valid;
+        if (!sh->in_place) copied = nk;
+        cuvae_mem_add(p, "data", cuvae_mem_mul(copied, d + (c->data.train_labels[0] ? 1 : 0)));
         cuvae_mem_add(p, "index arrays", cuvae_mem_mul(nk, 2 * sizeof(int32_t) + sizeof(uint8_t)));
+        if (sh->in_place)
+            cuvae_mem_add(p, "index arrays", cuvae_mem_mul((uint64_t)sh->n_train, sizeof(int32_t)));
     }
     /* The trainer's epoch permutation. */
     cuvae_mem_add(p, "index arrays", cuvae_mem_mul((uint64_t)sh->n_train, sizeof(int32_t)));
@@ -269,6 +361,9 @@ void cuvae_run_data_free(cuvae_run_data *rd)
     cuvae_dataset_free(&rd->train);
     cuvae_dataset_free(&rd->valid);
     cuvae_dataset_free(&rd->test);
+    free(rd->train_rows);
+    rd->train_rows = NULL;
+    rd->n_train = 0;
     rd->train_dynamic = 0;
 }
 

@@ -2,6 +2,7 @@
 #include "train_images.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "philox.h"
 #include "png.h"
@@ -18,6 +19,16 @@ static int decode_all(cuvae_backend *be, const cuvae_model *m, const float *z, i
             return -1;
     }
     return 0;
+}
+
+/* Maps the model's data range (x_lo..x_hi: 0..1 for bytes, min..max of float data outside
+ * [0, 1]) to black..white; the writer clamps what lies outside. A no-op for 0..1. */
+static void to_display(const cuvae_model *m, float *v, size_t n)
+{
+    float lo = m->x_lo, hi = m->x_hi;
+    if (lo == 0.0f && hi == 1.0f) return;
+    float span = hi > lo ? hi - lo : 1.0f;
+    for (size_t i = 0; i < n; i++) v[i] = (v[i] - lo) / span;
 }
 
 int cuvae_write_recon_grid(cuvae_backend *be, const cuvae_model *m, const cuvae_dataset *data,
@@ -51,12 +62,15 @@ int cuvae_write_recon_grid(cuvae_backend *be, const cuvae_model *m, const cuvae_
         int r = i / per_row, c = i % per_row;
         float *in_cell = grid + ((size_t)(2 * r) * (size_t)per_row + (size_t)c) * d;
         float *out_cell = grid + ((size_t)(2 * r + 1) * (size_t)per_row + (size_t)c) * d;
-        const uint8_t *px = data->pixels + (size_t)i * d;
-        for (size_t p = 0; p < d; p++) {
-            in_cell[p] = (float)px[p] / 255.0f;
-            out_cell[p] = recon[(size_t)i * d + p];
+        if (data->is_float) {
+            memcpy(in_cell, data->pixels + (size_t)i * d * sizeof(float), d * sizeof(float));
+        } else {
+            const uint8_t *px = data->pixels + (size_t)i * d;
+            for (size_t p = 0; p < d; p++) in_cell[p] = (float)px[p] / 255.0f;
         }
+        memcpy(out_cell, recon + (size_t)i * d, d * sizeof(float));
     }
+    to_display(m, grid, cells * d);
     /* Inputs and reconstructions are planar (C x H x W) like the dataset; the writer interleaves.
      */
     rc = cuvae_png_write_image_grid(path, grid, (int)cells, data->channels, data->rows, data->cols,
@@ -85,6 +99,7 @@ int cuvae_write_sample_grid(cuvae_backend *be, const cuvae_model *m, uint64_t se
     if (!z || !xs) goto done;
     cuvae_normal_fill(seed, CUVAE_STREAM_SAMPLE, counter, 0, z, (size_t)n * L);
     if (decode_all(be, m, z, n, batch, xs, st)) goto done;
+    to_display(m, xs, (size_t)n * d);
     rc = cuvae_png_write_image_grid(path, xs, n, x.c, x.h, x.w, per_row, st);
 done:
     free(z);

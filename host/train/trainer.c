@@ -297,6 +297,10 @@ static int run_epochs(cuvae_trainer *t, cuvae_status *st)
     while (t->epoch < (uint64_t)c->train.epochs) {
         double epoch_start = cuvae_now();
         cuvae_permutation(c->train.seed, CUVAE_STREAM_SHUFFLE, t->epoch, t->perm, t->n_train);
+        /* Training example i is row train_rows[i] of the uploaded set when the split left the
+         * examples in place. */
+        if (t->data.train_rows)
+            for (int64_t i = 0; i < t->n_train; i++) t->perm[i] = t->data.train_rows[t->perm[i]];
         while (t->epoch_step < (uint64_t)t->steps_per_epoch) {
             cuvae_step s = {
                 .step = t->step,
@@ -305,6 +309,12 @@ static int run_epochs(cuvae_trainer *t, cuvae_status *st)
                 .idx = t->perm + t->epoch_step * (uint64_t)bs,
                 .batch = bs,
             };
+            /* The next batch of this epoch, for a backend that streams its rows (the next
+             * epoch's permutation is not drawn yet: its first step copies its own rows). */
+            if (t->epoch_step + 1 < (uint64_t)t->steps_per_epoch) {
+                s.next_idx = s.idx + bs;
+                s.next_batch = bs;
+            }
             if (cuvae_backend_train_step(t->be, &s, st))
                 return cuvae_fail_prefix(st, "training step %llu", (unsigned long long)t->step + 1);
             t->last_lr = s.lr;

@@ -123,10 +123,27 @@ static int upload_sets(cuvae_trainer *t, cuvae_status *st)
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
         if (sets[i].ds->n <= 0) continue;
-        if (cuvae_backend_upload(t->be, sets[i].set, sets[i].ds->pixels, sets[i].ds->n,
-                                 sets[i].ds->d, sets[i].dynamic, st))
+        /* The training set may be streamed (borrowed): t->data outlives the backend. */
+        cuvae_upload_desc u = {.data = sets[i].ds->pixels,
+                               .dtype = t->data.is_float ? CUVAE_DATA_F32 : CUVAE_DATA_U8,
+                               .n = sets[i].ds->n,
+                               .d = sets[i].ds->d,
+                               .dynamic = sets[i].dynamic};
+        if (cuvae_backend_upload_data(t->be, sets[i].set, &u, st))
             return cuvae_fail_prefix(st, "uploading the %s set", sets[i].name);
     }
+    if (t->data.is_float)
+        fprintf(t->opt->out,
+                "data: float32 values from %g to %g, kept as they are (images map that range to "
+                "black..white)\n",
+                (double)t->data.lo, (double)t->data.hi);
+    fprintf(t->opt->out, "data: the training set is %s (data.stream = %s)\n",
+            cuvae_backend_streams(t->be, CUVAE_SET_TRAIN)
+                ? "streamed: each batch's rows are copied from the data file as it trains"
+                : "held by the backend whole",
+            t->cfg->data.stream == CUVAE_STREAM_ON    ? "on"
+            : t->cfg->data.stream == CUVAE_STREAM_OFF ? "off"
+                                                      : "auto");
     return 0;
 }
 
@@ -183,6 +200,7 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
     t->total_steps = (int64_t)c->train.epochs * t->steps_per_epoch;
     size_t n = t->model.n_params;
     cuvae_mem_plan host = {.n = 0};
+    shape.in_place = 1;
     cuvae_run_data_memory(&shape, c, &host);
     uint64_t state_bytes = cuvae_mem_mul(cuvae_mem_mul(n, sizeof(float)), 3);
     cuvae_mem_add(&host, "state copies", state_bytes);
@@ -193,19 +211,27 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
         .model = &t->model,
         .config = c,
         .host_needs = &host,
-        .upload_rows = {shape.n_train, shape.n_valid, shape.n_test},
+        /* The split leaves the training examples in the kept file unless static binarization
+         * copies them (run_data.c). */
+        .upload_rows = {c->data.binarize == CUVAE_BIN_STATIC ? shape.n_train : shape.n_kept,
+                        shape.n_valid, shape.n_test},
+        .upload_value_bytes = shape.value_bytes,
+        .stream = c->data.stream,
     };
     t->be = cuvae_backend_create(c->train.device, &spec, t->opt->out, st);
     if (!t->be) return -1;
 
-    if (cuvae_run_data_load(&t->data, c, 1, st)) return -1;
+    if (cuvae_run_data_load_in_place(&t->data, c, 1, st)) return -1;
     t->data_loaded = 1;
-    if (t->data.train.n != shape.n_train || t->data.test.n != shape.n_test ||
+    /* The checkpoint records the data's range, for the images of sample and reconstruct. */
+    t->model.x_lo = t->data.lo;
+    t->model.x_hi = t->data.hi;
+    if (t->data.n_train != shape.n_train || t->data.test.n != shape.n_test ||
         t->data.train.d != shape.d)
         return cuvae_fail(st, "%s or %s changed while being read", c->data.train_images,
                           c->data.test_images);
     fprintf(t->opt->out, "data: %lld training, %lld validation, %lld test examples of %dx%d%s\n",
-            (long long)t->data.train.n, (long long)t->data.valid.n, (long long)t->data.test.n,
+            (long long)t->data.n_train, (long long)t->data.valid.n, (long long)t->data.test.n,
             t->data.train.rows, t->data.train.cols, t->data.train.channels == 3 ? " RGB" : "");
     if (cuvae_run_data_write_classes(&t->data, c, dir, t->opt->out, st)) return -1;
     t->perm = cuvae_malloc((size_t)t->n_train * sizeof *t->perm, "epoch permutation", st);
