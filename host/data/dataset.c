@@ -500,7 +500,8 @@ int cuvae_dataset_peek_float(const char *path, const char *key, const char *fall
                              int *resident, cuvae_status *st)
 {
     *is_float = 0;
-    *resident = 1; /* IDX: read into memory */
+    *resident = 1; /* IDX and image folders: read (decoded) into memory, a byte a value */
+    if (cuvae_image_dir_is(path)) return 0;
     int kind = sniff_format(path, st);
     if (kind < 0) return -1;
     return kind > 0 ? cuvae_npy_peek_float(path, key, fallback, is_float, resident, st) : 0;
