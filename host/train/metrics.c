@@ -124,7 +124,8 @@ int cuvae_metrics_append(cuvae_metrics_log *log, cuvae_json_line *j, cuvae_statu
 {
     const char *text = cuvae_json_end(j);
     if (!text)
-        return cuvae_fail(st, "%s: a metrics line exceeded %zu bytes", log->path, sizeof j->buf);
+        return cuvae_fail(st, "%s: a metrics line exceeded %zu bytes or %d numbers", log->path,
+                          sizeof j->buf, CUVAE_JSON_MAX_NUMS);
     if (fprintf(log->f, "%s\n", text) < 0 || fflush(log->f) != 0)
         return cuvae_fail(st, "%s: write failed: %s", log->path, strerror(errno));
     if (log->tb && j->has_step) {
