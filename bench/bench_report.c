@@ -59,6 +59,14 @@ void cuvae_bench_model_text(const cuvae_config *c, int d, char *buf, size_t len)
     int at = snprintf(buf, len, "%d", d);
     for (int i = 0; i < c->model.n_hidden && at > 0 && (size_t)at < len; i++)
         at += snprintf(buf + at, len - (size_t)at, "-%d", c->model.hidden[i]);
+    /* model.encoder: "784-conv32-conv64-256-32" */
+    static const char *const kind[] = {"", "conv", "convt"};
+    for (int i = 0; i < c->model.encoder.n && at > 0 && (size_t)at < len; i++) {
+        const cuvae_layer_spec *l = &c->model.encoder.layer[i];
+        int size = l->kind == 0 && l->h ? l->c * l->h * l->w : l->c;
+        at += snprintf(buf + at, len - (size_t)at, "-%s%d",
+                       kind[l->kind > 0 && l->kind < 3 ? l->kind : 0], size);
+    }
     if (at > 0 && (size_t)at < len) snprintf(buf + at, len - (size_t)at, "-%d", c->model.latent);
 }
 

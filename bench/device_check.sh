@@ -7,7 +7,9 @@
 #     gpu_epilogues' fused/refused counts are quoted); ten epochs of the default config and the
 #     K = 5000 bound of the full test set; run_peers --epoch 10 (cuvae against PyTorch eager)
 #     with the step graph off and on; compute-sanitizer memcheck on a short run with the step
-#     graph on and on a short eval, racecheck on a short run; whether cudnn.h is found.
+#     graph on and on a short eval, racecheck on a short run; before those, memcheck on a short
+#     conv run (bf16, step graph on); which cuDNN the build found (the toolkit's, or the
+#     PyTorch wheel's library with the carried headers).
 #   bash bench/device_check.sh 2   (at most 4 minutes)
 #     build (a no-op on a machine still warm from command 1); the peers at batch 128 and 4096;
 #     the large config in bf16 and tf32 against its GEMMs alone; time to quality (the long config
@@ -161,6 +163,28 @@ else
 carry .device): no training, evaluation or benchmark step can run"
 fi
 
+# --- cuDNN (the conv layers, issue 14) ------------------------------------------------------------
+# The toolkit's, where the image has it; else the PyTorch wheel's libcudnn (nvidia.cudnn), with
+# the wheel's headers or those device_prepare.sh carried in .device/cudnn/include.
+cudnn_args=()
+cudnn_where="the CUDA toolkit"
+if ! { [ -f /usr/local/cuda/include/cudnn.h ] && ls /usr/local/cuda/lib64/libcudnn.so* >/dev/null 2>&1; }; then
+    wheel=$("$py" -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null)
+    headers=
+    [ -n "$wheel" ] && [ -f "$wheel/include/cudnn.h" ] && headers=$wheel/include
+    [ -z "$headers" ] && [ -f "$root/.device/cudnn/include/cudnn.h" ] && headers=$root/.device/cudnn/include
+    if [ -n "$wheel" ] && ls "$wheel"/lib/libcudnn.so* >/dev/null 2>&1 && [ -n "$headers" ]; then
+        rm -rf /tmp/cuvae-cudnn && mkdir -p /tmp/cuvae-cudnn
+        ln -s "$headers" /tmp/cuvae-cudnn/include
+        ln -s "$wheel/lib" /tmp/cuvae-cudnn/lib
+        cudnn_args=(-DCUVAE_CUDNN_ROOT=/tmp/cuvae-cudnn)
+        export LD_LIBRARY_PATH=$wheel/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+        cudnn_where="the PyTorch wheel's $(ls "$wheel"/lib/libcudnn.so.* | head -1), headers $headers"
+    else
+        cudnn_where="none found (toolkit, wheel ${wheel:-absent}, carried headers)"
+    fi
+fi
+
 # --- build --------------------------------------------------------------------------------------
 # Ninja where make is missing; the device's own architecture (one is enough to check, and builds
 # in a third of the time of the default four); -Werror first, and without it, reporting the
@@ -182,7 +206,7 @@ fi
 build_with() {
     run "$build_limit" "$2" bash -c 'cmake -S . -B build-gpu "$@" && cmake --build build-gpu -j"$(nproc)"' _ \
         "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCUVAE_WERROR="$1" \
-        ${archs:+-DCMAKE_CUDA_ARCHITECTURES="$archs"}
+        ${archs:+-DCMAKE_CUDA_ARCHITECTURES="$archs"} "${cudnn_args[@]}"
 }
 build_ok=0
 if build_with ON "$out/build.log"; then
@@ -215,6 +239,12 @@ if [ $build_ok = 1 ] && [ -z "$dry" ]; then
     else
         note "build: $version"
         gpu_ok=1
+    fi
+    # Without cuDNN the conv rows only check the refusal: that is no pass of issue 14.
+    if grep -hq 'cuvae: cuDNN [0-9.]*:' "$out"/build*.log; then
+        note "cuDNN: $(grep -ho 'cuvae: cuDNN [0-9.]*: .*' "$out"/build*.log | tail -1) (from $cudnn_where)"
+    else
+        fail_note "cuDNN: FAILED: not in the build ($cudnn_where): the conv layers are not tested"
     fi
 elif [ -n "$dry" ]; then
     gpu_ok=1
@@ -295,6 +325,15 @@ sanitize() { # sanitize TOOL WHAT LIMIT CMD...
 command1() {
     gpu_tests
     [ ${#data_args[@]} -gt 0 ] || return 0
+    # First of the sanitizer runs, the conv layers being the newest device code: a conv VAE's
+    # steps (cuDNN forward and backward, the bias, ReLU and widening kernels of conv.cu), direct
+    # and replayed from the captured graph, in bf16 (where every kernel of conv.cu runs).
+    rm -rf /tmp/cuvae_conv_sanitize
+    sanitize memcheck "conv train, bf16, step graph on" 60 "$bin" train configs/smoke.ini \
+        "${data_args[@]}" data.limit_train=256 data.validation=64 data.limit_test=64 \
+        train.epochs=1 train.batch_size=32 train.device=cuda train.precision=bf16 \
+        train.cuda_graph=1 output.images=0 'model.encoder=conv 8, conv 16, linear 32' \
+        output.dir=/tmp/cuvae_conv_sanitize
     train_and_bound 10-epochs configs/fashion_mnist.ini /tmp/cuvae_fm10 90
     for g in 0 1; do
         run 75 "$out/epochs-peers-graph$g.log" "$py" bench/run_peers.py configs/fashion_mnist.ini \
@@ -319,11 +358,6 @@ $(grep -E '^ +(1|10) |test negative ELBO' "$out/epochs-peers-graph$g.log" 2>/dev
     fi
     sanitize racecheck "train, step graph off" 60 "$bin" train "${small[@]}" \
         train.cuda_graph=0 data.limit_train=128 output.dir=/tmp/cuvae_race
-    # cuDNN (issue 14): the image's PyTorch wheels carry the libraries; are the headers there?
-    local h
-    h=$(find /usr/include /usr/local/cuda/include /usr/local/lib /usr/lib/python3* \
-        -name cudnn.h -path '*include*' 2>/dev/null | head -3 | tr '\n' ' ')
-    note "cudnn.h: ${h:-not found (issue 14 must carry the headers)}"
 }
 
 command2() {

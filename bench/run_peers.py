@@ -57,6 +57,22 @@ EVAL_ROWS = 65536  # cuvae eval's B x K rows per backend call (host/cli/eval_cmd
 
 # ---- throughput -------------------------------------------------------------------------------
 
+def conv_model(args):
+    """Whether the config (file and overrides) sets model.encoder or model.decoder: a model the
+    JAX peer does not build (the PyTorch peer does)."""
+    import configparser
+    cp = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None,
+                                   strict=False)
+    if args.config:
+        cp.read(args.config)
+    layers = [cp.get("model", k, fallback="").strip() for k in ("encoder", "decoder")]
+    for ov in args.overrides:
+        key, _, value = ov.partition("=")
+        if key.strip() in ("model.encoder", "model.decoder"):
+            layers.append(value.strip())
+    return any(layers)
+
+
 def bench_tools(args, device, cuvae, torch_py, jax_py, torch_extra):
     """[(name, argv(batches, threads, timing, precisions), env(threads))] of every tool."""
     cfg = ([args.config] if args.config else []) + args.overrides
@@ -86,7 +102,10 @@ def bench_tools(args, device, cuvae, torch_py, jax_py, torch_extra):
                               lambda t: thread_env(t if cpu else 0, extra=torch_extra)))
     else:
         log("run_peers: note: no Python imports torch; the PyTorch peers are left out")
-    if jax_py and (wanted is None or "jax" in wanted):
+    if jax_py and (wanted is None or "jax" in wanted) and conv_model(args):
+        log("run_peers: note: the JAX peer builds the MLP of model.hidden only; left out of this "
+            "conv model")
+    elif jax_py and (wanted is None or "jax" in wanted):
         tools.append(("jax",
                       lambda b, t, timing, p, ev=0: [jax_py, os.path.join(PEERS, "jax_vae.py")] +
                       cfg + ["--device", device] + timing_args(b, timing, p) + threads_arg(t),

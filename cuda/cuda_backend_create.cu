@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv.h"
 #include "cuda_backend_impl.h"
 #include "gemm.h"
 
@@ -161,19 +162,25 @@ void cuvae_cuda_backend_describe(cuvae_backend *be, char *buf, size_t len)
                  at_run);
     else if (ps.unfused)
         snprintf(refused, sizeof refused, ", %d epilogues refused%s", ps.unfused, at_run);
-    snprintf(buf, len,
-             "cuda (%s, %s, %d of %d GEMM plans with fused epilogues%s, step graph %s): params "
-             "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "
-             "evaluation %.1f MiB (%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB "
-             "in all",
-             cb->device_name, cuvae_precision_name(cb->ctx.precision), ps.fused, ps.plans, refused,
-             !cb->c.train.cuda_graph ? "off"
-             : cb->step_graph        ? "captured"
-                                     : "on, not yet captured",
-             cuvae_mib(g[CUDA_BUF_PARAMS]), cuvae_mib(g[CUDA_BUF_GRADS]),
-             cuvae_mib(g[CUDA_BUF_ADAM]), cuvae_mib(g[CUDA_BUF_ACTIVATIONS]), cb->max_batch,
-             cuvae_mib(cb->ev.bytes), cb->ev.cap_rows, cuvae_mib(data),
-             cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
+    char conv[160] = "";
+    if (cb->ctx.cudnn)
+        snprintf(conv, sizeof conv, ", %d cuDNN conv plans%s, cuDNN workspace %.1f MiB",
+                 cb->ctx.n_conv_plans,
+                 cb->ctx.conv_nondeterministic ? " (some without a deterministic algorithm)" : "",
+                 cuvae_mib(cb->ctx.conv_ws_bytes));
+    snprintf(
+        buf, len,
+        "cuda (%s, %s, %d of %d GEMM plans with fused epilogues%s%s, step graph %s): params "
+        "%.1f MiB, grads %.1f MiB, adam %.1f MiB, activations %.1f MiB (%d rows), "
+        "evaluation %.1f MiB (%d rows), data %.1f MiB, cuBLASLt workspace %.1f MiB; %.1f MiB "
+        "in all",
+        cb->device_name, cuvae_precision_name(cb->ctx.precision), ps.fused, ps.plans, refused, conv,
+        !cb->c.train.cuda_graph ? "off"
+        : cb->step_graph        ? "captured"
+                                : "on, not yet captured",
+        cuvae_mib(g[CUDA_BUF_PARAMS]), cuvae_mib(g[CUDA_BUF_GRADS]), cuvae_mib(g[CUDA_BUF_ADAM]),
+        cuvae_mib(g[CUDA_BUF_ACTIVATIONS]), cb->max_batch, cuvae_mib(cb->ev.bytes), cb->ev.cap_rows,
+        cuvae_mib(data), cuvae_mib(cb->ctx.workspace_bytes), cuvae_mib(cb->ctx.device_bytes));
 }
 
 void cuvae_cuda_backend_destroy(cuvae_backend *be)
@@ -220,6 +227,16 @@ static int alloc_training(cuda_backend *cb, cuvae_status *st)
     return 0;
 }
 
+static int has_conv(const cuvae_model *m)
+{
+    for (int half = 0; half < 2; half++) {
+        const cuvae_stack *s = cuvae_model_stack(m, half);
+        for (int i = 0; i < s->n; i++)
+            if (s->layer[i].kind != CUVAE_LAYER_LINEAR) return 1;
+    }
+    return 0;
+}
+
 /* The memory estimate of the device before anything is allocated on it: the buffer table's
  * groups (what alloc_training takes), the uploads and the smallest evaluation budget. */
 static void device_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
@@ -230,6 +247,7 @@ static void device_plan(const cuvae_backend_spec *spec, cuvae_mem_plan *plan)
     group_sizes(m, B, step_operand(spec->config->train.precision), bytes);
     for (int g = 0; g < CUDA_BUF_GROUPS; g++) cuvae_mem_add(plan, GROUP_NAME[g], bytes[g]);
     cuvae_mem_add(plan, "activations", cuvae_eval_budget_bytes(0));
+    if (has_conv(m)) cuvae_mem_add(plan, "cuDNN workspace", CUVAE_CONV_WORKSPACE_BYTES);
     cuvae_mem_add_uploads(plan, spec->upload_rows, CUVAE_SET_COUNT, m->x_dim);
 }
 
@@ -266,12 +284,14 @@ extern "C" cuvae_backend *cuvae_cuda_backend_create(const cuvae_backend_spec *sp
     }
     for (int half = 0; half < 2; half++) {
         const cuvae_stack *s = cuvae_model_stack(spec->model, half);
-        for (int i = 0; i < s->n; i++)
-            if (!cuvae_cuda_layer_ops(s->layer[i].kind)) {
-                cuvae_fail(st, "cuda backend: %s layer %d: layer kind %d is not implemented",
-                           half ? "decoder" : "encoder", i, (int)s->layer[i].kind);
+        for (int i = 0; i < s->n; i++) {
+            const char *missing = cuvae_cuda_layer_missing(s->layer[i].kind);
+            if (missing) {
+                cuvae_fail(st, "cuda backend: %s layer %d: %s", half ? "decoder" : "encoder", i,
+                           missing);
                 return NULL;
             }
+        }
     }
     char name[256];
     if (!cuvae_cuda_available(name, sizeof name)) {

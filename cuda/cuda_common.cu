@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "conv.h"
 #include "cuda_arch.h"
 #include "linear.h"
 
@@ -173,6 +174,7 @@ void cuvae_cuda_ctx_release(cuvae_cuda_ctx *ctx)
 {
     if (ctx->stream) cudaStreamSynchronize(ctx->stream);
     cuvae_linear_plans_release(ctx);
+    cuvae_conv_release(ctx);
     cuvae_cuda_free(ctx, ctx->d_partials, sizeof(double) * CUVAE_REDUCE_BLOCKS);
     cuvae_cuda_free(ctx, ctx->d_state, sizeof *ctx->d_state);
     cuvae_cuda_free(ctx, ctx->d_step, sizeof *ctx->d_step);

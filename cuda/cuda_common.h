@@ -53,6 +53,8 @@ typedef struct {
 } cuvae_device_state;
 
 typedef struct cuvae_matmul_plan cuvae_matmul_plan; /* cached cuBLASLt GEMM (gemm.cu) */
+typedef struct cuvae_conv_plan cuvae_conv_plan;     /* cached cuDNN convolution (conv.cu) */
+struct cudnnContext;                                /* cudnnHandle_t, without cudnn.h */
 
 typedef struct {
     int device;
@@ -78,6 +80,15 @@ typedef struct {
                               (each fell back to the unfused path; counted for describe()) */
     int first_run_refusal; /* cublasStatus_t of the first of them */
     size_t device_bytes;   /* allocated through cuvae_cuda_alloc with this context */
+    /* Convolutions (conv.cu): the cuDNN handle, its workspace and the plan cache, all created at
+     * the first conv plan (an MLP never loads cuDNN), released with the context. */
+    struct cudnnContext *cudnn; /* bound to cudnn_stream */
+    cudaStream_t cudnn_stream;
+    void *conv_ws; /* CUVAE_CONV_WORKSPACE_BYTES, fixed once: captured graphs point at it */
+    size_t conv_ws_bytes;
+    cuvae_conv_plan *conv_plans;
+    int n_conv_plans, cap_conv_plans, next_conv_evict;
+    int conv_nondeterministic; /* conv plans that found no deterministic algorithm (describe()) */
 } cuvae_cuda_ctx;
 
 /* Blocks of the first pass of the deterministic two-pass reductions (gradient norm): fixed, so the

@@ -20,8 +20,10 @@
 
 /* One layer kind's calls. w_src is the parameter buffer the GEMMs read (params, or params_op
  * under bf16), b_src the one holding y's bias (y_type's); the conventions of the arguments are
- * those of cuvae_linear_forward and cuvae_linear_backward. scratch_floats is the fp32 scratch a
- * forward of `rows` rows needs (y_type its output's type). */
+ * those of cuvae_linear_forward and cuvae_linear_backward (a conv row's are cuvae_conv_forward's
+ * and cuvae_conv_backward's, which may also rewrite dy_op under bf16: see conv.h).
+ * scratch_floats is the fp32 scratch a forward of `rows` rows in operand type op needs (y_type
+ * its output's type). */
 typedef struct {
     int (*forward)(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer *l, const void *w_src,
                    const void *b_src, const void *x, int rows, void *y, cudaDataType_t y_type,
@@ -30,11 +32,16 @@ typedef struct {
                     float *grads, const void *x, const float *dy, const void *dy_op, int rows,
                     float *dx, void *dx_op, int x_relu, const cuvae_relu_mask *x_mask, int db_done,
                     float *db_prev, cudaStream_t stream, cuvae_status *st);
-    size_t (*scratch_floats)(const cuvae_layer *l, int rows, cudaDataType_t y_type);
+    size_t (*scratch_floats)(const cuvae_layer *l, int rows, cuvae_operand op,
+                             cudaDataType_t y_type);
 } cuvae_cuda_layer_kind_ops;
 
 /* The row of a layer kind; NULL for a kind the CUDA backend does not implement. */
 const cuvae_cuda_layer_kind_ops *cuvae_cuda_layer_ops(cuvae_layer_kind kind);
+
+/* Why the CUDA backend cannot run a layer kind ("conv2d layers need cuDNN 9, which this build
+ * was made without"), or NULL when it can. */
+const char *cuvae_cuda_layer_missing(cuvae_layer_kind kind);
 
 /* The fp32 scratch (floats) the forward of a stack of n_layers needs for `rows` rows in operand
  * type op: the most any of its layers needs. */
@@ -54,7 +61,8 @@ int cuvae_stack_forward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer
  * respect to the last layer's output and, under bf16, dy_op (room for [B, widest layer]) its bf16
  * copy (NULL under fp32). dy and scratch (fp32, each [B, widest layer]) are used in turn and
  * dy_op is rewritten with each layer's input gradient, so all are overwritten. A layer whose
- * input is a ReLU output also produces the previous layer's bias gradient. x, act and masks are
+ * input is the ReLU output of a layer with one bias per output value (a linear one) also
+ * produces that layer's bias gradient; a conv layer sums its own. x, act and masks are
  * the forward's. *result is the fp32 buffer holding the gradient with respect to x when want_dx,
  * else NULL (an encoder's input is data). */
 int cuvae_stack_backward(cuvae_cuda_ctx *ctx, cuvae_operand op, const cuvae_layer *layers,

@@ -6,7 +6,8 @@
 # weights into the torch.nn.Linear model, and computes the negative ELBO and the K-sample bound of
 # the first N test examples with the same noise as `cuvae eval` (philox.py: element (i*K+k)*L+d of
 # (seed, CUVAE_STREAM_EVAL, counter 0)). Both must equal `cuvae eval --json`'s figures within
-# 1e-5 relative (cuvae computes in float32, the reference in float64; they agree to ~1e-9).
+# 1e-5 relative (cuvae computes in float32, the reference in float64; they agree to ~1e-9). Then
+# the same for a convolutional model (nn.Conv2d / nn.ConvTranspose2d / nn.Linear).
 # Skipped (77) without a Python that imports torch and numpy.
 set -euo pipefail
 NAME=cli_checkpoint_torch
@@ -117,6 +118,58 @@ for K in (1, 5):
         print("cli_checkpoint_torch: K=%d %-12s cuvae %.6f torch %.6f (rel %.2e)%s"
               % (K, ck, a, b, abs(a - b) / max(abs(b), 1e-30), "" if ok else "  <-- FAIL"))
         check(ok, "K=%d %s: cuvae %.6f vs torch %.6f" % (K, ck, a, b))
+raise SystemExit(1 if failures else 0)
+EOF
+
+# A convolutional model (model.encoder; the decoder its mirror): the tensors load into
+# nn.Conv2d ([out, in, k, k]), nn.ConvTranspose2d ([in, out, k, k]) and nn.Linear layers,
+# flattened in C, H, W order between them, and give `cuvae eval`'s figures.
+expect_rc 0 "$BIN" train "$T/tiny.ini" train.epochs=2 output.images=0 --device cpu \
+    output.dir="$T/conv" model.hidden= model.encoder="conv 4, conv 8 k3 s1, linear 16"
+ckpt="$T/conv/checkpoints/$(cat "$T/conv/checkpoints/latest")"
+for K in 1 5; do
+    expect_rc 0 "$BIN" eval "$ckpt" --samples "$K" --limit "$N" --device cpu --json "$T/conv$K.json"
+done
+PYTHONPATH="$src/bench/peers" "$py" - "$ckpt" "$T" "$N" <<'EOF'
+import argparse, json, sys
+import numpy as np
+import torch
+import torch_vae
+
+ckpt, tmp, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    if not cond:
+        failures += 1
+        print("cli_checkpoint_torch: FAIL:", what)
+
+
+model, cfg, meta, tensors, _ = torch_vae.load_checkpoint(ckpt)
+kinds = [type(m).__name__ for m in list(model.encoder) + list(model.decoder)]
+check(kinds == ["Conv2d", "Conv2d", "Linear", "Linear", "Linear", "Linear", "ConvTranspose2d",
+                "ConvTranspose2d"], "layers %s" % kinds)
+want = {"encoder.0.weight": (4, 1, 4, 4), "encoder.1.weight": (8, 4, 3, 3),
+        "encoder.2.weight": (16, 288), "decoder.1.weight": (288, 16),
+        "decoder.2.weight": (8, 4, 3, 3), "decoder.3.weight": (4, 1, 4, 4), "decoder.3.bias": (1,)}
+for k, v in want.items():
+    check(tensors[k].shape == v, "%s shape %s, expected %s" % (k, tensors[k].shape, v))
+sd = model.state_dict()
+for k in sd:
+    check(np.array_equal(sd[k].numpy(), tensors[k]), "loaded " + k)
+rtol = 1e-5
+for K in (1, 5):
+    t = torch_vae.eval_checkpoint(argparse.Namespace(
+        checkpoint=ckpt, device="cpu", float64=True, test_images=None, limit=n, eval_samples=K))
+    c = json.load(open("%s/conv%d.json" % (tmp, K)))
+    for key in ("neg_elbo", "neg_iw_bound", "rec", "kl"):
+        a, b = c[key], t[key]
+        ok = abs(a - b) <= rtol * abs(b)
+        print("cli_checkpoint_torch: conv K=%d %-12s cuvae %.6f torch %.6f (rel %.2e)%s"
+              % (K, key, a, b, abs(a - b) / max(abs(b), 1e-30), "" if ok else "  <-- FAIL"))
+        check(ok, "conv K=%d %s: cuvae %.6f vs torch %.6f" % (K, key, a, b))
 raise SystemExit(1 if failures else 0)
 EOF
 echo "$NAME: ok"

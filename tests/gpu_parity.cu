@@ -5,8 +5,10 @@
  * (|gpu - cpu| <= CUVAE_FP32_ATOL + CUVAE_FP32_RTOL |cpu|, any NaN or Inf failing). Exact where the
  * computation is integer or a single rounding: Philox words, the gather (scaling and dynamic
  * binarization). The MLP layers run twice, with cuBLASLt's fused epilogues and without (plain
- * GEMMs plus kernels), and both must match. The bf16 layers: gpu_parity_bf16.cu. Skipped (77)
- * without a usable CUDA device. */
+ * GEMMs plus kernels), and both must match. The bf16 layers: gpu_parity_bf16.cu. The conv
+ * layers (conv_parity.cu) run in fp32, tf32 and bf16 from their rows. Skipped (77) without a
+ * usable CUDA device; without cuDNN in the build, the conv rows check that the backend refuses a
+ * conv model with a message naming cuDNN. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +21,8 @@ extern "C" {
 #include "backend.h"
 #include "cpu_ops.h"
 #include "cuda_common.h"
+#include "conv.h"
+#include "conv_parity.h"
 #include "cuda_test_util.h"
 #include "gather.h"
 #include "likelihood.h"
@@ -235,6 +239,62 @@ static void parity_linear(cuvae_cuda_ctx *ctx)
         test_mlp(ctx, 13, odd, epi);
         test_mlp(ctx, 128, mnist, epi);
     }
+}
+
+/* ---- conv layers (conv_parity.cu) ----------------------------------------------------------- */
+
+/* A build without cuDNN: creating the backend for a model with this kind fails, naming cuDNN. */
+static void check_conv_refused(cuvae_layer_kind kind)
+{
+    cuvae_status st;
+    cuvae_model m;
+    memset(&m, 0, sizeof m);
+    m.x_shape = (cuvae_shape){1, 8, 8};
+    m.x_dim = 64;
+    m.latent = 2;
+    REQUIRE_OK(cuvae_layer_make(&m.enc.layer[0], CUVAE_LAYER_LINEAR, m.x_shape, 4, 0, 0, 0,
+                                CUVAE_ACT_NONE, &st),
+               st);
+    m.enc.n = 1;
+    cuvae_shape z = {2, 1, 1};
+    REQUIRE_OK(
+        cuvae_layer_make(&m.dec.layer[0], CUVAE_LAYER_LINEAR, z, 16, 0, 0, 0, CUVAE_ACT_RELU, &st),
+        st);
+    cuvae_shape h = {1, 4, 4};
+    REQUIRE_OK(cuvae_layer_make(&m.dec.layer[1], kind, h, 1, 4, 2, 1, CUVAE_ACT_NONE, &st), st);
+    m.dec.n = 2;
+    cuvae_config c;
+    memset(&c, 0, sizeof c);
+    cuvae_backend_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.model = &m;
+    spec.config = &c;
+    cuvae_backend *be = cuvae_cuda_backend_create(&spec, &st);
+    CHECK(be == NULL);
+    if (be)
+        be->ops->destroy(be);
+    else
+        CHECK_MSG(st.msg, "cuDNN");
+}
+
+static void parity_conv(cuvae_cuda_ctx *ctx, cuvae_layer_kind kind)
+{
+    if (!cuvae_conv_built()) {
+        printf("%s: built without cuDNN: only the refusal is checked\n",
+               cuvae_layer_kind_name(kind));
+        return;
+    }
+    conv_parity_kind(ctx, kind);
+}
+
+static void parity_conv2d(cuvae_cuda_ctx *ctx)
+{
+    parity_conv(ctx, CUVAE_LAYER_CONV2D);
+}
+
+static void parity_conv_transpose2d(cuvae_cuda_ctx *ctx)
+{
+    parity_conv(ctx, CUVAE_LAYER_CONV_TRANSPOSE2D);
 }
 
 /* ---- reparameterization and KL --------------------------------------------------------------- */
@@ -570,7 +630,14 @@ template <void (*PARITY)(cuvae_cuda_ctx *)> static void with_ctx(void *ctx)
 int main(int argc, char **argv)
 {
     char name[256];
+    if (!cuvae_conv_built()) {
+        /* Checked before looking for a device: the refusal comes first, GPU or not. */
+        check_conv_refused(CUVAE_LAYER_CONV2D);
+        check_conv_refused(CUVAE_LAYER_CONV_TRANSPOSE2D);
+        printf("gpu_parity: built without cuDNN: conv models refused, naming cuDNN\n");
+    }
     if (!cuvae_cuda_available(name, sizeof name)) {
+        if (cuvae_test_failures) return cuvae_test_finish("gpu_parity");
         printf("gpu_parity: skipped: no usable CUDA device (%s)\n", name);
         return CUVAE_TEST_SKIP;
     }

@@ -18,6 +18,8 @@
     X(gather_scale, NONE)       /* cuvae_gather_forward, bytes / 255: bit-exact */                 \
     X(gather_binarize, NONE)    /* cuvae_gather_forward, dynamic binarization: bit-exact */        \
     X(linear, FD)               /* linear forward/backward, with and without ReLU */               \
+    X(conv2d, FD)               /* conv2d forward/backward (model.h's layouts), awkward sizes */   \
+    X(conv_transpose2d, FD)     /* conv_transpose2d forward/backward, awkward sizes */             \
     X(reparam_kl, FD)           /* reparameterization + KL, free bits off and on */                \
     X(likelihood_bernoulli, FD) /* -log p(x|z) on logits and its gradient */                       \
     X(likelihood_gaussian, FD)  /* -log p(x|z) on means and its gradient */                        \

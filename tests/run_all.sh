@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, then
-#   1. libFuzzer runs of the checkpoint parser and of the .npy header / .npz directory reader
-#      (bounded time),
+#   1. libFuzzer runs of the checkpoint parser, of the .npy header / .npz directory reader and of
+#      the PNG/JPEG decoding of image folders (bounded time),
 #   2. the host tests under AddressSanitizer + UndefinedBehaviorSanitizer,
 #   3. the release build (CUDA sources included when the toolkit is present) and every test; the
 #      `gpu` tests report as skipped where no GPU is usable.
@@ -11,16 +11,19 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 fuzz_seconds=${CUVAE_FUZZ_SECONDS:-60}
 fuzz_npy_seconds=${CUVAE_FUZZ_NPY_SECONDS:-20}
+fuzz_image_seconds=${CUVAE_FUZZ_IMAGE_SECONDS:-15}
 status=0
 
 bash tests/install_deps.sh --test || { echo "run_all: installing dependencies failed"; exit 1; }
 
-echo "== fuzz: checkpoint parser, ${fuzz_seconds}s; .npy/.npz reader, ${fuzz_npy_seconds}s"
+echo "== fuzz: checkpoint parser, ${fuzz_seconds}s; .npy/.npz reader, ${fuzz_npy_seconds}s;" \
+    "PNG/JPEG decoding, ${fuzz_image_seconds}s"
 if command -v clang >/dev/null; then
     CC=clang cmake -S . -B build-fuzz -DCUVAE_FUZZ=ON -DCUVAE_WITH_CUDA=OFF -DBUILD_TESTING=ON \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo >build-fuzz.log 2>&1 &&
         cmake --build build-fuzz --target fuzz_checkpoint cuvae_fuzz_corpus fuzz_npy \
-            cuvae_fuzz_npy_corpus -j"$jobs" >>build-fuzz.log 2>&1
+            cuvae_fuzz_npy_corpus fuzz_image cuvae_fuzz_image_corpus -j"$jobs" \
+            >>build-fuzz.log 2>&1
     if [ $? -ne 0 ]; then
         tail -30 build-fuzz.log; echo "run_all: fuzz build failed"; status=1
     else
@@ -44,6 +47,17 @@ if command -v clang >/dev/null; then
             grep -E 'stat::number_of_executed_units|Done' build-fuzz/fuzz-npy.log | tail -2
         else
             tail -40 build-fuzz/fuzz-npy.log; echo "run_all: the .npy fuzzer found a failure"; status=1
+        fi
+        rm -rf build-fuzz/image-corpus && mkdir -p build-fuzz/image-corpus
+        if ! CUVAE_FUZZ_CORPUS=build-fuzz/image-corpus ./build-fuzz/tests/cuvae_fuzz_image_corpus; then
+            echo "run_all: writing the image fuzz corpus failed"; status=1
+        fi
+        if ./build-fuzz/tests/fuzz_image -max_total_time="$fuzz_image_seconds" -rss_limit_mb=2048 \
+            -print_final_stats=1 build-fuzz/image-corpus >build-fuzz/fuzz-image.log 2>&1; then
+            grep -E 'stat::number_of_executed_units|Done' build-fuzz/fuzz-image.log | tail -2
+        else
+            tail -40 build-fuzz/fuzz-image.log; echo "run_all: the image fuzzer found a failure"
+            status=1
         fi
     fi
 else

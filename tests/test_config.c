@@ -415,6 +415,122 @@ static void test_files(void)
 }
 
 /* Every shipped config loads and validates. */
+/* model.encoder / model.decoder: the layer notation, its canonical text, and model.hidden's
+ * place beside it. */
+static void test_layer_notation(void)
+{
+    cuvae_config c;
+    cuvae_status st = {{0}};
+    cuvae_config_defaults(&c);
+    CHECK(c.model.encoder.n == 0 && c.model.decoder.n == 0);
+    CHECK(cuvae_config_override(&c, "model.encoder= conv 32 ,conv 64 k3 s1 p0,  linear 256 ",
+                                &st) == 0);
+    const cuvae_stack_spec *e = &c.model.encoder;
+    CHECK(e->n == 3 && e->layer[0].kind == 1 && e->layer[0].c == 32 && e->layer[0].k == 4 &&
+          e->layer[0].s == 2 && e->layer[0].p == 1);
+    CHECK(e->layer[1].k == 3 && e->layer[1].s == 1 && e->layer[1].p == 0);
+    CHECK(e->layer[2].kind == 0 && e->layer[2].c == 256 && e->layer[2].k == 0);
+    CHECK(c.model.n_hidden == 0); /* the encoder replaces hidden's default */
+    char text[400];
+    cuvae_stack_spec_format(e, text, sizeof text);
+    CHECK(!strcmp(text, "conv 32, conv 64 k3 s1 p0, linear 256"));
+    CHECK(cuvae_config_override(&c, "model.decoder=linear 64x7x7, convt 32 p1 s2 k4, convt 1",
+                                &st) == 0);
+    const cuvae_stack_spec *d = &c.model.decoder;
+    CHECK(d->n == 3 && d->layer[0].c == 64 && d->layer[0].h == 7 && d->layer[0].w == 7);
+    CHECK(d->layer[1].kind == 2 && d->layer[1].k == 4);
+    cuvae_stack_spec_format(d, text, sizeof text);
+    CHECK(!strcmp(text, "linear 64x7x7, convt 32, convt 1"));
+    round_trip(&c, "conv config");
+    CHECK(cuvae_config_validate(&c, &st) == 0);
+
+    override_fails("model.encoder=conv", "the layer's size is missing");
+    override_fails("model.encoder=conv 0", "'0' in 'conv 0': expected conv|convt C");
+    override_fails("model.encoder=conv 8 k65", "'k65' in 'conv 8 k65'");
+    override_fails("model.encoder=conv 8 p64", "'p64' in 'conv 8 p64'");
+    override_fails("model.encoder=conv 8 s0", "'s0' in 'conv 8 s0'");
+    override_fails("model.encoder=conv 8 s2 s2", "'s2' in 'conv 8 s2 s2'");
+    override_fails("model.encoder=conv 8x2x2", "'8x2x2' in 'conv 8x2x2'");
+    override_fails("model.encoder=linear 8x2", "'8x2' in 'linear 8x2'");
+    override_fails("model.encoder=linear 8 k3", "'k3' in 'linear 8 k3'");
+    override_fails("model.encoder=linear 65537", "'65537' in 'linear 65537'");
+    override_fails("model.encoder=conv 8,,linear 4", "an empty layer between commas");
+    override_fails("model.encoder=conv 8,", "an empty layer between commas");
+    override_fails("model.encoder=dense 8",
+                   "'dense' is not a layer (expected linear, conv or convt)");
+    override_fails("model.encoder=linear 1,linear 1,linear 1,linear 1,linear 1,linear 1,linear "
+                   "1,linear 1,linear 1,linear 1",
+                   "more than 9 layers");
+    override_fails("model.encoder=convt 65536 k63 s63 p62, convt 65536 k63 s63 p62, convt 65536 "
+                   "k63 s63 p62, convt 65536 k63 s63 p62, convt 65536 k63 s63 p62, convt 65536 k63 "
+                   "s63 p62, convt 65536 k63 s63 p62, convt 65536 k63 s63 p62",
+                   "the layers take 191 characters written out, at most 190");
+    /* hidden and encoder: one or the other. */
+    cuvae_config_defaults(&c);
+    CHECK(cuvae_config_override(&c, "model.encoder=conv 8", &st) == 0);
+    CHECK(cuvae_config_override(&c, "model.hidden=64", &st) != 0);
+    CHECK_MSG(st.msg, "command line: model.hidden and model.encoder both describe the encoder");
+    CHECK(cuvae_config_override(&c, "model.hidden=", &st) == 0);
+    load_fails(
+        "[model]\nencoder = conv 8\nhidden = 64\n",
+        "t.ini:3: model.hidden (line 3) and model.encoder (line 2) both describe the encoder");
+    CHECK(load(&c, "[model]\nhidden =\nencoder = conv 8\n", &st) == 0);
+    CHECK(load(&c, "[model]\nencoder = conv 8\n", &st) == 0 && c.model.n_hidden == 0);
+    c.model.n_hidden = 1;
+    c.model.hidden[0] = 64;
+    CHECK(cuvae_config_validate(&c, &st) != 0);
+    CHECK_MSG(st.msg, "model.hidden and model.encoder both describe the encoder");
+    cuvae_config_defaults(&c);
+    CHECK(cuvae_config_override(&c, "model.decoder=linear 784", &st) == 0);
+    CHECK(cuvae_config_validate(&c, &st) != 0);
+    CHECK_MSG(st.msg, "model.decoder is given without model.encoder");
+
+    /* Mutated conv configs either fail with one line or round-trip. */
+    cuvae_config_defaults(&c);
+    CHECK(cuvae_config_override(&c, "model.encoder=conv 3 k5 s1 p2, conv 9, linear 17", &st) == 0);
+    CHECK(cuvae_config_override(&c, "model.decoder=linear 9x3x3, convt 3 s3 p0, convt 1 k3", &st) ==
+          0);
+    char *ini = cuvae_config_to_ini(&c);
+    CHECK(ini != NULL);
+    if (!ini) return;
+    size_t n = strlen(ini);
+    char *buf = malloc(n + 64);
+    uint64_t rng = 12345;
+    int loaded = 0, failed = 0;
+    const char *at_enc = strstr(ini, "encoder = ");
+    for (int iter = 0; iter < 3000 && buf && at_enc; iter++) {
+        memcpy(buf, ini, n + 1);
+        size_t len = n;
+        static const char alphabet[] = "kspx, 0123456789cvlinert\t=";
+        for (int e = 0; e < 1 + iter % 3; e++) {
+            rng = rng * 6364136223846793005u + 1442695040888963407u;
+            /* edits inside the [model] section's two layer lines */
+            size_t at = (size_t)(at_enc - ini) + (size_t)(rng >> 33) % 110;
+            char ch = alphabet[(rng >> 20) % (sizeof alphabet - 1)];
+            if ((rng >> 10) % 2 && at < len) {
+                buf[at] = ch;
+            } else {
+                memmove(buf + at + 1, buf + at, len - at + 1);
+                buf[at] = ch;
+                len++;
+            }
+        }
+        cuvae_config m;
+        cuvae_status mst = {{0}};
+        cuvae_config_defaults(&m);
+        if (cuvae_config_load_string(&m, buf, "fuzz", &mst)) {
+            failed++;
+            CHECK(strncmp(mst.msg, "fuzz", 4) == 0 && !strchr(mst.msg, '\n'));
+            continue;
+        }
+        loaded++;
+        round_trip(&m, "mutated conv");
+    }
+    CHECK(loaded > 50 && failed > 50);
+    free(buf);
+    free(ini);
+}
+
 static void test_shipped_configs(void)
 {
     const char *src = getenv("CUVAE_SOURCE_DIR");
@@ -688,6 +804,7 @@ int main(void)
     test_errors();
     test_overrides();
     test_hidden_list();
+    test_layer_notation();
     test_files();
     test_shipped_configs();
     test_validate();

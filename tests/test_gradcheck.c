@@ -185,6 +185,215 @@ static void gradcheck_linear(void *unused)
     check_linear(1);
 }
 
+/* ---- conv2d and conv_transpose2d ------------------------------------------------------------ */
+
+/* The layer's forward by its definition, in double, one output (conv2d) or input (transposed)
+ * value at a time: torch.nn.Conv2d's and ConvTranspose2d's sums over the [out, in, k, k] and
+ * [in, out, k, k] weights. */
+static void conv_reference(const cuvae_layer *l, const float *w, const float *b, const float *x,
+                           int B, double *y)
+{
+    cuvae_shape I = l->in_shape, O = l->out_shape;
+    int k = l->kernel, s = l->stride, p = l->padding;
+    for (int n = 0; n < B; n++) {
+        const float *xn = x + (size_t)n * l->in;
+        double *yn = y + (size_t)n * l->out;
+        for (int o = 0; o < O.c; o++)
+            for (int i = 0; i < O.h * O.w; i++) yn[o * O.h * O.w + i] = b[o];
+        for (int o = 0; o < O.c; o++)
+            for (int c = 0; c < I.c; c++)
+                for (int ki = 0; ki < k; ki++)
+                    for (int kj = 0; kj < k; kj++) {
+                        if (l->kind == CUVAE_LAYER_CONV2D) {
+                            double wv = w[((o * I.c + c) * k + ki) * k + kj];
+                            for (int oy = 0; oy < O.h; oy++)
+                                for (int ox = 0; ox < O.w; ox++) {
+                                    int iy = oy * s - p + ki, ix = ox * s - p + kj;
+                                    if (iy < 0 || iy >= I.h || ix < 0 || ix >= I.w) continue;
+                                    yn[(o * O.h + oy) * O.w + ox] +=
+                                        wv * xn[(c * I.h + iy) * I.w + ix];
+                                }
+                        } else {
+                            double wv = w[((c * O.c + o) * k + ki) * k + kj];
+                            for (int iy = 0; iy < I.h; iy++)
+                                for (int ix = 0; ix < I.w; ix++) {
+                                    int oy = iy * s - p + ki, ox = ix * s - p + kj;
+                                    if (oy < 0 || oy >= O.h || ox < 0 || ox >= O.w) continue;
+                                    yn[(o * O.h + oy) * O.w + ox] +=
+                                        wv * xn[(c * I.h + iy) * I.w + ix];
+                                }
+                        }
+                    }
+    }
+}
+
+typedef struct {
+    const cuvae_layer *l;
+    const float *x, *w, *b, *R;
+    int B;
+    float *y, *scratch;
+} conv_args;
+
+/* Loss sum(y .* R) of the layer without activation: linear in each argument. */
+static double conv_loss_of(void *arg)
+{
+    const conv_args *a = arg;
+    cuvae_cpu_conv_forward(a->l, a->w, a->b, a->x, a->B, 0, a->scratch, a->y);
+    double s = 0;
+    for (size_t i = 0; i < (size_t)a->B * (size_t)a->l->out; i++) s += (double)a->y[i] * a->R[i];
+    return s;
+}
+
+/* A batch of 37 (several groups of examples a GEMM, on every thread) against the examples one at
+ * a time: the forward against the direct double loop, the weight and bias gradients against the
+ * sum of the single examples' and dx example by example. */
+static void check_conv_batch(const cuvae_layer *l, const float *w, const float *b, const char *name)
+{
+    enum { NB = 37 };
+    size_t nx = (size_t)NB * l->in, ny = (size_t)NB * l->out;
+    float *x = malloc(nx * sizeof *x), *dy = malloc(ny * sizeof *dy), *y = malloc(ny * sizeof *y);
+    float *dx = malloc(nx * sizeof *dx), *dx1 = malloc((size_t)l->in * sizeof *dx1);
+    float *dw = malloc(l->w_count * sizeof *dw), *db = malloc(l->b_count * sizeof *db);
+    float *dw1 = malloc(l->w_count * sizeof *dw1), *db1 = malloc(l->b_count * sizeof *db1);
+    float *ref32 = malloc(ny * sizeof *ref32);
+    double *ref = malloc(ny * sizeof *ref), *dws = calloc(l->w_count, sizeof *dws);
+    double *dbs = calloc(l->b_count, sizeof *dbs);
+    float *dws32 = malloc(l->w_count * sizeof *dws32), *dbs32 = malloc(l->b_count * sizeof *dbs32);
+    float *scratch = malloc((cuvae_cpu_conv_scratch(l, NB) + 1) * sizeof *scratch);
+    fill_uniform(x, nx, -1, 1, 21);
+    fill_uniform(dy, ny, -1, 1, 22);
+    cuvae_cpu_conv_forward(l, w, b, x, NB, 0, scratch, y);
+    conv_reference(l, w, b, x, NB, ref);
+    for (size_t i = 0; i < ny; i++) ref32[i] = (float)ref[i];
+    char what[192];
+    snprintf(what, sizeof what, "%s forward, batch of %d", name, NB);
+    cuvae_check_close(what, y, ref32, ny, 1e-5, 1e-5);
+    cuvae_cpu_conv_backward(l, w, x, dy, NB, scratch, dw, db, dx, NULL, NULL);
+    int dx_ok = 1;
+    for (int n = 0; n < NB; n++) {
+        cuvae_cpu_conv_backward(l, w, x + (size_t)n * l->in, dy + (size_t)n * l->out, 1, scratch,
+                                dw1, db1, dx1, NULL, NULL);
+        for (size_t i = 0; i < l->w_count; i++) dws[i] += dw1[i];
+        for (size_t i = 0; i < l->b_count; i++) dbs[i] += db1[i];
+        for (int i = 0; i < l->in; i++)
+            dx_ok &= fabsf(dx1[i] - dx[(size_t)n * l->in + i]) <= 1e-5f * (1 + fabsf(dx1[i]));
+    }
+    CHECK(dx_ok);
+    for (size_t i = 0; i < l->w_count; i++) dws32[i] = (float)dws[i];
+    for (size_t i = 0; i < l->b_count; i++) dbs32[i] = (float)dbs[i];
+    snprintf(what, sizeof what, "%s dw, batch of %d", name, NB);
+    cuvae_check_close(what, dw, dws32, l->w_count, 1e-4, 1e-4);
+    snprintf(what, sizeof what, "%s db, batch of %d", name, NB);
+    cuvae_check_close(what, db, dbs32, l->b_count, 1e-4, 1e-4);
+    free(x), free(dy), free(y), free(dx), free(dx1), free(dw), free(db), free(dw1), free(db1);
+    free(ref32), free(ref), free(dws), free(dbs), free(dws32), free(dbs32), free(scratch);
+}
+
+static void check_conv(cuvae_layer_kind kind, cuvae_shape in, int out_c, int k, int st_, int p)
+{
+    enum { B = 3 };
+    cuvae_layer l;
+    cuvae_status st;
+    if (cuvae_layer_make(&l, kind, in, out_c, k, st_, p, CUVAE_ACT_NONE, &st)) {
+        fprintf(stderr, "cuvae_layer_make: %s\n", st.msg);
+        cuvae_test_failures++;
+        return;
+    }
+    char name[128];
+    snprintf(name, sizeof name, "%s %dx%dx%d->%dx%dx%d k%d s%d p%d", cuvae_layer_kind_name(kind),
+             in.c, in.h, in.w, l.out_shape.c, l.out_shape.h, l.out_shape.w, k, st_, p);
+    size_t nx = (size_t)B * l.in, ny = (size_t)B * l.out;
+    float *x = malloc(nx * sizeof *x), *dx = malloc(nx * sizeof *dx),
+          *dxm = malloc(nx * sizeof *dxm);
+    float *relu_in = malloc(nx * sizeof *relu_in);
+    float *w = malloc(l.w_count * sizeof *w), *dw = malloc(l.w_count * sizeof *dw);
+    float *b = malloc(l.b_count * sizeof *b), *db = malloc(l.b_count * sizeof *db);
+    float *y = malloc(ny * sizeof *y), *y1 = malloc(ny * sizeof *y1), *yr = malloc(ny * sizeof *yr);
+    float *R = malloc(ny * sizeof *R), *ref32 = malloc(ny * sizeof *ref32);
+    double *ref = malloc(ny * sizeof *ref);
+    float *scratch = malloc((cuvae_cpu_conv_scratch(&l, B) + 1) * sizeof *scratch);
+    fill_uniform(x, nx, -1, 1, 11);
+    fill_uniform(w, l.w_count, -1, 1, 12);
+    fill_uniform(b, l.b_count, -0.5f, 0.5f, 13);
+    fill_uniform(R, ny, -1, 1, 14);
+    fill_uniform(relu_in, nx, -1, 1, 15);
+
+    /* Forward against the definition in double. */
+    cuvae_cpu_conv_forward(&l, w, b, x, B, 0, scratch, y);
+    conv_reference(&l, w, b, x, B, ref);
+    for (size_t i = 0; i < ny; i++) ref32[i] = (float)ref[i];
+    char what[192];
+    snprintf(what, sizeof what, "%s forward vs the direct double loop", name);
+    cuvae_check_close(what, y, ref32, ny, 1e-5, 1e-5);
+    /* An example's result does not depend on the examples around it, to the bit (evaluation
+     * keeps each example at one position of its block: the same BLAS calls, the same layout). */
+    float *x2 = malloc(nx * sizeof *x2);
+    fill_uniform(x2, nx, -1, 1, 16);
+    memcpy(x2 + l.in, x + l.in, (size_t)l.in * sizeof *x2);
+    cuvae_cpu_conv_forward(&l, w, b, x2, B, 0, scratch, y1);
+    CHECK(!memcmp(y1 + l.out, y + l.out, (size_t)l.out * sizeof *y1));
+    CHECK(memcmp(y1, y, (size_t)l.out * sizeof *y1));
+    free(x2);
+    /* The ReLU is max(y, 0) of the same values. */
+    cuvae_cpu_conv_forward(&l, w, b, x, B, 1, scratch, yr);
+    int relu_ok = 1;
+    for (size_t i = 0; i < ny; i++) relu_ok &= yr[i] == (y[i] < 0 ? 0.0f : y[i]);
+    CHECK(relu_ok);
+
+    /* Backward (dy = R: the gradient of sum(y .* R)) against central differences; exact, as the
+     * loss is linear in each argument. */
+    double sq = -1;
+    cuvae_cpu_conv_backward(&l, w, x, R, B, scratch, dw, db, dx, NULL, &sq);
+    double want_sq =
+        cuvae_cpu_sum_squares_range(dw, l.w_count) + cuvae_cpu_sum_squares_range(db, l.b_count);
+    CHECK(sq == want_sq);
+    /* The ReLU mask of the layer before, and dx skipped: the same weight gradients. */
+    float *dw2 = malloc(l.w_count * sizeof *dw2), *db2 = malloc(l.b_count * sizeof *db2);
+    cuvae_cpu_conv_backward(&l, w, x, R, B, scratch, dw2, db2, dxm, relu_in, NULL);
+    int mask_ok = 1;
+    for (size_t i = 0; i < nx; i++) mask_ok &= dxm[i] == (relu_in[i] > 0 ? dx[i] : 0.0f);
+    CHECK(mask_ok);
+    memset(dw2, 0xff, l.w_count * sizeof *dw2); /* NaNs: every value must be written (=) */
+    cuvae_cpu_conv_backward(&l, w, x, R, B, scratch, dw2, db2, NULL, NULL, NULL);
+    CHECK(!memcmp(dw2, dw, l.w_count * sizeof *dw) && !memcmp(db2, db, l.b_count * sizeof *db));
+
+    check_conv_batch(&l, w, b, name);
+
+    conv_args ca = {.l = &l, .x = x, .w = w, .b = b, .R = R, .B = B, .y = y, .scratch = scratch};
+    struct {
+        const char *name;
+        float *v, *g;
+        size_t n;
+    } args[3] = {{"w", w, dw, l.w_count}, {"b", b, db, l.b_count}, {"x", x, dx, nx}};
+    for (int a = 0; a < 3; a++) {
+        snprintf(what, sizeof what, "%s d%s", name, args[a].name);
+        fd_check(what, args[a].v, args[a].n, args[a].g, 1.0, 0.5, 1e-4, 1e-4, conv_loss_of, &ca);
+    }
+    free(x), free(dx), free(dxm), free(relu_in), free(w), free(dw), free(b), free(db);
+    free(y), free(y1), free(yr), free(R), free(ref32), free(ref), free(scratch), free(dw2);
+    free(db2);
+}
+
+static void gradcheck_conv2d(void *unused)
+{
+    (void)unused;
+    check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){1, 7, 7}, 3, 3, 1, 0);
+    check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){3, 9, 7}, 2, 4, 2, 1);
+    check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){3, 5, 6}, 4, 2, 2, 0);
+    check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){2, 5, 5}, 3, 3, 1, 1);
+    check_conv(CUVAE_LAYER_CONV2D, (cuvae_shape){2, 8, 9}, 2, 5, 3, 2);
+}
+
+static void gradcheck_conv_transpose2d(void *unused)
+{
+    (void)unused;
+    check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){2, 3, 3}, 3, 4, 2, 1);
+    check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){3, 5, 4}, 1, 3, 1, 0);
+    check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){1, 3, 5}, 2, 3, 2, 1);
+    check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){3, 4, 3}, 2, 2, 2, 0);
+    check_conv(CUVAE_LAYER_CONV_TRANSPOSE2D, (cuvae_shape){2, 4, 3}, 2, 5, 3, 2);
+}
+
 /* Widest gap between sorted values: the floor goes in its middle. */
 static float widest_gap(const float *v, int n, float *gap)
 {

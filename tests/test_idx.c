@@ -266,7 +266,8 @@ static void test_header_errors(void)
     cuvae_test_write_file(raw, good, 40);
     EXPECT_FAIL(raw, tpath("absent-labels.gz"), 0,
                 "absent-labels.gz: cannot open: No such file or directory");
-    EXPECT_FAIL(g_dir, "", 0, "a directory, not a regular file"); /* issue 11: named up front */
+    /* issue 11: named up front; a directory is read as an image folder (image_dir.h) */
+    EXPECT_FAIL(g_dir, "", 0, "no PNG or JPEG images in the folder");
     EXPECT_FAIL("", "", 0, "no image file given");
     free(labels);
     free(good);

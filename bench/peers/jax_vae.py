@@ -177,6 +177,9 @@ def make_step(cfg, precision, dynamic):
 
 
 def bench_one(cfg, precision, batch, pixels, args, device):
+    if cfg.encoder or cfg.decoder:
+        raise SystemExit("jax_vae: model.encoder / model.decoder (conv models) are not built by "
+                         "the JAX peer: the MLP of model.hidden only")
     dynamic = cfg.binarize == "dynamic"
     step, opt_init, opt_name = make_step(cfg, precision, dynamic)
     key = jax.random.PRNGKey(cfg.seed)

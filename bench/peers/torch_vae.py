@@ -57,34 +57,57 @@ from report import emit_json  # noqa: E402
 import philox  # noqa: E402
 from tuning import openblas_in_process  # noqa: E402
 from vae_common import EPOCH_EXAMPLES, Config, cpu_model, idx_x_dim, load_average  # noqa: E402
-from vae_common import run_data  # noqa: E402
+from vae_common import image_shape, layer_plan, run_data  # noqa: E402
 
 # ---- model ------------------------------------------------------------------------------------
 
+def default_shape(x_dim):
+    """cuvae_shape_default: one channel, square when x_dim is a perfect square, else one row."""
+    r = int(round(math.sqrt(x_dim)))
+    return (1, r, r) if r * r == x_dim else (1, 1, x_dim)
+
+
+def make_layer(kind, in_shape, out_shape, k, s, p):
+    """torch's module of a cuvae layer: Linear [out, in], Conv2d [out, in, k, k],
+    ConvTranspose2d [in, out, k, k] (the checkpoint's layouts)."""
+    if kind == "linear":
+        return nn.Linear(int(np.prod(in_shape)), int(np.prod(out_shape)))
+    if kind == "conv2d":
+        return nn.Conv2d(in_shape[0], out_shape[0], k, stride=s, padding=p)
+    return nn.ConvTranspose2d(in_shape[0], out_shape[0], k, stride=s, padding=p)
+
+
 class VAE(nn.Module):
-    def __init__(self, x_dim, hidden, latent, likelihood="bernoulli", sigma=1.0):
+    """cuvae's model: layer_plan's layers (an MLP for model.hidden), ReLU between layers,
+    activations flattened in C, H, W order between convolutions and linears."""
+
+    def __init__(self, x_dim, hidden, latent, likelihood="bernoulli", sigma=1.0, cfg=None,
+                 x_shape=None):
         super().__init__()
         self.x_dim, self.latent, self.likelihood, self.sigma = x_dim, latent, likelihood, sigma
-        dims = [x_dim] + list(hidden) + [2 * latent]
-        self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        dims = [latent] + list(reversed(hidden)) + [x_dim]
-        self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        if cfg is None:  # the MLP of model.hidden
+            cfg = argparse.Namespace(encoder=[], decoder=[], hidden=list(hidden), latent=latent)
+        self.x_shape = tuple(x_shape or default_shape(x_dim))
+        enc, dec = layer_plan(self.x_shape, cfg)
+        self.enc_plan, self.dec_plan = enc, dec
+        self.encoder = nn.ModuleList(make_layer(*layer) for layer in enc)
+        self.decoder = nn.ModuleList(make_layer(*layer) for layer in dec)
+
+    @staticmethod
+    def _run(layers, plan, h):
+        for i, (layer, (kind, in_shape, _, _, _, _)) in enumerate(zip(layers, plan)):
+            h = h.reshape(h.shape[0], -1) if kind == "linear" else h.reshape(h.shape[0], *in_shape)
+            h = layer(h)
+            if i + 1 < len(layers):
+                h = F.relu(h)
+        return h.reshape(h.shape[0], -1)
 
     def encode(self, x):
-        h = x
-        for i, layer in enumerate(self.encoder):
-            h = layer(h)
-            if i + 1 < len(self.encoder):
-                h = F.relu(h)
+        h = self._run(self.encoder, self.enc_plan, x)
         return h[:, :self.latent], h[:, self.latent:]
 
     def decode(self, z):
-        h = z
-        for i, layer in enumerate(self.decoder):
-            h = layer(h)
-            if i + 1 < len(self.decoder):
-                h = F.relu(h)
-        return h
+        return self._run(self.decoder, self.dec_plan, z)
 
     def rec(self, out, x):
         """-log p(x|z) per example, summed over pixels, in fp32 (or wider) whatever the GEMMs."""
@@ -104,7 +127,13 @@ def kl_terms(mu, logvar):
 
 def make_model(cfg, x_dim, device, init="torch"):
     torch.manual_seed(cfg.seed)
-    model = VAE(x_dim, cfg.hidden, cfg.latent, cfg.likelihood, cfg.gaussian_sigma)
+    shape = image_shape(cfg.train_images) if (cfg.encoder or cfg.decoder) else None
+    if shape and shape[0] * shape[1] * shape[2] != x_dim:
+        shape = None
+    model = VAE(x_dim, cfg.hidden, cfg.latent, cfg.likelihood, cfg.gaussian_sigma, cfg=cfg,
+                x_shape=shape)
+    if init == "cuvae" and (cfg.encoder or cfg.decoder):
+        raise SystemExit("torch_vae: --init cuvae draws the MLP of model.hidden only")
     if init == "cuvae":
         sd = {name: torch.from_numpy(a.copy())
               for name, a in philox.model_init(cfg.seed, x_dim, cfg.hidden, cfg.latent)}
@@ -537,11 +566,16 @@ def load_checkpoint(path, device="cpu", dtype=torch.float32):
     if "config" not in metadata:
         raise ValueError("%s: metadata has no config" % path)
     cfg = Config(text=metadata["config"])
-    x_dim = tensors["encoder.0.weight"].shape[1]
-    model = VAE(x_dim, cfg.hidden, cfg.latent, cfg.likelihood, cfg.gaussian_sigma)
+    if "input_shape" in metadata:
+        x_shape = tuple(int(v) for v in metadata["input_shape"].split(","))
+    else:  # written before the shape was recorded: the default shape of encoder.0's inputs
+        x_shape = default_shape(tensors["encoder.0.weight"].shape[1])
+    x_dim = int(np.prod(x_shape))
+    model = VAE(x_dim, cfg.hidden, cfg.latent, cfg.likelihood, cfg.gaussian_sigma, cfg=cfg,
+                x_shape=x_shape)
     state = {k: torch.from_numpy(v.copy()) for k, v in tensors.items()
              if k.startswith("encoder.") or k.startswith("decoder.")}
-    model.load_state_dict(state, strict=True)  # names map onto the Linear layers in order
+    model.load_state_dict(state, strict=True)  # names map onto the layers in order
     return model.to(device, dtype), cfg, metadata, tensors, reader
 
 

@@ -32,9 +32,13 @@ DEFAULTS = {
         "binarize": "dynamic",
         "limit_train": "0",
         "limit_test": "0",
+        "image_size": "",  # image folders: the peers read IDX files only
+        "resize_filter": "box",
+        "image_channels": "auto",
+        "folder_labels": "0",
     },
-    "model": {"hidden": "512,256", "latent": "32", "likelihood": "bernoulli",
-              "gaussian_sigma": "1.0"},
+    "model": {"hidden": "512,256", "encoder": "", "decoder": "", "latent": "32",
+              "likelihood": "bernoulli", "gaussian_sigma": "1.0"},
     "train": {"epochs": "10", "batch_size": "128", "seed": "1", "beta": "1.0",
               "kl_warmup_steps": "0", "free_bits": "0", "device": "auto", "precision": "tf32",
               "log_every": "100", "on_nonfinite": "stop", "cuda_graph": "0"},
@@ -45,6 +49,66 @@ DEFAULTS = {
     "output": {"dir": "", "checkpoint_every_steps": "0", "checkpoint_every_epochs": "1",
                "keep_last": "3", "images": "1", "tensorboard": "1"},
 }
+
+
+def parse_layers(text):
+    """model.encoder / model.decoder (host/common/layer_spec.c): comma-separated `linear N`,
+    `linear CxHxW`, `conv C [kK sS pP]`, `convt C [kK sS pP]` (defaults k4 s2 p1), as a list of
+    (kind, out_shape, k, s, p) with kind "linear", "conv" or "convt" and out_shape (C,) or
+    (C, H, W) for a linear, (C,) for a conv."""
+    layers = []
+    for item in (t.strip() for t in text.split(",")) if text.strip() else ():
+        words = item.split()
+        kind = words[0]
+        if kind not in ("linear", "conv", "convt") or len(words) < 2:
+            raise SystemExit("torch_vae: layer %r: expected linear, conv or convt and a size"
+                             % item)
+        size = tuple(int(v) for v in words[1].split("x"))
+        ksp = {"k": 4, "s": 2, "p": 1} if kind != "linear" else {}
+        for w in words[2:]:
+            ksp[w[0]] = int(w[1:])
+        layers.append((kind, size, ksp.get("k", 0), ksp.get("s", 0), ksp.get("p", 0)))
+    return layers
+
+
+def layer_plan(x_shape, cfg):
+    """The layers of cuvae's model (host/common/model.c's cuvae_model_layout_shape) as two lists
+    of (kind, in_shape, out_shape, k, s, p), kind "linear", "conv2d" or "conv_transpose2d",
+    shapes (C, H, W); a linear's output is (N, 1, 1) unless reshaped."""
+    def out_of(kind, shp, size, k, s, p):
+        if kind == "linear":
+            return size if len(size) == 3 else (size[0], 1, 1)
+        c, h, w = shp
+        if kind == "conv":
+            return (size[0], (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+        return (size[0], (h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k)
+
+    names = {"linear": "linear", "conv": "conv2d", "convt": "conv_transpose2d"}
+    spec = cfg.encoder or [("linear", (h,), 0, 0, 0) for h in cfg.hidden]
+    enc, shp = [], tuple(x_shape)
+    for kind, size, k, s, p in spec:
+        out = out_of(kind, shp, size, k, s, p)
+        enc.append((names[kind], shp, out, k, s, p))
+        shp = out
+    enc.append(("linear", shp, (2 * cfg.latent, 1, 1), 0, 0, 0))
+    dec, shp = [], (cfg.latent, 1, 1)
+    if cfg.decoder:
+        for kind, size, k, s, p in cfg.decoder:
+            out = out_of(kind, shp, size, k, s, p)
+            dec.append((names[kind], shp, out, k, s, p))
+            shp = out
+    else:  # the mirror: every encoder layer reversed, mapping its output back to its input
+        for i in range(len(enc) - 1, -1, -1):
+            kind, e_in, e_out, k, s, p = enc[i]
+            if kind == "linear":
+                n = e_in[0] * e_in[1] * e_in[2]
+                out = e_in if i > 0 and e_in[1] * e_in[2] > 1 else (n, 1, 1)
+                dec.append(("linear", shp, out, 0, 0, 0))
+            else:
+                out = e_in
+                dec.append(("conv_transpose2d", shp, out, k, s, p))
+            shp = out
+    return enc, dec
 
 
 class Config:
@@ -86,6 +150,10 @@ class Config:
         self.limit_test = int(get("data", "limit_test"))
         hidden = get("model", "hidden")
         self.hidden = [int(h) for h in hidden.split(",") if h.strip()]
+        self.encoder = parse_layers(get("model", "encoder"))
+        self.decoder = parse_layers(get("model", "decoder"))
+        if self.encoder:
+            self.hidden = []  # model.encoder replaces model.hidden (cuvae refuses both given)
         self.latent = int(get("model", "latent"))
         self.likelihood = get("model", "likelihood").lower()
         self.gaussian_sigma = float(get("model", "gaussian_sigma"))
@@ -186,8 +254,43 @@ def run_data(cfg, need_train=True):
     return train, valid, test
 
 
+def image_shape(path):
+    """(C, H, W) of one image of an IDX or .npy file's header (cuvae's readers' rules: IDX N x H x
+    W is one channel, N x H x W x 3 three; .npy N x H x W, N x H x W x 1|3, N x 1|3 x H x W or N x
+    D), or None when it cannot be read."""
+    try:
+        if path.endswith(".npy"):
+            a = np.load(path, mmap_mode="r")
+            s = a.shape[1:]
+            if len(s) == 1:
+                return (1, 1, s[0])
+            if len(s) == 2:
+                return (1, s[0], s[1])
+            if len(s) == 3 and s[0] in (1, 3) and s[2] not in (1, 3):
+                return (s[0], s[1], s[2])
+            if len(s) == 3:
+                return (s[2], s[0], s[1])
+            return None
+        with open(path, "rb") as f:
+            opener = gzip.open if f.read(2) == b"\x1f\x8b" else open
+        with opener(path, "rb") as f:
+            magic = struct.unpack(">I", f.read(4))[0]
+            if magic == 0x803:
+                rows, cols = struct.unpack(">III", f.read(12))[1:]
+                return (1, rows, cols)
+            if magic == 0x804:
+                rows, cols, ch = struct.unpack(">IIII", f.read(16))[1:]
+                return (ch, rows, cols)
+    except (OSError, ValueError, struct.error):
+        pass
+    return None
+
+
 def idx_x_dim(path):
     """Pixels per image from an IDX header (28x28 when the file cannot be read)."""
+    shape = image_shape(path) if path.endswith(".npy") else None
+    if shape:
+        return shape[0] * shape[1] * shape[2]
     try:
         with open(path, "rb") as f:
             opener = gzip.open if f.read(2) == b"\x1f\x8b" else open

@@ -309,23 +309,38 @@ static int match_layout(const entry *e, size_t n, const char *name, const char *
     for (size_t i = 0; i < n && !first; i++)
         if (strcmp(e[i].name, "encoder.0.weight") == 0) first = &e[i];
     if (!first) return cuvae_fail(st, "%s: tensor encoder.0.weight missing", name);
-    int h1 = c->model.n_hidden > 0 ? c->model.hidden[0] : 2 * c->model.latent;
-    if (first->ndim != 2 || first->shape[1] < 1 || first->shape[1] > INT_MAX)
+    int h1 = c->model.encoder.n > 0  ? c->model.encoder.layer[0].c
+             : c->model.n_hidden > 0 ? c->model.hidden[0]
+                                     : 2 * c->model.latent;
+    /* A conv first layer ([out, in, k, k]) does not give the input's size: the input shape is
+     * then always recorded. */
+    int conv_first = first->ndim == 4 && c->model.encoder.n > 0 &&
+                     c->model.encoder.layer[0].kind != CUVAE_LAYER_LINEAR;
+    if (conv_first && !shape_text)
+        return cuvae_fail(st,
+                          "%s: metadata key input_shape missing (the model's first layer is a "
+                          "convolution, so the tensors do not give the input's shape)",
+                          name);
+    if (!conv_first && (first->ndim != 2 || first->shape[1] < 1 || first->shape[1] > INT_MAX))
         return cuvae_fail(st,
                           "%s: tensor encoder.0.weight: shape %s, expected [%d,x_dim] with x_dim "
                           ">= 1 for the model in the checkpoint's config",
                           name, show_shape(first->ndim, first->shape).s, h1);
     /* The input shape: recorded when it is not the default one (cuvae_shape_default), which
      * checkpoints written before it was recorded keep. */
-    int x_dim = (int)first->shape[1];
-    cuvae_shape x = cuvae_shape_default(x_dim);
+    int x_dim = 0;
+    cuvae_shape x = {0, 0, 0};
+    if (!conv_first) {
+        x_dim = (int)first->shape[1];
+        x = cuvae_shape_default(x_dim);
+    }
     if (shape_text) {
         if (parse_shape(shape_text, &x))
             return cuvae_fail(st,
                               "%s: metadata key input_shape malformed (expected C,H,W: three "
                               "positive decimal integers, got '%s')",
                               name, show(shape_text).s);
-        if ((int64_t)x.c * x.h * x.w != x_dim)
+        if (!conv_first && (int64_t)x.c * x.h * x.w != x_dim)
             return cuvae_fail(st,
                               "%s: metadata: input_shape %d,%d,%d holds %" PRId64
                               " values but encoder.0.weight takes %d",

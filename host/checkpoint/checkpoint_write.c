@@ -110,10 +110,12 @@ static int build_file(const cuvae_config *config, const cuvae_model *model,
     }
     snprintf(num, sizeof num, "%.17g", meta->best_valid);
     bad |= json_object_set_new(md, "best_valid", json_string(num)) != 0;
-    /* The input shape only when it is not the one a reader assumes without it: the files of
-     * square one-channel data stay as they were, and older readers read the others. */
+    /* The input shape only when it is not the one a reader assumes without it (or when the
+     * first layer is a convolution, whose weight does not give the input's size): the files of
+     * square one-channel MLPs stay as they were, and older readers read the others. */
     cuvae_shape x = model->x_shape;
-    if (!cuvae_shape_equal(x, cuvae_shape_default(model->x_dim))) {
+    if (!cuvae_shape_equal(x, cuvae_shape_default(model->x_dim)) ||
+        (model->enc.n > 0 && model->enc.layer[0].kind != CUVAE_LAYER_LINEAR)) {
         snprintf(num, sizeof num, "%d,%d,%d", x.c, x.h, x.w);
         bad |= json_object_set_new(md, CUVAE_CKPT_INPUT_SHAPE_KEY, json_string(num)) != 0;
     }

@@ -80,8 +80,11 @@ static const char DEVICE_HELP[] =
     "  --device auto|cpu|cuda   backend to run on (default auto: CUDA when a GPU is usable)\n";
 
 static const char DATA_HELP[] =
-    "  --data-dir DIR           look for the checkpoint's test files (same file names) in DIR\n"
-    "  --test-images PATH       test images (IDX, gzip or raw) instead of the checkpoint's\n"
+    "  --data-dir DIR           look for the checkpoint's test files (same file or folder\n"
+    "                           names) in DIR\n"
+    "  --test-images PATH       test images (IDX, .npy, .npz or a folder of PNG/JPEG images,\n"
+    "                           read as the checkpoint's data.image_* keys say) instead of the\n"
+    "                           checkpoint's\n"
     "                           (the checkpoint's labels are then not used)\n"
     "  --test-labels PATH       labels whose count must match the images (optional; \"\" = none)\n";
 
@@ -148,10 +151,14 @@ static int apply_data_options(cuvae_config *c, const common_opts *o, cuvae_statu
     if (o->data_dir) {
         for (int k = 0; k < 2; k++) {
             if (!targets[k][0]) continue;
-            const char *base = strrchr(targets[k], '/');
-            base = base ? base + 1 : targets[k];
+            /* The last name of the path; an image folder's may end in '/'. */
+            size_t end = strlen(targets[k]);
+            while (end > 1 && targets[k][end - 1] == '/') end--;
+            size_t start = end;
+            while (start > 0 && targets[k][start - 1] != '/') start--;
             char joined[2 * CUVAE_PATH_LEN];
-            snprintf(joined, sizeof joined, "%s/%s", o->data_dir, base);
+            snprintf(joined, sizeof joined, "%s/%.*s", o->data_dir, (int)(end - start),
+                     targets[k] + start);
             if (strlen(joined) >= CUVAE_PATH_LEN)
                 return cuvae_fail(st, "--data-dir: '%s' is longer than %d bytes", joined,
                                   CUVAE_PATH_LEN - 1);

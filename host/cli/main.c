@@ -62,8 +62,13 @@ static void print_version(void)
 #ifdef CUVAE_HAVE_CUDA
     char archs[256];
     cuvae_cuda_arch_describe(CUVAE_CUDA_ARCHS, archs, sizeof archs);
-    printf("cuvae %s, CPU and CUDA backends (CUDA %s; %s)\n", CUVAE_VERSION, CUVAE_CUDA_TOOLKIT,
-           archs);
+#ifdef CUVAE_HAVE_CUDNN
+    const char *conv = "conv layers on cuDNN " CUVAE_CUDNN_VERSION;
+#else
+    const char *conv = "conv layers CPU-only: built without cuDNN";
+#endif
+    printf("cuvae %s, CPU and CUDA backends (CUDA %s; %s; %s)\n", CUVAE_VERSION, CUVAE_CUDA_TOOLKIT,
+           archs, conv);
 #else
     printf("cuvae %s, CPU backend only (built without CUDA)\n", CUVAE_VERSION);
 #endif

@@ -16,6 +16,7 @@
 #include <ini.h>
 
 #define N_KEYS CUVAE_CONFIG_N_KEYS
+#define SPEC_TEXT_MAX 190 /* a layer stack's text: one INI line (inih reads 198 characters) */
 
 /* ---- values ------------------------------------------------------------------------------- */
 
@@ -74,7 +75,46 @@ static int set_string(const cuvae_key_spec *k, cuvae_config *c, const char *v, c
         snprintf(why, why_len, "expected a path without %s, got '%.500s'", bad, shown);
         return -1;
     }
+    int rows, cols;
+    if (!strcmp(k->section, "data") && !strcmp(k->key, "image_size") &&
+        cuvae_parse_image_size(v, &rows, &cols)) {
+        char shown[4 * CUVAE_PATH_LEN];
+        cuvae_escape(v, shown, sizeof shown);
+        char allowed[100];
+        cuvae_key_allowed(k, allowed, sizeof allowed);
+        snprintf(why, why_len, "expected %s (e.g. 64 or 48x64), got '%.300s'", allowed, shown);
+        return -1;
+    }
     memcpy((char *)c + k->offset, v, n + 1);
+    return 0;
+}
+
+/* A side: decimal digits only, in [1, CUVAE_IMAGE_SIZE_MAX]; *end after it. */
+static int image_side(const char *p, const char **end)
+{
+    long v = 0;
+    const char *q = p;
+    while (*q >= '0' && *q <= '9' && v <= CUVAE_IMAGE_SIZE_MAX) v = v * 10 + (*q++ - '0');
+    *end = q;
+    return q == p || v < 1 || v > CUVAE_IMAGE_SIZE_MAX ? -1 : (int)v;
+}
+
+int cuvae_parse_image_size(const char *v, int *rows, int *cols)
+{
+    if (!*v) {
+        *rows = *cols = 0;
+        return 0;
+    }
+    const char *end;
+    int h = image_side(v, &end), w = h;
+    if (h < 0) return -1;
+    if (*end == 'x') {
+        w = image_side(end + 1, &end);
+        if (w < 0) return -1;
+    }
+    if (*end) return -1;
+    *rows = h;
+    *cols = w;
     return 0;
 }
 
@@ -174,6 +214,23 @@ static int set_value(const cuvae_key_spec *k, cuvae_config *c, const char *v, ch
             ok = 1;
         }
         break;
+    }
+    case CUVAE_KEY_LAYERS: {
+        cuvae_stack_spec spec;
+        char layers_why[400], canon[1024];
+        if (cuvae_stack_spec_parse(v, &spec, layers_why, sizeof layers_why)) {
+            snprintf(why, why_len, "%.300s (in '%.300s')", layers_why, v);
+            return -1;
+        }
+        /* The saved config writes it on one INI line. */
+        cuvae_stack_spec_format(&spec, canon, sizeof canon);
+        if (strlen(canon) > SPEC_TEXT_MAX) {
+            snprintf(why, why_len, "the layers take %zu characters written out, at most %d",
+                     strlen(canon), SPEC_TEXT_MAX);
+            return -1;
+        }
+        memcpy(field, &spec, sizeof spec);
+        return 0;
     }
     }
     if (!ok) {
@@ -397,6 +454,30 @@ static int config_on_key(void *user, const char *section, const char *name, cons
     return 1;
 }
 
+/* model.encoder replaces model.hidden: where a text (or an override) sets the encoder and not
+ * hidden, hidden's layers (its default included) are dropped; where it sets both, non-empty, it
+ * is an error. enc_line and hidden_line: where each was set (0: not set; -1: the command line). */
+static int encoder_replaces_hidden(cuvae_config *c, int enc_line, int hidden_line,
+                                   const char *origin, cuvae_status *st)
+{
+    if (c->model.encoder.n == 0 || c->model.n_hidden == 0) return 0;
+    if (enc_line && !hidden_line) {
+        c->model.n_hidden = 0;
+        memset(c->model.hidden, 0, sizeof c->model.hidden);
+        return 0;
+    }
+    if (enc_line > 0 && hidden_line > 0)
+        return cuvae_fail(st,
+                          "%s:%d: model.hidden (line %d) and model.encoder (line %d) both describe "
+                          "the encoder; give one (model.hidden is the MLP shorthand)",
+                          origin, enc_line > hidden_line ? enc_line : hidden_line, hidden_line,
+                          enc_line);
+    return cuvae_fail(st,
+                      "%s: model.hidden and model.encoder both describe the encoder; give one "
+                      "(model.hidden is the MLP shorthand)",
+                      origin);
+}
+
 /* Parses text over a copy of c; c changes only when the whole text is good. */
 static int load_text(cuvae_config *c, const char *text, size_t len, const char *origin,
                      int *dir_set, cuvae_status *st)
@@ -425,6 +506,9 @@ static int load_text(cuvae_config *c, const char *text, size_t len, const char *
         rc = cuvae_fail(st, "%s", x->err.msg);
     else if (ret < 0)
         rc = cuvae_fail(st, "%s: out of memory reading the config", origin);
+    if (!rc)
+        rc = encoder_replaces_hidden(work, x->seen[find_key("model", "encoder")],
+                                     x->seen[find_key("model", "hidden")], origin, st);
     if (!rc) {
         if (dir_set) *dir_set = x->seen[find_key("output", "dir")] != 0;
         memcpy(c, work, sizeof *c);
@@ -576,10 +660,13 @@ int cuvae_config_override(cuvae_config *c, const char *assignment, cuvae_status 
     memcpy(work, c, sizeof *work);
     char why[700];
     int rc = 0;
-    if (set_value(&cuvae_config_keys[ki], work, value, why, sizeof why))
+    const cuvae_key_spec *ks = &cuvae_config_keys[ki];
+    if (set_value(ks, work, value, why, sizeof why))
         rc = cuvae_fail(st, "command line: %s.%s=%s: %s", section, key, value, why);
-    else
-        memcpy(c, work, sizeof *c);
+    else if (ks->type == CUVAE_KEY_LAYERS || ks->type == CUVAE_KEY_INT_LIST)
+        rc = encoder_replaces_hidden(work, ks->type == CUVAE_KEY_LAYERS ? -1 : 0,
+                                     ks->type == CUVAE_KEY_INT_LIST ? -1 : 0, "command line", st);
+    if (!rc) memcpy(c, work, sizeof *c);
     free(work);
     return rc;
 }
@@ -615,6 +702,14 @@ int cuvae_config_validate(const cuvae_config *c, cuvae_status *st)
                 continue;
             }
         }
+        if (k->type == CUVAE_KEY_LAYERS) {
+            const cuvae_stack_spec *sp = (const void *)((const char *)c + k->offset);
+            if (sp->n < 0 || sp->n > CUVAE_MAX_SPEC) {
+                rc = cuvae_fail(st, "config: %s.%s: %d layers, at most %d", k->section, k->key,
+                                sp->n, CUVAE_MAX_SPEC);
+                continue;
+            }
+        }
         if (k->type == CUVAE_KEY_STRING &&
             !memchr((const char *)c + k->offset, '\0', CUVAE_PATH_LEN)) {
             rc = cuvae_fail(st, "config: %s.%s: not terminated", k->section, k->key);
@@ -627,6 +722,13 @@ int cuvae_config_validate(const cuvae_config *c, cuvae_status *st)
     free(probe);
     if (rc) return rc;
 
+    if (c->model.encoder.n > 0 && c->model.n_hidden > 0)
+        return cuvae_fail(st, "config: model.hidden and model.encoder both describe the encoder; "
+                              "give one (model.hidden is the MLP shorthand)");
+    if (c->model.decoder.n > 0 && c->model.encoder.n == 0)
+        return cuvae_fail(st,
+                          "config: model.decoder is given without model.encoder (model.hidden's "
+                          "decoder is always its mirror)");
     if (c->model.likelihood == CUVAE_LIK_GAUSSIAN && c->data.binarize != CUVAE_BIN_NONE)
         return cuvae_fail(st,
                           "config: model.likelihood=gaussian needs data.binarize=none (got %s): "

@@ -23,6 +23,29 @@ typedef enum { CUVAE_SCHED_CONSTANT = 0, CUVAE_SCHED_COSINE = 1 } cuvae_schedule
 typedef enum { CUVAE_PREC_FP32 = 0, CUVAE_PREC_TF32 = 1, CUVAE_PREC_BF16 = 2 } cuvae_precision;
 typedef enum { CUVAE_DEV_AUTO = 0, CUVAE_DEV_CPU = 1, CUVAE_DEV_CUDA = 2 } cuvae_device;
 typedef enum { CUVAE_NONFINITE_STOP = 0, CUVAE_NONFINITE_SKIP = 1 } cuvae_on_nonfinite;
+typedef enum {
+    CUVAE_RESIZE_BOX = 0,
+    CUVAE_RESIZE_BILINEAR = 1,
+    CUVAE_RESIZE_NEAREST = 2
+} cuvae_resize_filter;
+/* The largest data.image_size side. */
+#define CUVAE_IMAGE_SIZE_MAX 4096
+
+/* One layer of model.encoder / model.decoder (the notation of cuvae_stack_spec_parse). kind is
+ * a cuvae_layer_kind (model.h): 0 linear, 1 conv2d, 2 conv_transpose2d. */
+typedef struct {
+    int kind;
+    int c;       /* output channels (linear: output features, or C of C x H x W) */
+    int h, w;    /* linear: 0, or the output reshaped to c x h x w (then c*h*w features) */
+    int k, s, p; /* conv kinds: kernel, stride, padding; 0 for linear */
+} cuvae_layer_spec;
+
+#define CUVAE_MAX_SPEC (CUVAE_MAX_HIDDEN + 1)
+
+typedef struct {
+    int n; /* 0: not given */
+    cuvae_layer_spec layer[CUVAE_MAX_SPEC];
+} cuvae_stack_spec;
 
 typedef struct {
     struct {
@@ -36,10 +59,17 @@ typedef struct {
         cuvae_binarize binarize; /* none | static | dynamic */
         int limit_train;         /* 0 = all; else use only the first N training examples */
         int limit_test;          /* 0 = all */
+        /* Image folders (image_dir.h): */
+        char image_size[CUVAE_PATH_LEN];   /* "" = the images' own; "N" or "HxW" */
+        cuvae_resize_filter resize_filter; /* box | bilinear | nearest */
+        int image_channels;                /* 0 auto, 1 grey, 2 rgb */
+        int folder_labels;                 /* labels from the first-level subfolders (0/1) */
     } data;
     struct {
         int hidden[CUVAE_MAX_HIDDEN]; /* encoder hidden sizes; the decoder mirrors them */
         int n_hidden;
+        cuvae_stack_spec encoder; /* given: replaces hidden (then n_hidden is 0) */
+        cuvae_stack_spec decoder; /* given: the whole decoder; else the encoder's mirror */
         int latent;
         cuvae_likelihood likelihood;
         float gaussian_sigma; /* fixed sigma of the Gaussian likelihood */
@@ -111,6 +141,18 @@ void cuvae_config_print_keys(FILE *out, int markdown);
  * keys that break exact continuation (seed, batch size, data) marked as such. */
 int cuvae_config_resume_diff(const cuvae_config *saved, const cuvae_config *now, char *report,
                              size_t report_len, cuvae_status *st);
+
+/* Parses the stack notation: comma-separated layers, each `linear N`, `linear CxHxW` (the output
+ * reshaped to C x H x W), `conv C` or `convt C` with optional `kK sS pP` (defaults k4 s2 p1);
+ * empty = not given. On failure writes what is wrong to why. */
+int cuvae_stack_spec_parse(const char *text, cuvae_stack_spec *out, char *why, size_t why_len);
+
+/* The notation of a spec, parsing back to the same spec. */
+void cuvae_stack_spec_format(const cuvae_stack_spec *s, char *buf, size_t len);
+
+/* data.image_size: "" (0 x 0), "N" (N x N) or "HxW", sides in [1, CUVAE_IMAGE_SIZE_MAX].
+ * Returns 0, or -1 with *rows, *cols untouched. */
+int cuvae_parse_image_size(const char *v, int *rows, int *cols);
 
 const char *cuvae_precision_name(cuvae_precision p);
 const char *cuvae_device_name(cuvae_device d);

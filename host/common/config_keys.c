@@ -13,7 +13,8 @@ _Static_assert(sizeof(cuvae_binarize) == sizeof(int) && sizeof(cuvae_likelihood)
                    sizeof(cuvae_optimizer) == sizeof(int) &&
                    sizeof(cuvae_schedule) == sizeof(int) &&
                    sizeof(cuvae_precision) == sizeof(int) && sizeof(cuvae_device) == sizeof(int) &&
-                   sizeof(cuvae_on_nonfinite) == sizeof(int),
+                   sizeof(cuvae_on_nonfinite) == sizeof(int) &&
+                   sizeof(cuvae_resize_filter) == sizeof(int),
                "enum keys are stored through an int pointer");
 
 static const char *const binarize_names[] = {"none", "static", "dynamic", NULL};
@@ -23,6 +24,8 @@ static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const nonfinite_names[] = {"stop", "skip", NULL};
 static const char *const optimizer_names[] = {"adam", "adamw", NULL};
 static const char *const schedule_names[] = {"constant", "cosine", NULL};
+static const char *const resize_filter_names[] = {"box", "bilinear", "nearest", NULL};
+static const char *const image_channels_names[] = {"auto", "grey", "rgb", NULL};
 
 const char *const cuvae_config_sections[] = {"data", "model", "train", "optim", "eval", "output"};
 const size_t cuvae_config_n_sections =
@@ -51,14 +54,19 @@ const size_t cuvae_config_n_sections =
 static const cuvae_key_spec key_table[] = {
     PATH_KEY("data", "train_images", data.train_images, DEBIAN_FMNIST "train-images-idx3-ubyte.gz",
              "training images: IDX (gzip or raw), .npy or .npz (uint8 or float32 in [0, 1]; N x H "
-             "x W, N x H x W x 1, N x 1 x H x W or N x D), chosen by the file's content",
+             "x W, N x H x W x 1, N x 1 x H x W or N x D), chosen by the file's content; or a "
+             "folder of PNG/JPEG images (the data.image_* keys)",
              EXACT),
     PATH_KEY("data", "train_labels", data.train_labels, DEBIAN_FMNIST "train-labels-idx1-ubyte.gz",
-             "training labels (IDX, or an integer .npy/.npz array); empty = none", EXACT),
+             "training labels (IDX, or an integer .npy/.npz array); empty = none (or "
+             "data.folder_labels)",
+             EXACT),
     PATH_KEY("data", "test_images", data.test_images, DEBIAN_FMNIST "t10k-images-idx3-ubyte.gz",
              "test images (the formats of data.train_images)", EXACT),
     PATH_KEY("data", "test_labels", data.test_labels, DEBIAN_FMNIST "t10k-labels-idx1-ubyte.gz",
-             "test labels (IDX, or an integer .npy/.npz array); empty = none", EXACT),
+             "test labels (IDX, or an integer .npy/.npz array); empty = none (or "
+             "data.folder_labels)",
+             EXACT),
     PATH_KEY("data", "train_key", data.train_key, "",
              "the array of an .npz data.train_images holds; empty = x_train, else its only array "
              "(labels: y_train, else the only array)",
@@ -77,10 +85,34 @@ static const cuvae_key_spec key_table[] = {
             "use only the first N training examples; 0 = all", EXACT),
     INT_KEY("data", "limit_test", data.limit_test, 0, INT_MAX, NOMAX, "0",
             "use only the first N test examples; 0 = all", EXACT),
+    PATH_KEY("data", "image_size", data.image_size, "",
+             "image folders: resize each image to cover N x N (\"N\") or H x W (\"HxW\") and "
+             "centre-crop it; empty = the images' own size, which must then be the same for all",
+             EXACT),
+    ENUM_KEY("data", "resize_filter", data.resize_filter, resize_filter_names, "box",
+             "image folders: the filter of data.image_size: box (area mean, antialiased), "
+             "bilinear (no antialiasing) or nearest",
+             EXACT),
+    ENUM_KEY("data", "image_channels", data.image_channels, image_channels_names, "auto",
+             "image folders: channels of the set; auto = rgb when any image holds colour, else "
+             "grey; grey converts colour to BT.601 luma",
+             EXACT),
+    {"data", "folder_labels", CUVAE_KEY_BOOL, OFF(data.folder_labels), 0, 0, 1, 0, NULL, "0",
+     "image folders: label each image by its first-level subfolder (classes sorted by name; the "
+     "names are saved as classes.json in the run directory); the labels key must then be empty",
+     EXACT, NULL},
 
     {"model", "hidden", CUVAE_KEY_INT_LIST, OFF(model.hidden), OFF(model.n_hidden), 1, 65536, 0,
-     NULL, "512,256", "encoder hidden layer sizes; the decoder mirrors them", CUVAE_RESUME_REFUSE,
-     "the checkpoint's tensors have another shape"},
+     NULL, "512,256", "the MLP shorthand: encoder hidden layer sizes; the decoder mirrors them",
+     CUVAE_RESUME_REFUSE, "the checkpoint's tensors have another shape"},
+    {"model", "encoder", CUVAE_KEY_LAYERS, OFF(model.encoder), 0, 0, 0, 0, NULL, "",
+     "the encoder's layers before the linear to [mu | logvar], e.g. 'conv 32, conv 64, linear "
+     "256' (see above); replaces model.hidden",
+     CUVAE_RESUME_REFUSE, "the checkpoint's tensors have another shape"},
+    {"model", "decoder", CUVAE_KEY_LAYERS, OFF(model.decoder), 0, 0, 0, 0, NULL, "",
+     "the decoder's layers, the last giving the data's shape, e.g. 'linear 256, linear 64x7x7, "
+     "convt 32, convt 1'; empty = the encoder's mirror",
+     CUVAE_RESUME_REFUSE, "the checkpoint's tensors have another shape"},
     {"model", "latent", CUVAE_KEY_INT, OFF(model.latent), 0, 1, 4096, 0, NULL, "32",
      "latent dimensions", CUVAE_RESUME_REFUSE, "the checkpoint's tensors have another shape"},
     {"model", "likelihood", CUVAE_KEY_ENUM, OFF(model.likelihood), 0, 0, 0, 0, likelihood_names,

@@ -16,6 +16,7 @@ typedef enum {
     CUVAE_KEY_STRING,   /* char[CUVAE_PATH_LEN] */
     CUVAE_KEY_ENUM,     /* int-sized enum; names[i] is the value i */
     CUVAE_KEY_INT_LIST, /* int[CUVAE_MAX_HIDDEN] plus a count at offset2; entries in [min, max] */
+    CUVAE_KEY_LAYERS,   /* cuvae_stack_spec in the notation of cuvae_stack_spec_parse */
 } cuvae_key_type;
 
 /* Bound flags: exclusive ends, and "no upper bound" (the text then says ">= min"). */
@@ -44,7 +45,7 @@ typedef struct {
 
 /* Rows in the table (config_keys.c checks it at compile time): sizes per-key state in the parser.
  */
-#define CUVAE_CONFIG_N_KEYS 43
+#define CUVAE_CONFIG_N_KEYS 49
 
 extern const cuvae_key_spec *const cuvae_config_keys;
 extern const size_t cuvae_config_n_keys;

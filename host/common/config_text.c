@@ -48,7 +48,10 @@ void cuvae_key_allowed(const cuvae_key_spec *k, char *buf, size_t len)
         snprintf(buf, len, "a boolean (0, 1, true, false, yes, no)");
         break;
     case CUVAE_KEY_STRING:
-        snprintf(buf, len, "a path of at most %d characters", CUVAE_PATH_LEN - 1);
+        if (!strcmp(k->section, "data") && !strcmp(k->key, "image_size"))
+            snprintf(buf, len, "empty, N or HxW with sides in [1, %d]", CUVAE_IMAGE_SIZE_MAX);
+        else
+            snprintf(buf, len, "a path of at most %d characters", CUVAE_PATH_LEN - 1);
         break;
     case CUVAE_KEY_ENUM: {
         size_t used = (size_t)snprintf(buf, len, "one of ");
@@ -60,6 +63,12 @@ void cuvae_key_allowed(const cuvae_key_spec *k, char *buf, size_t len)
         snprintf(buf, len,
                  "a comma-separated list of at most %d integers in [%s, %s] (empty = none)",
                  CUVAE_MAX_HIDDEN, lo, hi);
+        break;
+    case CUVAE_KEY_LAYERS:
+        snprintf(buf, len,
+                 "comma-separated layers (at most %d): linear N, linear CxHxW, conv C or convt C "
+                 "with optional kK sS pP (defaults k4 s2 p1); empty = none",
+                 CUVAE_MAX_SPEC);
         break;
     }
 }
@@ -103,6 +112,9 @@ void cuvae_key_format(const cuvae_key_spec *k, const cuvae_config *c, char *buf,
             used += (size_t)snprintf(buf + used, len - used, "%s%d", i ? "," : "", v[i]);
         break;
     }
+    case CUVAE_KEY_LAYERS:
+        cuvae_stack_spec_format(f, buf, len);
+        break;
     }
 }
 
@@ -126,6 +138,12 @@ int cuvae_key_equal(const cuvae_key_spec *k, const cuvae_config *a, const cuvae_
         if (na != nb) return 0;
         if (na < 0 || na > CUVAE_MAX_HIDDEN) return 1;
         return !memcmp(fa, fb, (size_t)na * sizeof(int));
+    }
+    case CUVAE_KEY_LAYERS: {
+        const cuvae_stack_spec *sa = fa, *sb = fb;
+        if (sa->n != sb->n) return 0;
+        if (sa->n < 0 || sa->n > CUVAE_MAX_SPEC) return 1;
+        return !memcmp(sa->layer, sb->layer, (size_t)sa->n * sizeof sa->layer[0]);
     }
     }
     return 0;
@@ -165,12 +183,12 @@ static void puts_(text_buf *t, const char *s)
 
 /* Writes "key = value", splitting a long string value over indented continuation lines. A split
  * never lands next to a blank (inih trims each piece) nor before ';' or '#' (a comment there). */
-static void put_value_line(text_buf *t, const char *key, const char *value)
+static void put_value_line(text_buf *t, const char *key, const char *value, int may_split)
 {
     puts_(t, key);
     puts_(t, *value ? " = " : " =");
     size_t n = strlen(value), at = 0;
-    while (n - at > INI_PIECE) {
+    while (may_split && n - at > INI_PIECE) {
         size_t cut = at + INI_PIECE;
         while (cut > at + 1 &&
                (value[cut - 1] == ' ' || value[cut - 1] == '\t' || value[cut] == ' ' ||
@@ -201,7 +219,7 @@ char *cuvae_config_to_ini(const cuvae_config *c)
             puts_(&t, "]\n");
         }
         cuvae_key_format(k, c, value, sizeof value);
-        put_value_line(&t, k->key, value);
+        put_value_line(&t, k->key, value, k->type == CUVAE_KEY_STRING);
     }
     if (t.oom) {
         free(t.p);

@@ -61,7 +61,8 @@ int cuvae_mem_check_host(const cuvae_mem_plan *p, const char *advice, cuvae_stat
 
 /* The advice of a refused training run: the keys that change what it needs. */
 #define CUVAE_MEM_ADVICE                                                                           \
-    "make model.hidden or model.latent smaller, or train.batch_size, or use fewer examples "       \
+    "make model.hidden (or model.encoder's layers) or model.latent smaller, or train.batch_size, " \
+    "or use fewer examples "                                                                       \
     "(data.limit_train, data.limit_test)"
 
 #ifdef __cplusplus

@@ -24,7 +24,10 @@ extern "C" {
 #define CUVAE_MAX_TENSORS (4 * CUVAE_MAX_LAYERS)
 #define CUVAE_MAX_DIMS 4 /* a tensor's dimensions: [out, in] today, [out, in, kh, kw] for conv */
 
-/* Layer kinds. Only linear is implemented; the others name the next step (model.c refuses them). */
+/* Layer kinds. conv2d's weight is [out, in, kh, kw] and conv_transpose2d's [in, out, kh, kw]
+ * (torch.nn.Conv2d's and ConvTranspose2d's layouts), their bias [out channels]; activations are
+ * [rows, C*H*W] per example in C, H, W order (NCHW), so a linear layer after a conv sees
+ * torch's flatten(1) of the NCHW tensor. */
 typedef enum {
     CUVAE_LAYER_LINEAR,
     CUVAE_LAYER_CONV2D,
@@ -50,7 +53,8 @@ typedef struct {
     size_t w;                    /* offset of the weight in the flat buffer */
     size_t b;                    /* offset of the bias */
     int w_ndim;
-    int64_t w_shape[CUVAE_MAX_DIMS]; /* linear: [out, in] */
+    int64_t w_shape[CUVAE_MAX_DIMS]; /* linear: [out, in]; conv2d: [out_c, in_c, k, k];
+                                        conv_transpose2d: [in_c, out_c, k, k] */
     size_t w_count, b_count;         /* values of the weight and of the bias ([b_count]) */
 } cuvae_layer;
 
@@ -83,6 +87,21 @@ typedef struct {
 cuvae_shape cuvae_shape_default(int x_dim);
 
 int cuvae_shape_equal(cuvae_shape a, cuvae_shape b);
+
+/* Conv kinds' kernel, stride and padding bounds (cuvae_layer_make refuses others). */
+#define CUVAE_CONV_MAX_KERNEL 64
+#define CUVAE_CONV_MAX_STRIDE 64
+
+/* One layer of `kind` on input shape `in`: out_c output channels (linear: output features, the
+ * output shape flat, k/s/p ignored), kernel k, stride s, padding p, activation act; its weight at
+ * offset 0 of a flat buffer and its bias right after. conv2d: out = (H + 2p - k) / s + 1;
+ * conv_transpose2d: out = (H - 1) s - 2p + k. Shapes that cannot be built fail with the sizes
+ * (the caller names the layer). */
+int cuvae_layer_make(cuvae_layer *l, cuvae_layer_kind kind, cuvae_shape in, int out_c, int k, int s,
+                     int p, cuvae_activation act, cuvae_status *st);
+
+/* "linear", "conv2d", "conv_transpose2d". */
+const char *cuvae_layer_kind_name(cuvae_layer_kind kind);
 
 /* Layout from the config's [model] section and the shape of one example of the data. */
 int cuvae_model_layout_shape(cuvae_model *m, const cuvae_config *c, cuvae_shape x,

@@ -33,8 +33,27 @@ static size_t linear_scratch(const cuvae_layer *l, int rows)
     return 0;
 }
 
+/* ---- conv2d and conv_transpose2d (cpu_conv.c) ---------------------------------------------- */
+
+static void conv_forward(const float *params, const cuvae_layer *l, const float *in, int rows,
+                         float *scratch, float *out)
+{
+    cuvae_cpu_conv_forward(l, params + l->w, params + l->b, in, rows, l->act == CUVAE_ACT_RELU,
+                           scratch, out);
+}
+
+static void conv_backward(const float *params, float *grads, const cuvae_layer *l, const float *in,
+                          const float *dy, int rows, float *scratch, float *dx,
+                          const float *relu_in, double *sq)
+{
+    cuvae_cpu_conv_backward(l, params + l->w, in, dy, rows, scratch, grads + l->w, grads + l->b, dx,
+                            relu_in, sq);
+}
+
 static const cpu_layer_ops KINDS[CUVAE_LAYER_KINDS] = {
     [CUVAE_LAYER_LINEAR] = {linear_forward, linear_backward, linear_scratch},
+    [CUVAE_LAYER_CONV2D] = {conv_forward, conv_backward, cuvae_cpu_conv_scratch},
+    [CUVAE_LAYER_CONV_TRANSPOSE2D] = {conv_forward, conv_backward, cuvae_cpu_conv_scratch},
 };
 
 const cpu_layer_ops *cuvae_cpu_layer_ops(cuvae_layer_kind kind)

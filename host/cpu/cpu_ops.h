@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "model.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,6 +36,18 @@ void cuvae_cpu_flush_subnormals(void);
  * (seed, CUVAE_STREAM_BINARIZE, counter = step, element = b*d + p) when dynamic. */
 void cuvae_cpu_gather(const uint8_t *pixels, int d, const int32_t *idx, int batch, int dynamic,
                       uint64_t seed, uint64_t step, float *x);
+
+/* Convolutions (cpu_conv.c, the twin of cuda/conv.cu), conv2d and conv_transpose2d by the
+ * layer's kind: y [rows, l->out] = the layer of x [rows, l->in] with its bias (and ReLU when
+ * relu); backward: dw, db written (=), dx [rows, l->in] (skipped when NULL) masked by
+ * relu_in > 0 when relu_in is given, *sq (when sq) the sum of squares of dw and db. scratch holds
+ * cuvae_cpu_conv_scratch(l, rows) floats. */
+size_t cuvae_cpu_conv_scratch(const cuvae_layer *l, int rows);
+void cuvae_cpu_conv_forward(const cuvae_layer *l, const float *w, const float *b, const float *x,
+                            int rows, int relu, float *scratch, float *y);
+void cuvae_cpu_conv_backward(const cuvae_layer *l, const float *w, const float *x, const float *dy,
+                             int rows, float *scratch, float *dw, float *db, float *dx,
+                             const float *relu_in, double *sq);
 
 /* Linear layers (cpu_linear.c, the twin of cuda/linear.cu): each call splits its GEMMs over the
  * backend's threads (cpu_threads.h), every BLAS call single-threaded. */

@@ -18,8 +18,10 @@
 /* ---- optimizer ----------------------------------------------------------------------------------
  */
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) double
-cuvae_cpu_sum_squares_range(const float *g, size_t n)
+/* The clones stay internal and an ordinary function calls them: clang (14) leaves an external
+ * target_clones function's resolver out of a static library's object, and the link fails. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static double
+sum_squares_clones(const float *g, size_t n)
 {
     double acc[SUM_LANES] = {0};
     size_t i = 0;
@@ -29,6 +31,11 @@ cuvae_cpu_sum_squares_range(const float *g, size_t n)
     for (int w = SUM_LANES / 2; w > 0; w /= 2)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     return acc[0];
+}
+
+double cuvae_cpu_sum_squares_range(const float *g, size_t n)
+{
+    return sum_squares_clones(g, n);
 }
 
 typedef struct {

@@ -57,8 +57,14 @@ int cuvae_cpu_profile(cuvae_backend *be, cuvae_profile *out, int reset, cuvae_st
                 if (!p->calls[slot] || out->n == CUVAE_PROFILE_MAX) continue;
                 cuvae_profile_entry *e = &out->e[out->n++];
                 const cuvae_layer *lin = &s->layer[i];
-                snprintf(e->name, sizeof e->name, "%s.%d %s %dx%d", half ? "dec" : "enc", i,
-                         KIND[kind], lin->out, lin->in);
+                if (lin->kind == CUVAE_LAYER_LINEAR)
+                    snprintf(e->name, sizeof e->name, "%s.%d %s %dx%d", half ? "dec" : "enc", i,
+                             KIND[kind], lin->out, lin->in);
+                else /* the output shape and the kernel: "enc.0 fwd conv 32x14x14 k4" */
+                    snprintf(e->name, sizeof e->name, "%s.%d %s %s %dx%dx%d k%d",
+                             half ? "dec" : "enc", i, KIND[kind],
+                             lin->kind == CUVAE_LAYER_CONV2D ? "conv" : "convt", lin->out_shape.c,
+                             lin->out_shape.h, lin->out_shape.w, lin->kernel);
                 e->seconds = p->seconds[slot];
                 e->flops = p->flops[slot];
                 e->calls = p->calls[slot];

@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 
 #include "file_write.h"
+#include "image_dir.h"
 #include "npy.h"
 
 /* The largest payload accepted: far above any IDX dataset in use (MNIST's training images are
@@ -411,13 +412,32 @@ int cuvae_dataset_load_any(cuvae_dataset *ds, const char *images_path, const cha
                            const char *fallback, const char *labels_path,
                            const char *label_fallback, int64_t limit, cuvae_status *st)
 {
+    return cuvae_dataset_load_img(ds, images_path, key, fallback, labels_path, label_fallback,
+                                  limit, NULL, st);
+}
+
+int cuvae_dataset_load_img(cuvae_dataset *ds, const char *images_path, const char *key,
+                           const char *fallback, const char *labels_path,
+                           const char *label_fallback, int64_t limit, const cuvae_image_opts *img,
+                           cuvae_status *st)
+{
     memset(ds, 0, sizeof *ds);
     if (!images_path || !*images_path) return cuvae_fail(st, "dataset: no image file given");
-    int kind = sniff_format(images_path, st);
+    cuvae_image_opts defaults = {0};
+    if (!img) img = &defaults;
+    int dir = cuvae_image_dir_is(images_path);
+    if (dir && img->labels && labels_path && *labels_path)
+        return cuvae_fail(st,
+                          "%s: labels both from its subfolders (data.folder_labels = 1) and from "
+                          "%s: set the labels key empty, or data.folder_labels = 0",
+                          images_path, labels_path);
+    int kind = dir ? 3 : sniff_format(images_path, st);
     if (kind < 0) return -1;
     int64_t n_file = 0; /* the label file must match the whole image file, not the kept prefix */
     int rc = 0;
-    if (kind > 0) {
+    if (kind == 3) {
+        rc = cuvae_image_dir_load(ds, images_path, img, limit, &n_file, st);
+    } else if (kind > 0) {
         rc = cuvae_npy_load_images(ds, images_path, key, fallback, limit, &n_file, st);
     } else {
         uint32_t n32 = 0;
@@ -451,8 +471,21 @@ int cuvae_dataset_peek_any(const char *path, const char *key, const char *fallba
                            int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
                            uint64_t *staging, cuvae_status *st)
 {
+    return cuvae_dataset_peek_img(path, key, fallback, limit, NULL, n_kept, n_file, channels, rows,
+                                  cols, staging, st);
+}
+
+int cuvae_dataset_peek_img(const char *path, const char *key, const char *fallback, int64_t limit,
+                           const cuvae_image_opts *img, int64_t *n_kept, int64_t *n_file,
+                           int *channels, int *rows, int *cols, uint64_t *staging, cuvae_status *st)
+{
     *staging = 0;
     if (!path || !*path) return cuvae_fail(st, "dataset: no image file given");
+    if (cuvae_image_dir_is(path)) {
+        cuvae_image_opts defaults = {0};
+        return cuvae_image_dir_peek(path, img ? img : &defaults, limit, n_kept, n_file, channels,
+                                    rows, cols, staging, st);
+    }
     int kind = sniff_format(path, st);
     if (kind < 0) return -1;
     if (kind > 0) {
@@ -472,6 +505,8 @@ void cuvae_dataset_free(cuvae_dataset *ds)
     else
         free(ds->pixels);
     free(ds->labels);
+    for (int i = 0; i < ds->n_classes; i++) free(ds->class_names[i]);
+    free(ds->class_names);
     memset(ds, 0, sizeof *ds);
 }
 

@@ -6,6 +6,7 @@
 #define CUVAE_DATASET_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common.h"
 #include "config.h"
@@ -25,7 +26,14 @@ typedef struct {
     void *block;      /* what pixels point into (a .npy's mapping, an inflated .npz member) */
     size_t block_len; /* of a mapping */
     int block_mapped; /* block is mmap'ed (munmap), else malloc'ed (free) */
+
+    /* An image folder labelled by its subfolders (image_dir.h): the class name of each label,
+     * [n_classes], owned; else NULL. */
+    char **class_names;
+    int n_classes;
 } cuvae_dataset;
+
+struct cuvae_image_opts;
 
 /* Reads an image file (magic 0x00000803, or 0x00000804 for N x H x W x C) and, when labels_path is
  * non-empty, its label file (0x00000801) whose count must match. Errors name the file and what was
@@ -43,11 +51,26 @@ int cuvae_dataset_load_any(cuvae_dataset *ds, const char *images_path, const cha
                            const char *fallback, const char *labels_path,
                            const char *label_fallback, int64_t limit, cuvae_status *st);
 
+/* The same, where images_path may also be a folder of PNG/JPEG images read with `img`
+ * (image_dir.h; NULL: the images' own size and channels, no labels from subfolders). Labels
+ * from the subfolders and a labels file are refused together. */
+int cuvae_dataset_load_img(cuvae_dataset *ds, const char *images_path, const char *key,
+                           const char *fallback, const char *labels_path,
+                           const char *label_fallback, int64_t limit,
+                           const struct cuvae_image_opts *img, cuvae_status *st);
+
 /* cuvae_idx_peek_images for any format (as cuvae_dataset_load_any); *staging: the bytes reading
  * takes beyond the kept pixels (an .npz member's inflated size), 0 for IDX and mapped files. */
 int cuvae_dataset_peek_any(const char *path, const char *key, const char *fallback, int64_t limit,
                            int64_t *n_kept, int64_t *n_file, int *channels, int *rows, int *cols,
                            uint64_t *staging, cuvae_status *st);
+
+/* cuvae_dataset_peek_any with an image folder read as `img` says (NULL: defaults); *staging is
+ * then the bytes one image's decoding takes. */
+int cuvae_dataset_peek_img(const char *path, const char *key, const char *fallback, int64_t limit,
+                           const struct cuvae_image_opts *img, int64_t *n_kept, int64_t *n_file,
+                           int *channels, int *rows, int *cols, uint64_t *staging,
+                           cuvae_status *st);
 
 void cuvae_dataset_free(cuvae_dataset *ds);
 
@@ -80,6 +103,11 @@ int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_trai
                         cuvae_status *st);
 void cuvae_run_data_free(cuvae_run_data *rd);
 
+/* When the training set is an image folder labelled by its subfolders: writes dir/classes.json
+ * ({"folder": ..., "classes": [name of id 0, ...]}) and says so on out. Otherwise nothing. */
+int cuvae_run_data_write_classes(const cuvae_run_data *rd, const cuvae_config *c, const char *dir,
+                                 FILE *out, cuvae_status *st);
+
 /* What a run's data will be, from the files' headers alone: nothing of the payload is read or
  * allocated, so that the model and the memory estimate are checked before a large (or forged)
  * file is inflated. The training file's image size must match the test set's, and data.validation
@@ -91,6 +119,9 @@ typedef struct {
     int64_t n_train; /* and the training set */
     int channels, rows, cols, d;
     uint64_t staging; /* bytes of deflated .npz members inflated while the sets are read */
+
+    /* Image folders: the bytes decoding their largest image takes. */
+    uint64_t image_decode;
 } cuvae_run_shape;
 
 int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,

@@ -24,7 +24,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "dataset.h"
+#include "file_write.h"
+#include "image_dir.h"
 #include "philox.h"
 
 /* Splits `all` into validation (the first n_valid entries of the seeded permutation) and training
@@ -105,11 +109,34 @@ static int load_set(cuvae_dataset *ds, const cuvae_config *c, int train, cuvae_s
     const char *images = train ? c->data.train_images : c->data.test_images;
     const char *labels = train ? c->data.train_labels : c->data.test_labels;
     const char *key = train ? c->data.train_key : c->data.test_key;
-    int rc = cuvae_dataset_load_any(ds, images, key, train ? "x_train" : "x_test", labels,
+    cuvae_image_opts img;
+    cuvae_image_opts_from_config(&img, c);
+    int rc = cuvae_dataset_load_img(ds, images, key, train ? "x_train" : "x_test", labels,
                                     train ? "y_train" : "y_test",
-                                    train ? c->data.limit_train : c->data.limit_test, st);
+                                    train ? c->data.limit_train : c->data.limit_test, &img, st);
     if (rc == -2) return float_range_error(c, train ? "data.train_images" : "data.test_images", st);
     return rc;
+}
+
+/* Image folders labelled by their subfolders: the test set's classes must be the training set's,
+ * or the same id would name different classes. */
+static int same_classes(const cuvae_dataset *train, const cuvae_dataset *test,
+                        const cuvae_config *c, cuvae_status *st)
+{
+    if (!train->n_classes || !test->n_classes) return 0;
+    for (int k = 0; k < train->n_classes || k < test->n_classes; k++) {
+        const char *a = k < train->n_classes ? train->class_names[k] : NULL;
+        const char *b = k < test->n_classes ? test->class_names[k] : NULL;
+        if (a && b && !strcmp(a, b)) continue;
+        char ea[200] = "(none)", eb[200] = "(none)";
+        if (a) cuvae_escape(a, ea, sizeof ea);
+        if (b) cuvae_escape(b, eb, sizeof eb);
+        return cuvae_fail(st,
+                          "data.test_images: class %d is '%s' in %s but '%s' in "
+                          "data.train_images %s: both folders need the same subfolders (classes)",
+                          k, eb, c->data.test_images, ea, c->data.train_images);
+    }
+    return 0;
 }
 
 int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train, cuvae_status *st)
@@ -131,6 +158,8 @@ int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_trai
                             c->data.train_images, all.rows, all.cols, rgb(all.channels),
                             c->data.test_images, rd->test.rows, rd->test.cols,
                             rgb(rd->test.channels));
+        } else if (same_classes(&all, &rd->test, c, st)) {
+            rc = -1;
         } else if (c->data.validation < 0 || c->data.validation >= all.n) {
             rc = cuvae_fail(st,
                             "data.validation: %d must be smaller than the %lld training "
@@ -142,6 +171,11 @@ int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_trai
             memset(&all, 0, sizeof all);
         } else {
             rc = split_train_valid(rd, &all, c->data.validation, c->train.seed, st);
+            /* The class names stay with the training set. */
+            rd->train.class_names = all.class_names;
+            rd->train.n_classes = all.n_classes;
+            all.class_names = NULL;
+            all.n_classes = 0;
         }
         cuvae_dataset_free(&all);
         if (rc) {
@@ -161,6 +195,16 @@ int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_trai
     return 0;
 }
 
+/* The staging bytes of a set: an image folder decodes one image at a time (the largest counts),
+ * an .npz member is inflated whole (they add up). */
+static void add_staging(cuvae_run_shape *sh, const char *path, uint64_t bytes)
+{
+    if (!cuvae_image_dir_is(path))
+        sh->staging = cuvae_mem_add_bytes(sh->staging, bytes);
+    else if (bytes > sh->image_decode)
+        sh->image_decode = bytes;
+}
+
 int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *sh,
                         cuvae_status *st)
 {
@@ -168,19 +212,21 @@ int cuvae_run_data_peek(const cuvae_config *c, int need_train, cuvae_run_shape *
     int64_t n_file = 0;
     uint64_t staging = 0;
     if (check_files(c, need_train, st)) return -1;
-    if (cuvae_dataset_peek_any(c->data.test_images, c->data.test_key, "x_test", c->data.limit_test,
-                               &sh->n_test, &n_file, &sh->channels, &sh->rows, &sh->cols, &staging,
-                               st))
+    cuvae_image_opts img;
+    cuvae_image_opts_from_config(&img, c);
+    if (cuvae_dataset_peek_img(c->data.test_images, c->data.test_key, "x_test", c->data.limit_test,
+                               &img, &sh->n_test, &n_file, &sh->channels, &sh->rows, &sh->cols,
+                               &staging, st))
         return -1;
-    sh->staging = staging;
+    add_staging(sh, c->data.test_images, staging);
     sh->d = sh->channels * sh->rows * sh->cols; /* <= INT_MAX: the header readers checked it */
     if (!need_train) return 0;
     int channels = 0, rows = 0, cols = 0;
-    if (cuvae_dataset_peek_any(c->data.train_images, c->data.train_key, "x_train",
-                               c->data.limit_train, &sh->n_kept, &n_file, &channels, &rows, &cols,
-                               &staging, st))
+    if (cuvae_dataset_peek_img(c->data.train_images, c->data.train_key, "x_train",
+                               c->data.limit_train, &img, &sh->n_kept, &n_file, &channels, &rows,
+                               &cols, &staging, st))
         return -1;
-    sh->staging = cuvae_mem_add_bytes(sh->staging, staging);
+    add_staging(sh, c->data.train_images, staging);
     if (rows != sh->rows || cols != sh->cols || channels != sh->channels)
         return cuvae_fail(st,
                           "data.train_images: %s has %d x %d%s images but data.test_images %s "
@@ -207,6 +253,7 @@ void cuvae_run_data_memory(const cuvae_run_shape *sh, const cuvae_config *c, cuv
     cuvae_mem_add(p, "data", held);
     /* Deflated .npz members are inflated whole while they are read. */
     if (sh->staging) cuvae_mem_add(p, "data staging (.npz)", sh->staging);
+    if (sh->image_decode) cuvae_mem_add(p, "image decoding", sh->image_decode);
     if (sh->n_valid > 0) {
         /* The split copies the kept examples and holds three index arrays while it does. */
         cuvae_mem_add(p, "data", cuvae_mem_mul(nk, d + (c->data.train_labels[0] ? 1 : 0)));
@@ -223,4 +270,48 @@ void cuvae_run_data_free(cuvae_run_data *rd)
     cuvae_dataset_free(&rd->valid);
     cuvae_dataset_free(&rd->test);
     rd->train_dynamic = 0;
+}
+
+/* A JSON string of s, with bytes that are not UTF-8 written as \\xNN. */
+static json_t *utf8_string(const char *s)
+{
+    json_t *v = json_string(s);
+    if (v) return v;
+    char e[4 * CUVAE_PATH_LEN];
+    cuvae_escape(s, e, sizeof e);
+    return json_string(e);
+}
+
+int cuvae_run_data_write_classes(const cuvae_run_data *rd, const cuvae_config *c, const char *dir,
+                                 FILE *out, cuvae_status *st)
+{
+    const cuvae_dataset *ds = &rd->train;
+    if (!ds->n_classes) return 0;
+    json_t *root = json_object(), *names = json_array();
+    int rc = root && names ? 0 : -1;
+    for (int k = 0; k < ds->n_classes && !rc; k++)
+        rc = json_array_append_new(names, utf8_string(ds->class_names[k]));
+    if (!rc) rc = json_object_set_new(root, "folder", utf8_string(c->data.train_images));
+    if (!rc) rc = json_object_set(root, "classes", names);
+    char *text = rc ? NULL : json_dumps(root, JSON_INDENT(1));
+    json_decref(names);
+    json_decref(root);
+    if (!text)
+        return cuvae_fail(st, "%s/classes.json: cannot format the class names (not UTF-8?)", dir);
+    char path[2 * CUVAE_PATH_LEN + 16];
+    snprintf(path, sizeof path, "%s/classes.json", dir);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* json_dumps leaves no newline; its terminator makes room for one */
+    rc = cuvae_write_file(path, text, len + 1, st);
+    free(text);
+    if (rc) return -1;
+    fprintf(out, "classes: %d from the subfolders of %s (ids in %s):", ds->n_classes,
+            c->data.train_images, path);
+    for (int k = 0; k < ds->n_classes && k < 10; k++) {
+        char e[64];
+        cuvae_escape(ds->class_names[k], e, sizeof e);
+        fprintf(out, " %d %s%s", k, e, k + 1 < ds->n_classes ? "," : "");
+    }
+    fprintf(out, "%s\n", ds->n_classes > 10 ? " ..." : "");
+    return 0;
 }

@@ -214,6 +214,7 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
     fprintf(t->opt->out, "data: %lld training, %lld validation, %lld test examples of %dx%d%s\n",
             (long long)t->data.train.n, (long long)t->data.valid.n, (long long)t->data.test.n,
             t->data.train.rows, t->data.train.cols, t->data.train.channels == 3 ? " RGB" : "");
+    if (cuvae_run_data_write_classes(&t->data, c, dir, t->opt->out, st)) return -1;
     t->perm = cuvae_malloc((size_t)t->n_train * sizeof *t->perm, "epoch permutation", st);
     t->state.params = cuvae_malloc(n * sizeof(float), "parameter copy", st);
     t->state.m = cuvae_malloc(n * sizeof(float), "optimizer state copy", st);
