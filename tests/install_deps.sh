@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what cuvae needs on Debian (12 or newer) when it is missing. `--test` adds what only the
 # test suite uses (clang's libFuzzer runtime, Python with PyTorch for the interop test, Pillow to
-# write the JPEG test images).
+# write the JPEG test images, and tests/.venv-tb: the tensorboard package from PyPI for the
+# event-file test).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config zlib1g-dev libopenblas-dev libinih-dev libjansson-dev
       libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist python3)
 if [ "${1:-}" = "--test" ]; then
-    pkgs+=(clang libclang-rt-dev python3-numpy python3-torch python3-pil)
+    pkgs+=(clang libclang-rt-dev python3-numpy python3-torch python3-pil python3-venv)
+    # After the Debian packages, whichever way this script ends (python3-venv makes the venv).
+    trap 'bash "$(dirname "$0")/install_tensorboard.sh" || echo "install_deps: tests/.venv-tb not made: cli_tensorboard will skip"' EXIT
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -13,3 +13,16 @@ need_python() {
     echo "$NAME: skipped: no python3 that imports $modules (Debian: python3-numpy, python3-torch)"
     exit 77
 }
+
+# need_tensorboard: sets $tbpy to tests/.venv-tb/bin/python, making that environment first when it
+# is missing (tests/install_tensorboard.sh: tensorboard from PyPI), or exits 77 (skipped) when it
+# cannot be made.
+need_tensorboard() {
+    local src
+    src=${CUVAE_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+    if ! bash "$src/tests/install_tensorboard.sh" >&2; then
+        echo "$NAME: skipped: tests/.venv-tb with the tensorboard package could not be made (python3-venv, PyPI)"
+        exit 77
+    fi
+    tbpy=$src/tests/.venv-tb/bin/python
+}

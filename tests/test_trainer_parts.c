@@ -2,7 +2,9 @@
  * schedule (warm-up, constant, cosine endpoints and midpoint), the KL warm-up, the JSON line
  * writer (escaping, null for non-finite numbers, overflow refused), the number and duration
  * formats of the progress display, the non-terminal progress output (permanent lines only, no
- * carriage returns) and the run-directory helpers (mkdir -p, atomic write, checkpoint probe). */
+ * carriage returns), the bar's fit to the terminal's width (never as wide as the terminal, the
+ * loss kept down to narrow ones), the values a JSON line keeps for TensorBoard, and the
+ * run-directory helpers (mkdir -p, atomic write, checkpoint probe). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +149,94 @@ static void test_progress_plain(const char *dir)
     }
 }
 
+static void test_json_values(void)
+{
+    cuvae_json_line j;
+    cuvae_json_begin(&j, "epoch");
+    cuvae_json_int(&j, "epoch", 3);
+    cuvae_json_int(&j, "step", 42);
+    cuvae_json_num(&j, "loss", 98.25);
+    cuvae_json_num(&j, "valid_neg_elbo", NAN);
+    CHECK(strcmp(j.type, "epoch") == 0 && j.has_step && j.step == 42);
+    CHECK(j.n_nums == 2 && strcmp(j.num_keys[0], "loss") == 0 && j.nums[0] == 98.25);
+    CHECK(strcmp(j.num_keys[1], "valid_neg_elbo") == 0 && isnan(j.nums[1]));
+    CHECK(cuvae_json_end(&j) != NULL);
+    /* More numbers than TensorBoard's copy holds: the line is refused, not sent in part. */
+    cuvae_json_begin(&j, "step");
+    for (int i = 0; i <= CUVAE_JSON_MAX_NUMS; i++) cuvae_json_num(&j, "x", i);
+    CHECK(cuvae_json_end(&j) == NULL);
+}
+
+/* The bar at widths from 200 columns down to 1: never longer than width - 1 (the cursor must not
+ * reach the last column, or the terminal wraps and each redraw leaves a copy of the line), the
+ * loss kept as long as there is room for it; and drawn to a "terminal" of $COLUMNS = 50. */
+static void test_progress_width(const char *dir)
+{
+    cuvae_progress p;
+    cuvae_progress_init(&p, stderr, 1, 1000, 1000000, 0);
+    cuvae_progress_set(&p, 12345.67, 1234567);
+    const int widths[] = {200, 120, 91, 90, 80, 60, 40, 30, 24, 10, 2, 1};
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        char line[512];
+        int w = widths[i];
+        cuvae_progress_format(&p, 999, 999123456, p.start_time + 100, w, line, sizeof line);
+        size_t room = w > 1 ? (size_t)w - 1 : 1;
+        if (strlen(line) > room) {
+            fprintf(stderr, "bar at %d columns is %zu long: %s\n", w, strlen(line), line);
+            cuvae_test_failures++;
+        }
+        CHECK(strncmp(line, "epoch 1000/1000", room < 15 ? room : 15) == 0);
+        if (w >= 40) CHECK(strstr(line, "loss 12345.67") != NULL);
+        if (w >= 80) CHECK(strstr(line, " [") != NULL);
+        if (w >= 120) CHECK(strstr(line, "samples/s ETA") != NULL);
+    }
+    /* The figures of the 80-column terminal: everything but a shorter bar. */
+    cuvae_progress_init(&p, stderr, 1, 10, 4290, 0);
+    cuvae_progress_set(&p, 98.31, 412345);
+    char line[512];
+    cuvae_progress_format(&p, 2, 12345, p.start_time + 100, 80, line, sizeof line);
+    CHECK(strlen(line) <= 79);
+    CHECK(strncmp(line, "epoch 3/10 [", 12) == 0);
+    CHECK(strstr(line, "] step 12345/42900 loss 98.31 412k samples/s ETA ") != NULL);
+
+    setenv("COLUMNS", "50", 1);
+    CHECK(cuvae_terminal_columns(-1) == 50);
+    char path[512];
+    snprintf(path, sizeof path, "%s/bar.txt", dir);
+    FILE *f = fopen(path, "w+");
+    CHECK(f != NULL);
+    if (f) {
+        cuvae_progress_init(&p, f, 1, 3, 100, 0);
+        cuvae_progress_set(&p, 543.21, 98765);
+        for (int s = 1; s <= 300; s++) {
+            p.last_draw = -1.0; /* draw every step */
+            cuvae_progress_step(&p, (s - 1) / 100, s);
+        }
+        cuvae_progress_clear(&p);
+        rewind(f);
+        static char text[65536];
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = '\0';
+        fclose(f);
+        int draws = 0;
+        for (char *seg = strstr(text, "\r\033[K"); seg; draws++) {
+            seg += 4;
+            char *next = strstr(seg, "\r\033[K");
+            size_t len = next ? (size_t)(next - seg) : strlen(seg);
+            if (len > 49) {
+                fprintf(stderr, "a draw at $COLUMNS=50 is %zu long: %.*s\n", len, (int)len, seg);
+                cuvae_test_failures++;
+            }
+            seg = next;
+        }
+        CHECK(draws == 301); /* 300 draws and the clear */
+    }
+    setenv("COLUMNS", "wide", 1);
+    CHECK(cuvae_terminal_columns(-1) == 80);
+    unsetenv("COLUMNS");
+    CHECK(cuvae_terminal_columns(-1) == 80);
+}
+
 static void test_rundir(const char *dir)
 {
     char path[512], file[600];
@@ -216,6 +306,8 @@ int main(void)
     test_formats();
     test_train_flops();
     test_progress_plain(dir);
+    test_json_values();
+    test_progress_width(dir);
     test_rundir(dir);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

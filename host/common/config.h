@@ -110,6 +110,7 @@ typedef struct {
         int checkpoint_every_epochs; /* 0 = off */
         int keep_last;               /* checkpoints kept besides best */
         int images;                  /* write PNG grids each epoch (0/1) */
+        int tensorboard;             /* write TensorBoard event files (0/1) */
     } output;
 } cuvae_config;
 

@@ -193,6 +193,10 @@ static const cuvae_key_spec key_table[] = {
             "step checkpoints kept (besides the best)", FREE),
     {"output", "images", CUVAE_KEY_BOOL, OFF(output.images), 0, 0, 1, 0, NULL, "1",
      "write PNG grids of reconstructions and samples each epoch", FREE, NULL},
+    {"output", "tensorboard", CUVAE_KEY_BOOL, OFF(output.tensorboard), 0, 0, 1, 0, NULL, "1",
+     "write TensorBoard event files (events.out.tfevents.*) in the run directory: the "
+     "metrics.jsonl numbers as scalars and the epoch image grids",
+     FREE, NULL},
 };
 _Static_assert(sizeof key_table / sizeof key_table[0] == CUVAE_CONFIG_N_KEYS,
                "a key was added or removed: update CUVAE_CONFIG_N_KEYS in config_keys.h");

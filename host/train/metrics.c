@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 static void json_raw(cuvae_json_line *j, const char *fmt, ...)
@@ -55,6 +57,10 @@ void cuvae_json_begin(cuvae_json_line *j, const char *type)
     j->len = 0;
     j->overflow = 0;
     j->buf[0] = '\0';
+    snprintf(j->type, sizeof j->type, "%s", type);
+    j->has_step = 0;
+    j->step = 0;
+    j->n_nums = 0;
     json_raw(j, "{\"type\":");
     json_string(j, type);
 }
@@ -63,6 +69,10 @@ void cuvae_json_int(cuvae_json_line *j, const char *key, int64_t value)
 {
     json_key(j, key);
     json_raw(j, "%lld", (long long)value);
+    if (strcmp(key, "step") == 0) {
+        j->has_step = 1;
+        j->step = value;
+    }
 }
 
 void cuvae_json_num(cuvae_json_line *j, const char *key, double value)
@@ -72,6 +82,12 @@ void cuvae_json_num(cuvae_json_line *j, const char *key, double value)
         json_raw(j, "%.10g", value);
     else
         json_raw(j, "null");
+    if (j->n_nums < CUVAE_JSON_MAX_NUMS) {
+        snprintf(j->num_keys[j->n_nums], sizeof j->num_keys[0], "%s", key);
+        j->nums[j->n_nums++] = value;
+    } else {
+        j->overflow = 1; /* a record TensorBoard would get only part of */
+    }
 }
 
 void cuvae_json_str(cuvae_json_line *j, const char *key, const char *value)
@@ -108,9 +124,23 @@ int cuvae_metrics_append(cuvae_metrics_log *log, cuvae_json_line *j, cuvae_statu
 {
     const char *text = cuvae_json_end(j);
     if (!text)
-        return cuvae_fail(st, "%s: a metrics line exceeded %zu bytes", log->path, sizeof j->buf);
+        return cuvae_fail(st, "%s: a metrics line exceeded %zu bytes or %d numbers", log->path,
+                          sizeof j->buf, CUVAE_JSON_MAX_NUMS);
     if (fprintf(log->f, "%s\n", text) < 0 || fflush(log->f) != 0)
         return cuvae_fail(st, "%s: write failed: %s", log->path, strerror(errno));
+    if (log->tb && j->has_step) {
+        char tags[CUVAE_JSON_MAX_NUMS][sizeof j->type + sizeof j->num_keys[0] + 1];
+        const char *tag_of[CUVAE_JSON_MAX_NUMS];
+        double values[CUVAE_JSON_MAX_NUMS];
+        int n = 0;
+        for (int i = 0; i < j->n_nums; i++) {
+            if (strcmp(j->num_keys[i], "wall_s") == 0) continue;
+            snprintf(tags[n], sizeof tags[0], "%s/%s", j->type, j->num_keys[i]);
+            tag_of[n] = tags[n];
+            values[n++] = j->nums[i];
+        }
+        cuvae_tb_scalars(log->tb, j->step, n, tag_of, values);
+    }
     return 0;
 }
 
@@ -183,23 +213,23 @@ void cuvae_progress_clear(cuvae_progress *p)
     p->bar_shown = 0;
 }
 
-void cuvae_progress_step(cuvae_progress *p, int epoch, int64_t step)
+int cuvae_terminal_columns(int fd)
 {
-    if (!p->tty) return;
-    double now = cuvae_now();
-    if (p->last_draw >= 0 && now - p->last_draw < 0.1 && step < p->total_steps) return;
-    p->last_draw = now;
+    struct winsize ws;
+    if (fd >= 0 && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *env = getenv("COLUMNS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v > 0 && v <= 10000) return (int)v;
+    }
+    return 80;
+}
 
-    enum { BAR = 20 };
-    char bar[BAR + 1];
-    int64_t in_epoch = step - (int64_t)epoch * p->steps_per_epoch;
-    int filled = p->steps_per_epoch > 0 ? (int)(BAR * in_epoch / p->steps_per_epoch) : BAR;
-    if (filled < 0) filled = 0;
-    if (filled > BAR) filled = BAR;
-    for (int i = 0; i < BAR; i++) bar[i] = i < filled ? '#' : '.';
-    bar[BAR] = '\0';
-
-    char loss[32], rate[32], eta[32];
+void cuvae_progress_format(const cuvae_progress *p, int epoch, int64_t step, double now,
+                           int columns, char *buf, size_t len)
+{
+    char loss[32], rate[32], eta[32], head[48], steps[64], tail[256];
     if (isfinite(p->loss))
         snprintf(loss, sizeof loss, "%.2f", p->loss);
     else
@@ -209,8 +239,57 @@ void cuvae_progress_step(cuvae_progress *p, int epoch, int64_t step)
     double elapsed = now - p->start_time;
     double remaining = done > 0 ? elapsed / (double)done * (double)(p->total_steps - step) : NAN;
     cuvae_format_duration(eta, sizeof eta, remaining);
-    fprintf(p->out, "\r\033[Kepoch %d/%d [%s] step %lld/%lld loss %s %s samples/s ETA %s",
-            epoch + 1, p->epochs, bar, (long long)step, (long long)p->total_steps, loss, rate, eta);
+    snprintf(head, sizeof head, "epoch %d/%d", epoch + 1, p->epochs);
+    snprintf(steps, sizeof steps, " step %lld/%lld", (long long)step, (long long)p->total_steps);
+
+    /* Drop parts, least useful first, until the line fits with a bar of at least 5 cells; with
+     * no part left to drop the bar goes too, and what remains is cut at the width. */
+    int room = columns - 1;
+    int show_rate = 1, show_eta = 1, show_steps = 1, bar = 20;
+    for (int pass = 0; pass < 4; pass++) {
+        snprintf(tail, sizeof tail, "%s loss %s%s%s%s%s", show_steps ? steps : "", loss,
+                 show_rate ? " " : "", show_rate ? rate : "", show_rate ? " samples/s" : "",
+                 show_eta ? " ETA " : "");
+        if (show_eta) {
+            size_t n = strlen(tail);
+            snprintf(tail + n, sizeof tail - n, "%s", eta);
+        }
+        int fixed = (int)(strlen(head) + strlen(tail)) + 3; /* " [" and "]" */
+        bar = room - fixed < 20 ? room - fixed : 20;
+        if (bar >= 5) break;
+        if (show_rate)
+            show_rate = 0;
+        else if (show_eta)
+            show_eta = 0;
+        else if (show_steps)
+            show_steps = 0;
+    }
+    char cells[21];
+    if (bar >= 5) {
+        int64_t in_epoch = step - (int64_t)epoch * p->steps_per_epoch;
+        int filled = p->steps_per_epoch > 0 ? (int)(bar * in_epoch / p->steps_per_epoch) : bar;
+        if (filled < 0) filled = 0;
+        if (filled > bar) filled = bar;
+        for (int i = 0; i < bar; i++) cells[i] = i < filled ? '#' : '.';
+        cells[bar] = '\0';
+        snprintf(buf, len, "%s [%s]%s", head, cells, tail);
+    } else {
+        snprintf(buf, len, "%s%s", head, tail);
+    }
+    if (room < 1) room = 1;
+    if (strlen(buf) > (size_t)room && (size_t)room < len) buf[room] = '\0';
+}
+
+void cuvae_progress_step(cuvae_progress *p, int epoch, int64_t step)
+{
+    if (!p->tty) return;
+    double now = cuvae_now();
+    if (p->last_draw >= 0 && now - p->last_draw < 0.1 && step < p->total_steps) return;
+    p->last_draw = now;
+    char line[512];
+    cuvae_progress_format(p, epoch, step, now, cuvae_terminal_columns(fileno(p->out)), line,
+                          sizeof line);
+    fprintf(p->out, "\r\033[K%s", line);
     fflush(p->out);
     p->bar_shown = 1;
 }

@@ -100,6 +100,25 @@ static int sync_point(cuvae_trainer *t, cuvae_status *st)
     return 0;
 }
 
+/* On a terminal, about twice a second: the loss and throughput since the last log line, read from
+ * the backend without resetting its sums (a look, not a sync point: nothing is logged), so that
+ * the bar's loss moves between the train.log_every metric reads. */
+static int peek_progress(cuvae_trainer *t, cuvae_status *st)
+{
+    if (!t->prog.tty) return 0;
+    double now = cuvae_now();
+    if (now < t->next_peek) return 0;
+    t->next_peek = now + 0.5;
+    cuvae_metrics m;
+    if (cuvae_backend_read_metrics(t->be, &m, 0, st)) return -1;
+    int64_t examples = t->interval.examples + m.examples;
+    double seconds = t->interval.seconds + (now - t->mark);
+    if (examples > 0)
+        cuvae_progress_set(&t->prog, (t->interval.loss + m.loss) / (double)examples,
+                           seconds > 0 ? (double)examples / seconds : NAN);
+    return 0;
+}
+
 /* Writes the step line of the interval since the last one, and the skip warning. */
 static int log_interval(cuvae_trainer *t, cuvae_status *st)
 {
@@ -107,10 +126,13 @@ static int log_interval(cuvae_trainer *t, cuvae_status *st)
     if (a->steps == 0 && a->skipped == 0) return 0;
     double samples_per_s = a->seconds > 0 ? (double)a->examples / a->seconds : NAN;
     double loss = per_example(a->loss, a->examples);
+    /* The epoch of the interval's last step: at an epoch's end the position has already moved to
+     * the next epoch (epoch_step 0), but the step belonged to the one before. */
+    uint64_t epoch = t->epoch_step == 0 && t->epoch > 0 ? t->epoch : t->epoch + 1;
     cuvae_json_line j;
     cuvae_json_begin(&j, "step");
     cuvae_json_int(&j, "step", (int64_t)t->step);
-    cuvae_json_int(&j, "epoch", (int64_t)t->epoch + 1);
+    cuvae_json_int(&j, "epoch", (int64_t)epoch);
     cuvae_json_num(&j, "loss", loss);
     cuvae_json_num(&j, "rec", per_example(a->rec, a->examples));
     cuvae_json_num(&j, "kl", per_example(a->kl, a->examples));
@@ -182,6 +204,14 @@ static int save_checkpoint(cuvae_trainer *t, int is_best, cuvae_status *st)
         return -1;
     t->saved_any = 1;
     t->saved_step = t->step;
+    /* The run's wall time at this checkpoint, which a resume from it continues (the file holds no
+     * time, so that two runs' checkpoints stay byte-identical). */
+    cuvae_json_line j;
+    cuvae_json_begin(&j, "checkpoint");
+    cuvae_json_int(&j, "step", (int64_t)t->step);
+    cuvae_json_str(&j, "path", t->res->checkpoint);
+    cuvae_json_num(&j, "wall_s", wall(t));
+    if (cuvae_metrics_append(&t->mlog, &j, st)) return -1;
     t->mark = cuvae_now();
     return 0;
 }
@@ -216,10 +246,14 @@ static int write_images(cuvae_trainer *t, int epoch, cuvae_status *st)
         if (cuvae_write_recon_grid(t->be, &t->model, ds, set, IMAGE_RECON, IMAGE_PER_ROW, batch,
                                    path, st))
             return -1;
+        cuvae_tb_image_file(&t->tb, (int64_t)t->step, "images/recon", path);
     }
     snprintf(path, sizeof path, "%s/images/samples-epoch-%03d.png", t->res->run_dir, epoch + 1);
-    return cuvae_write_sample_grid(t->be, &t->model, t->cfg->train.seed, (uint64_t)epoch,
-                                   IMAGE_SAMPLES, IMAGE_PER_ROW, batch, path, st);
+    if (cuvae_write_sample_grid(t->be, &t->model, t->cfg->train.seed, (uint64_t)epoch,
+                                IMAGE_SAMPLES, IMAGE_PER_ROW, batch, path, st))
+        return -1;
+    cuvae_tb_image_file(&t->tb, (int64_t)t->step, "images/samples", path);
+    return 0;
 }
 
 /* Validation, the epoch line, images and the epoch's checkpoint. Advances the position to the
@@ -254,6 +288,10 @@ static int end_epoch(cuvae_trainer *t, double epoch_start, cuvae_status *st)
     cuvae_json_begin(&j, "epoch");
     cuvae_json_int(&j, "epoch", epoch + 1);
     cuvae_json_int(&j, "step", e.step);
+    /* The training figures cover the steps first_step..step: the whole epoch, or after a resume
+     * inside it, the part this process ran. */
+    cuvae_json_int(&j, "first_step", (int64_t)t->epoch_first_step + 1);
+    cuvae_json_int(&j, "steps", e.step - (int64_t)t->epoch_first_step);
     cuvae_json_num(&j, "loss", e.loss);
     cuvae_json_num(&j, "rec", e.rec);
     cuvae_json_num(&j, "kl", e.kl);
@@ -273,6 +311,7 @@ static int end_epoch(cuvae_trainer *t, double epoch_start, cuvae_status *st)
     if (improved) t->best_valid = e.valid_neg_elbo;
     t->epoch++;
     t->epoch_step = 0;
+    t->epoch_first_step = t->step;
     cuvae_trainer_accum_reset(&t->epoch_acc);
     int every = t->cfg->output.checkpoint_every_epochs;
     /* best.safetensors follows every improvement, whatever the periodic cadence. */
@@ -326,6 +365,7 @@ static int run_epochs(cuvae_trainer *t, cuvae_status *st)
                 if (r) return r > 0 ? stop_nonfinite(t, st) : -1;
                 if (log_interval(t, st)) return -1;
             }
+            if (peek_progress(t, st)) return -1;
             cuvae_progress_step(&t->prog, (int)t->epoch, (int64_t)t->step);
             if (every_steps && t->step % every_steps == 0) {
                 int r = save_checkpoint(t, 0, st);
@@ -424,6 +464,7 @@ int cuvae_train(const cuvae_train_options *opt, cuvae_train_result *res, cuvae_s
     t.log = opt->log;
     t.best_valid = INFINITY;
     t.t_start = cuvae_now();
+    t.tb.fd = -1;
     cuvae_trainer_accum_reset(&t.interval);
     cuvae_trainer_accum_reset(&t.epoch_acc);
     snprintf(res->run_dir, sizeof res->run_dir, "%s", t.cfg->output.dir);

@@ -7,16 +7,20 @@
  * <run>/metrics.jsonl gets one JSON object a line, appended (a resumed run adds to it); epochs are
  * numbered from 1, `step` counts the steps completed, figures are per-example means, and a figure
  * that is not finite is written as null:
- *   start  step epoch epochs steps_per_epoch batch_size n_params device resumed_from
+ *   start  step epoch epochs steps_per_epoch batch_size n_params device resumed_from wall_s
  *   step   step epoch loss rec kl lr beta grad_norm samples_per_s skipped wall_s
  *          (every train.log_every steps, over the steps since the previous line; lr and beta of
- *          the last step; skipped steps are left out of the means)
- *   epoch  epoch step loss rec kl valid_neg_elbo samples_per_s epoch_s wall_s
- *          (training figures over the epoch's steps run by this process; validation with K = 1)
+ *          the last step, epoch that of the last step; skipped steps are left out of the means)
+ *   epoch  epoch step first_step steps loss rec kl valid_neg_elbo samples_per_s epoch_s wall_s
+ *          (training figures over steps first_step..step: the epoch's steps run by this process;
+ *          validation with K = 1)
+ *   checkpoint  step path wall_s (after each checkpoint written)
  *   stop   reason (nonfinite, SIGINT, SIGTERM) step checkpoint wall_s
  *   final  step epoch test_neg_elbo best_valid_neg_elbo checkpoint model wall_s
- * wall_s counts from the start of this process; samples_per_s leaves out evaluation, images and
- * checkpoint writing. */
+ * wall_s counts the run's time: from the start of a fresh run, and in a resumed one from the
+ * wall_s of the checkpoint record it resumes from; samples_per_s leaves out evaluation, images and
+ * checkpoint writing. With output.tensorboard the numbers also go to the run's TensorBoard events
+ * (metrics.h, tb_events.h). */
 #ifndef CUVAE_TRAINER_H
 #define CUVAE_TRAINER_H
 

@@ -11,6 +11,7 @@
 #include "dataset.h"
 #include "metrics.h"
 #include "model.h"
+#include "tb_events.h"
 #include "trainer.h"
 
 /* Metric sums over a stretch of steps (an interval between log lines, or an epoch). */
@@ -45,9 +46,13 @@ typedef struct {
     float last_lr, last_beta;
 
     cuvae_trainer_accum interval, epoch_acc;
-    double mark;    /* start of the current stretch of training time */
-    double t_start; /* process start of this run, for wall_s */
+    double mark; /* start of the current stretch of training time */
+    double
+        t_start; /* start of the run (a resumed one: moved back by the time before), for wall_s */
+    uint64_t epoch_first_step; /* the step at which this process's figures of the epoch begin */
+    double next_peek;          /* cuvae_now() of the bar's next look at the running loss */
     cuvae_metrics_log mlog;
+    cuvae_tb_events tb; /* fd -1 when output.tensorboard is off */
     cuvae_progress prog;
 } cuvae_trainer;
 

@@ -147,6 +147,13 @@ static int upload_sets(cuvae_trainer *t, cuvae_status *st)
     return 0;
 }
 
+/* A failed events write: a warning, and the run goes on (tb_events.h). */
+static void tb_warn(void *ctx, const char *message)
+{
+    cuvae_trainer *t = ctx;
+    cuvae_progress_message(&t->prog, "cuvae: warning: %s", message);
+}
+
 static int write_config_ini(cuvae_trainer *t, cuvae_status *st)
 {
     char *ini = cuvae_config_to_ini(t->cfg);
@@ -249,7 +256,14 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
     if (t->resuming && apply_resume(t, st)) return -1;
     if (write_config_ini(t, st)) return -1;
 
+    t->epoch_first_step = t->step;
+    /* wall_s goes on from where the run stood at the checkpoint. */
+    if (t->resuming) t->t_start -= cuvae_metrics_wall_at(dir, t->step);
     if (cuvae_metrics_open(&t->mlog, dir, st)) return -1;
+    if (c->output.tensorboard) {
+        if (cuvae_tb_open(&t->tb, dir, t->step, tb_warn, t, st)) return -1;
+        t->mlog.tb = &t->tb;
+    }
     cuvae_json_line j;
     cuvae_json_begin(&j, "start");
     cuvae_json_int(&j, "step", (int64_t)t->step);
@@ -260,6 +274,7 @@ int cuvae_trainer_setup(cuvae_trainer *t, cuvae_status *st)
     cuvae_json_int(&j, "n_params", (int64_t)n);
     cuvae_json_str(&j, "device", cuvae_backend_name(t->be));
     cuvae_json_str(&j, "resumed_from", t->resuming ? t->resume_path : NULL);
+    cuvae_json_num(&j, "wall_s", cuvae_now() - t->t_start);
     if (cuvae_metrics_append(&t->mlog, &j, st)) return -1;
 
     fprintf(t->opt->out,
@@ -280,6 +295,7 @@ void cuvae_trainer_cleanup(cuvae_trainer *t)
     if (t->data_loaded) cuvae_run_data_free(&t->data);
     if (t->resuming) cuvae_ckpt_free(&t->resume_ck);
     cuvae_metrics_close(&t->mlog, NULL);
+    cuvae_tb_close(&t->tb);
     free(t->perm);
     free(t->state.params);
     free(t->state.m);
