@@ -134,3 +134,61 @@ done:
     free(m2);
     return rc;
 }
+
+double cuvae_psnr(double mse)
+{
+    return mse > 0 ? -10.0 * log10(mse) : (mse == 0 ? INFINITY : NAN);
+}
+
+int cuvae_recon_error_set(cuvae_backend *be, const cuvae_model *model, cuvae_set set,
+                          const uint8_t *originals, int64_t n, int batch, cuvae_recon_error *res,
+                          cuvae_status *st)
+{
+    memset(res, 0, sizeof *res);
+    if (n <= 0) return cuvae_fail(st, "reconstruction error: the set has no examples");
+    if (n > INT32_MAX)
+        return cuvae_fail(st, "reconstruction error: %lld examples: at most %d", (long long)n,
+                          INT32_MAX);
+    int64_t max_rows = be->eval_rows_per_call > 0 ? be->eval_rows_per_call : CUVAE_EVAL_MAX_ROWS;
+    int64_t per_call = batch < 1 ? 1 : batch;
+    if (per_call > max_rows) per_call = max_rows;
+    if (per_call > n) per_call = n;
+    int chunk = (int)per_call;
+    size_t L = (size_t)model->latent, d = (size_t)model->x_dim;
+    int rc = -1;
+    int32_t *idx = cuvae_malloc(sizeof *idx * (size_t)chunk, "reconstruction indices", st);
+    float *mu = cuvae_malloc(sizeof *mu * (size_t)chunk * L, "reconstruction latents", st);
+    float *x = cuvae_malloc(sizeof *x * (size_t)chunk * d, "reconstructions", st);
+    if (!idx || !mu || !x) goto done;
+    double sum = 0;
+    for (int64_t first = 0; first < n; first += chunk) {
+        int b = (int)(n - first < chunk ? n - first : chunk);
+        for (int i = 0; i < b; i++) idx[i] = (int32_t)(first + i);
+        cuvae_eval_out out = {.mu = mu};
+        if (cuvae_backend_evaluate(be, set, idx, b, 1, 0, &out, st) ||
+            cuvae_backend_decode(be, mu, b, x, st)) {
+            cuvae_fail_prefix(st, "reconstruction error: examples %lld..%lld", (long long)first,
+                              (long long)(first + b - 1));
+            goto done;
+        }
+        const uint8_t *orig = originals + (size_t)first * d;
+        for (size_t k = 0; k < (size_t)b * d; k++) {
+            double v = x[k];
+            if (v > 1.0) /* clamped as the picture draws it; a NaN stays one and shows */
+                v = 1.0;
+            else if (v < 0.0)
+                v = 0.0;
+            double e = v - (double)orig[k] / 255.0;
+            sum += e * e;
+        }
+    }
+    res->n = n;
+    res->mse = sum / ((double)n * (double)d);
+    res->psnr = cuvae_psnr(res->mse);
+    rc = 0;
+done:
+    free(idx);
+    free(mu);
+    free(x);
+    return rc;
+}
