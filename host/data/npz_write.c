@@ -59,6 +59,8 @@ static uint64_t member_bytes(const cuvae_npz_member *m)
 int cuvae_npz_write(const char *path, const cuvae_npz_member *members, int count, cuvae_status *st)
 {
     enum { LOCAL = 30, CENTRAL = 46, END = 22, HEADER_CAP = 1024 };
+    if (count < 0 || count >= 0xffff)
+        return cuvae_fail(st, "%s: %d arrays: an archive holds fewer than 65535", path, count);
     uint64_t total = END;
     for (int i = 0; i < count; i++) {
         const cuvae_npz_member *m = &members[i];
