@@ -199,6 +199,17 @@ mse, psnr = recon(valid, gvalid)
 close(epochs[-1]["recon_mse"], mse, "epoch record recon_mse vs numpy", atol=0)
 close(epochs[-1]["recon_psnr"], psnr, "epoch record recon_psnr vs numpy", atol=0)
 check(all(e["recon_mse"] > 0 for e in epochs), "recon_mse in every epoch record")
+# The run's reconstruction grid: the validation set's grey originals above their
+# reconstructions, 12x12 tiles drawn 5x, 8 a row, under the caption band.
+ri = png(t + "/run/images/recon-epoch-002.png")
+band, s5 = (8 + 4) * 2, 5
+check(ri.shape == (band + 8 * (12 * s5 + 1) - 1, 8 * (12 * s5 + 1) - 1),
+      "recon-epoch-002.png size %s" % (ri.shape,))
+for i in range(8):
+    check(np.array_equal(tile(ri, 0, i, 12, s5, band),
+                         np.kron(gvalid[i].reshape(12, 12), np.ones((s5, s5), np.uint8))),
+          "the run's grid draws validation image %d's grey original" % i)
+check(ri[:band].max() == 255, "the run's grid has a caption")
 
 # interpolate: exact ends, the formulas between, torch's images, the reconstructions' tiles.
 mu_all = np.load(t + "/test.npz")["mu"]
@@ -277,6 +288,12 @@ close(mp[..., 1], np.tile(g[::-1, None], (1, 5)), "map z2 grows upwards", atol=1
 check(png(t + "/map.png").shape == (5 * 13 - 1, 5 * 13 - 1), "map.png size")
 raise SystemExit(1 if failures else 0)
 EOF
+
+# Without a validation set the epoch records say null.
+expect_rc 0 "$BIN" train "$T/tiny.ini" train.epochs=1 data.validation=0 output.dir="$T/run0" \
+    output.images=0 --device cpu
+[ "$(json_field "$T/run0/metrics.jsonl" recon_mse epoch)" = "None" ] ||
+    fail "recon_mse without a validation set: $(json_field "$T/run0/metrics.jsonl" recon_mse epoch)"
 
 # --- errors -------------------------------------------------------------------------------------
 expect_rc 2 "$BIN" encode
