@@ -299,8 +299,7 @@ static void test_styled_grid(const char *dir)
             }
         CHECK(bad == 0);
         /* The band is black but for the glyph: '1' starts "..#.." at (4, 4), font scale 2. */
-        CHECK(px[0] == 0 && px[4 * ew + 4] == 0 && px[4 * ew + 8] == 255 &&
-              px[5 * ew + 9] == 255);
+        CHECK(px[0] == 0 && px[4 * ew + 4] == 0 && px[4 * ew + 8] == 255 && px[5 * ew + 9] == 255);
         int white = 0;
         for (int k = 0; k < band * ew; k++) white += px[k] == 255;
         CHECK(white > 0 && white < band * ew / 4);

@@ -10,7 +10,7 @@
 #include "cli_args.h"
 #include "commands.h"
 
-/* ---- command-line parsing ------------------------------------------------------------------ */
+/* ---- command-line parsing -------------------------------------------------------------------- */
 
 int cli_runtime_error(const char *cmd, const cuvae_status *st)
 {
@@ -252,8 +252,7 @@ int cli_upload_test_set(cuvae_backend *be, const cuvae_config *c, const cuvae_ru
     return 0;
 }
 
-/* ---- a model and one of its data sets ---------------------------------------------------------
- */
+/* ---- a model and one of its data sets -------------------------------------------------------- */
 
 int cli_parse_set(const char *s, cuvae_set *out)
 {
@@ -330,8 +329,7 @@ void cli_model_close(cli_model *m)
     memset(m, 0, sizeof *m);
 }
 
-/* ---- pictures ----------------------------------------------------------------------------------
- */
+/* ---- pictures -------------------------------------------------------------------------------- */
 
 const char CLI_GRID_HELP[] =
     "  --scale S                pixels a data pixel takes, each way (nearest neighbour), 1 to 16\n"

@@ -19,14 +19,14 @@
 #include "npy.h"
 #include "train_images.h"
 
-#define DECODE_BATCH 1024      /* latents per decode call */
-#define MAX_STEPS 1024         /* points of a sweep or an interpolation */
-#define MAX_RANGE 1000.0       /* |--range| in latent units */
-#define PROGRESS_INTERVAL 0.25 /* seconds between redraws on a terminal */
+#define DECODE_BATCH 1024            /* latents per decode call */
+#define MAX_STEPS 1024               /* points of a sweep or an interpolation */
+#define MAX_RANGE 1000.0             /* |--range| in latent units */
+#define MAX_GRID_VALUES (1ULL << 28) /* decoded floats of one traversal grid (1 GiB) */
+#define PROGRESS_INTERVAL 0.25       /* seconds between redraws on a terminal */
 #define PROGRESS_LOG_INTERVAL 30.0
 
-/* ---- shared pieces -----------------------------------------------------------------------------
- */
+/* ---- shared pieces --------------------------------------------------------------------------- */
 
 /* "--name X" with X a finite number in [lo, hi]: 1, 0 when argv[*i] is another option, -1 after
  * the usage error (*err). */
@@ -141,8 +141,7 @@ static int write_points(const char *path, const float *z, const float *x, int n,
     return cuvae_npz_write(path, mem, 2, st);
 }
 
-/* ---- encode
- * -------------------------------------------------------------------------------------- */
+/* ---- encode ---------------------------------------------------------------------------------- */
 
 static const char ENCODE_HELP[] =
     "usage: cuvae encode CHECKPOINT [options]\n"
@@ -235,8 +234,7 @@ out:
     return rc;
 }
 
-/* ---- traverse
- * ------------------------------------------------------------------------------------ */
+/* ---- traverse -------------------------------------------------------------------------------- */
 
 static const char TRAVERSE_HELP[] =
     "usage: cuvae traverse CHECKPOINT [options]\n"
@@ -407,6 +405,13 @@ int cuvae_cmd_traverse(int argc, char **argv)
         }
     }
     size_t cells = (size_t)rows * (size_t)steps;
+    if ((uint64_t)cells * (uint64_t)md->x_dim > MAX_GRID_VALUES) {
+        rc = cuvae_usage_error(cmd,
+                               "a grid of %zu images of %d values is too large (at most %llu "
+                               "values): fewer --steps or --dims",
+                               cells, md->x_dim, (unsigned long long)MAX_GRID_VALUES);
+        goto out;
+    }
     z = cuvae_malloc(cells * (size_t)L * sizeof *z, "the traversal's latents", &st);
     x = cuvae_malloc(cells * (size_t)md->x_dim * sizeof *x, "the traversal's images", &st);
     if (!z || !x) goto fail;
@@ -456,8 +461,7 @@ out:
     return rc;
 }
 
-/* ---- interpolate
- * --------------------------------------------------------------------------------- */
+/* ---- interpolate ----------------------------------------------------------------------------- */
 
 static const char INTERPOLATE_HELP[] =
     "usage: cuvae interpolate CHECKPOINT --from I --to J [options]\n"
