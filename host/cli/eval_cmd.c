@@ -124,7 +124,7 @@ int cuvae_cmd_eval(int argc, char **argv)
     if (limit && limit < n) n = limit;
 
     cuvae_eval_result res;
-    if (cuvae_evaluate_set(be, &ck.model, CUVAE_SET_TEST, n, K, 0, batch, stderr, &res, &st))
+    if (cuvae_evaluate_set(be, &ck.model, CUVAE_SET_TEST, n, K, 0, batch, NULL, stderr, &res, &st))
         goto fail;
     if (!isfinite(res.neg_elbo) || !isfinite(res.neg_iw) || !isfinite(res.rec) ||
         !isfinite(res.kl)) {

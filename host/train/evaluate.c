@@ -38,13 +38,30 @@ static void draw_progress(FILE *out, int tty, int64_t done, int64_t total, int K
     fflush(out);
 }
 
+/* Sum over count values of (clamped decoder mean - original / 255)^2. */
+static double squared_error(const float *x, const uint8_t *orig, size_t count)
+{
+    double sum = 0;
+    for (size_t k = 0; k < count; k++) {
+        double v = x[k];
+        if (v > 1.0) /* clamped as the picture draws it; a NaN stays one and shows */
+            v = 1.0;
+        else if (v < 0.0)
+            v = 0.0;
+        double e = v - (double)orig[k] / 255.0;
+        sum += e * e;
+    }
+    return sum;
+}
+
 int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set set, int64_t n, int K,
-                       uint64_t counter, int batch, FILE *progress, cuvae_eval_result *res,
-                       cuvae_status *st)
+                       uint64_t counter, int batch, const uint8_t *originals, FILE *progress,
+                       cuvae_eval_result *res, cuvae_status *st)
 {
     memset(res, 0, sizeof *res);
     res->latent = model->latent;
     res->K = K;
+    res->recon_mse = res->recon_psnr = NAN;
     if (n <= 0) return cuvae_fail(st, "evaluate: the set has no examples");
     if (n > INT32_MAX)
         return cuvae_fail(st, "evaluate: %lld examples: at most %d", (long long)n, INT32_MAX);
@@ -67,7 +84,11 @@ int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set se
     float *mu = cuvae_malloc(sizeof *mu * (size_t)chunk * (size_t)L, "evaluation means", st);
     double *mean = cuvae_calloc((size_t)L, sizeof *mean, "active-unit statistics", st);
     double *m2 = cuvae_calloc((size_t)L, sizeof *m2, "active-unit statistics", st);
-    if (!idx || !buf || !mu || !mean || !m2) goto done;
+    float *x = originals ? cuvae_malloc(sizeof *x * (size_t)chunk * (size_t)model->x_dim,
+                                        "reconstructions", st)
+                         : NULL;
+    if (!idx || !buf || !mu || !mean || !m2 || (originals && !x)) goto done;
+    double sum_sq = 0;
 
     int tty = progress && isatty(fileno(progress));
     double interval = tty ? PROGRESS_INTERVAL : log_interval();
@@ -89,6 +110,15 @@ int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set se
             cuvae_fail_prefix(st, "evaluate: examples %lld..%lld", (long long)first,
                               (long long)(first + b - 1));
             goto done;
+        }
+        if (originals) { /* the decoder's mean at mu against the originals */
+            if (cuvae_backend_decode(be, mu, b, x, st)) {
+                cuvae_fail_prefix(st, "reconstruction error: examples %lld..%lld", (long long)first,
+                                  (long long)(first + b - 1));
+                goto done;
+            }
+            size_t d = (size_t)model->x_dim;
+            sum_sq += squared_error(x, originals + (size_t)first * d, (size_t)b * d);
         }
         for (int i = 0; i < b; i++) {
             if (!isfinite(out.neg_elbo[i]) || !isfinite(out.neg_iw[i])) res->nonfinite++;
@@ -122,6 +152,10 @@ int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set se
     res->neg_iw = sum_iw / (double)n;
     res->rec = sum_rec / (double)n;
     res->kl = sum_kl / (double)n;
+    if (originals) {
+        res->recon_mse = sum_sq / ((double)n * (double)model->x_dim);
+        res->recon_psnr = cuvae_psnr(res->recon_mse);
+    }
     /* Population variance (divide by n), as Burda et al. compute Cov_x over the data. */
     for (int d = 0; d < L; d++)
         if (m2[d] / (double)n > CUVAE_ACTIVE_UNIT_THRESHOLD) res->active_units++;
@@ -132,6 +166,7 @@ done:
     free(mu);
     free(mean);
     free(m2);
+    free(x);
     return rc;
 }
 
@@ -171,16 +206,7 @@ int cuvae_recon_error_set(cuvae_backend *be, const cuvae_model *model, cuvae_set
                               (long long)(first + b - 1));
             goto done;
         }
-        const uint8_t *orig = originals + (size_t)first * d;
-        for (size_t k = 0; k < (size_t)b * d; k++) {
-            double v = x[k];
-            if (v > 1.0) /* clamped as the picture draws it; a NaN stays one and shows */
-                v = 1.0;
-            else if (v < 0.0)
-                v = 0.0;
-            double e = v - (double)orig[k] / 255.0;
-            sum += e * e;
-        }
+        sum += squared_error(x, originals + (size_t)first * d, (size_t)b * d);
     }
     res->n = n;
     res->mse = sum / ((double)n * (double)d);

@@ -283,15 +283,15 @@ static int end_epoch(cuvae_trainer *t, double epoch_start, cuvae_status *st)
     };
     cuvae_recon_error recon = {.mse = NAN, .psnr = NAN};
     if (e.has_valid) {
+        /* The same pass gives the reconstruction error on the grey originals (evaluate.h). */
         cuvae_eval_result v;
         if (cuvae_evaluate_set(t->be, &t->model, CUVAE_SET_VALID, t->data.valid.n, 1, 0,
-                               t->cfg->eval.batch_size, NULL, &v, st))
+                               t->cfg->eval.batch_size,
+                               cuvae_run_data_originals(&t->data, &t->data.valid), NULL, &v, st))
             return cuvae_fail_prefix(st, "validation after epoch %d", epoch + 1);
         e.valid_neg_elbo = v.neg_elbo;
-        if (cuvae_recon_error_set(t->be, &t->model, CUVAE_SET_VALID,
-                                  cuvae_run_data_originals(&t->data, &t->data.valid),
-                                  t->data.valid.n, t->cfg->eval.batch_size, &recon, st))
-            return cuvae_fail_prefix(st, "validation after epoch %d", epoch + 1);
+        recon.mse = v.recon_mse;
+        recon.psnr = v.recon_psnr;
     }
     if (t->cfg->output.images && write_images(t, epoch, st)) return -1;
     e.epoch_s = cuvae_now() - epoch_start;
@@ -425,7 +425,7 @@ static int finish(cuvae_trainer *t, cuvae_status *st)
     if (t->data.test.n > 0) {
         cuvae_eval_result r;
         if (cuvae_evaluate_set(t->be, &t->model, CUVAE_SET_TEST, t->data.test.n, 1, 0,
-                               t->cfg->eval.batch_size, t->log, &r, st))
+                               t->cfg->eval.batch_size, NULL, t->log, &r, st))
             return cuvae_fail_prefix(st, "test-set evaluation");
         test = r.neg_elbo;
         sig = cuvae_signals_pending();
