@@ -294,6 +294,8 @@ expect_rc 0 "$BIN" train "$T/tiny.ini" train.epochs=1 data.validation=0 output.d
     output.images=0 --device cpu
 [ "$(json_field "$T/run0/metrics.jsonl" recon_mse epoch)" = "None" ] ||
     fail "recon_mse without a validation set: $(json_field "$T/run0/metrics.jsonl" recon_mse epoch)"
+expect_rc 1 "$BIN" encode "$T/run0/model.safetensors" --device cpu --set valid --out "$T/v0.npz"
+expect_one_line_error "the checkpoint's run has no validation set (data.validation = 0)"
 
 # --- errors -------------------------------------------------------------------------------------
 expect_rc 2 "$BIN" encode
