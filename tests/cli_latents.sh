@@ -297,6 +297,55 @@ expect_rc 0 "$BIN" train "$T/tiny.ini" train.epochs=1 data.validation=0 output.d
 expect_rc 1 "$BIN" encode "$T/run0/model.safetensors" --device cpu --set valid --out "$T/v0.npz"
 expect_one_line_error "the checkpoint's run has no validation set (data.validation = 0)"
 
+# --- float32 data outside [0, 1] (Gaussian likelihood): the error on the data's range ----------
+"$py" - "$T" <<'EOF'
+import gzip, sys
+import numpy as np
+t = sys.argv[1]
+for split in ("train", "t10k"):
+    raw = gzip.open("%s/data/%s-images-idx3-ubyte.gz" % (t, split)).read()
+    x = np.frombuffer(raw[16:], np.uint8).reshape(-1, 12, 12).astype(np.float32)
+    np.save("%s/data/%s-wide.npy" % (t, split), x * np.float32(3.0 / 255.0) - np.float32(1.0))
+EOF
+expect_rc 0 "$BIN" train "$T/tiny.ini" train.epochs=1 output.dir="$T/runf" output.images=0 \
+    data.train_images="$T/data/train-wide.npy" data.train_labels= \
+    data.test_images="$T/data/t10k-wide.npy" data.test_labels= data.binarize=none \
+    model.likelihood=gaussian --device cpu
+expect_rc 0 "$BIN" eval "$T/runf/model.safetensors" --device cpu --samples 1 --json "$T/evalf.json"
+expect_rc 0 "$BIN" interpolate "$T/runf/model.safetensors" --device cpu --from 0 --to 1 \
+    --steps 3 --scale 1 --out "$T/f.png" --npz "$T/f.npz"
+PYTHONPATH="$src/bench/peers" "$py" - "$T" <<'EOF'
+import json, sys
+import numpy as np
+import torch
+import torch_vae
+t = sys.argv[1]
+model, cfg, meta, _, _ = torch_vae.load_checkpoint(t + "/runf/model.safetensors",
+                                                   dtype=torch.float64)
+# The data's range, recorded as the checkpoint's input_range: both sets' min and max.
+x_all = [np.load(t + "/data/%s-wide.npy" % s) for s in ("train", "t10k")]
+lo = float(min(a.min() for a in x_all))
+hi = float(max(a.max() for a in x_all))
+got = [float(v) for v in meta.get("input_range", "nan,nan").split(",")]
+x = x_all[1].reshape(200, -1).astype(np.float64)
+with torch.no_grad():
+    mu, _ = model.encode(torch.from_numpy(x))
+    xm = model.decode(mu).numpy()  # Gaussian means
+mse = float(np.mean((np.clip((xm - lo) / (hi - lo), 0, 1) - (x - lo) / (hi - lo)) ** 2))
+ev = json.load(open(t + "/evalf.json"))
+ok = np.allclose(got, [lo, hi], atol=1e-6) and abs(ev["recon_mse"] - mse) <= 1e-5 * mse and \
+    abs(ev["recon_psnr"] - 10 * np.log10(1 / mse)) <= 1e-5 * abs(ev["recon_psnr"])
+print("cli_latents: float data: input_range %s, recon_mse %.8g vs numpy %.8g%s"
+      % (got, ev["recon_mse"], mse, "" if ok else "  <-- FAIL"))
+f = np.load(t + "/f.npz")
+with torch.no_grad():
+    want = model.decode(torch.from_numpy(f["z"].astype(np.float64))).numpy()
+ok2 = np.allclose(f["x"], want, atol=2e-5, rtol=1e-5)
+print("cli_latents: float data: interpolate's x are the decoder's means%s"
+      % ("" if ok2 else "  <-- FAIL"))
+raise SystemExit(0 if ok and ok2 else 1)
+EOF
+
 # --- errors -------------------------------------------------------------------------------------
 expect_rc 2 "$BIN" encode
 expect_one_line_error "missing CHECKPOINT"

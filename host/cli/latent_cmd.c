@@ -428,12 +428,13 @@ int cuvae_cmd_traverse(int argc, char **argv)
             }
         }
     if (cuvae_decode_all(m.be, md, z, (int)cells, DECODE_BATCH, x, &st)) goto fail;
-    cli_grid_opts g = go;
-    cuvae_grid_style style = cli_grid_style(&g, &m.ck, caption, sizeof caption);
+    /* The .npz holds the decoder's means as they are; the picture maps float data's range. */
+    if (npz_path && write_points(npz_path, z, x, (int)cells, L, md->x_dim, &st)) goto fail;
+    cuvae_to_display(md, x, cells * (size_t)md->x_dim);
+    cuvae_grid_style style = cli_grid_style(&go, &m.ck, caption, sizeof caption);
     if (cuvae_png_write_grid_styled(out_path, x, (int)cells, md->x_shape.c, md->x_shape.h,
                                     md->x_shape.w, steps, &style, &st))
         goto fail;
-    if (npz_path && write_points(npz_path, z, x, (int)cells, L, md->x_dim, &st)) goto fail;
     if (map) {
         printf("wrote the decoder's map of z in [%g, %g]^2 (%d x %d images, z1 to the right, z2 "
                "upwards) to %s\n",
@@ -576,11 +577,12 @@ int cuvae_cmd_interpolate(int argc, char **argv)
                           k == steps - 1 ? 1.0 : (double)k / (double)(steps - 1), spherical,
                           z + (size_t)k * (size_t)L);
     if (cuvae_decode_all(m.be, md, z, steps, DECODE_BATCH, x, &st)) goto fail;
+    if (npz_path && write_points(npz_path, z, x, steps, L, md->x_dim, &st)) goto fail;
+    cuvae_to_display(md, x, (size_t)steps * (size_t)md->x_dim);
     cuvae_grid_style style = cli_grid_style(&go, &m.ck, caption, sizeof caption);
     if (cuvae_png_write_grid_styled(out_path, x, steps, md->x_shape.c, md->x_shape.h, md->x_shape.w,
                                     per_row, &style, &st))
         goto fail;
-    if (npz_path && write_points(npz_path, z, x, steps, L, md->x_dim, &st)) goto fail;
     printf("wrote %d points (%s) from example %d to example %d of the %s set to %s\n", steps,
            spherical ? "spherical" : "linear", from, to, cli_set_name(set), out_path);
     rc = CUVAE_EXIT_OK;

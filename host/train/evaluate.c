@@ -38,18 +38,35 @@ static void draw_progress(FILE *out, int tty, int64_t done, int64_t total, int K
     fflush(out);
 }
 
-/* Sum over count values of (clamped decoder mean - original / 255)^2. */
-static double squared_error(const float *x, const uint8_t *orig, size_t count)
+/* Bytes a value of the model's data: float32 for float data outside [0, 1] (the checkpoint's
+ * input_range), else bytes. */
+static size_t value_bytes(const cuvae_model *m)
 {
+    return m->x_lo != 0.0f || m->x_hi != 1.0f ? sizeof(float) : 1;
+}
+
+/* Sum over count values of the squared difference between the decoder's mean and the original,
+ * both on the picture's scale: the data's range (0..255 bytes, or x_lo..x_hi of float data)
+ * mapped to [0, 1], the mean clamped to it as the picture draws it (a NaN stays one). */
+static double squared_error(const cuvae_model *m, const float *x, const uint8_t *orig, size_t count)
+{
+    int is_float = value_bytes(m) == sizeof(float);
+    double lo = m->x_lo, span = m->x_hi > m->x_lo ? (double)m->x_hi - (double)m->x_lo : 1.0;
     double sum = 0;
     for (size_t k = 0; k < count; k++) {
-        double v = x[k];
-        if (v > 1.0) /* clamped as the picture draws it; a NaN stays one and shows */
+        double v = ((double)x[k] - lo) / span, o;
+        if (v > 1.0)
             v = 1.0;
         else if (v < 0.0)
             v = 0.0;
-        double e = v - (double)orig[k] / 255.0;
-        sum += e * e;
+        if (is_float) {
+            float f; /* maybe unaligned in a mapping */
+            memcpy(&f, orig + k * sizeof f, sizeof f);
+            o = ((double)f - lo) / span;
+        } else {
+            o = (double)orig[k] / 255.0;
+        }
+        sum += (v - o) * (v - o);
     }
     return sum;
 }
@@ -118,7 +135,8 @@ int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set se
                 goto done;
             }
             size_t d = (size_t)model->x_dim;
-            sum_sq += squared_error(x, originals + (size_t)first * d, (size_t)b * d);
+            sum_sq += squared_error(model, x, originals + (size_t)first * d * value_bytes(model),
+                                    (size_t)b * d);
         }
         for (int i = 0; i < b; i++) {
             if (!isfinite(out.neg_elbo[i]) || !isfinite(out.neg_iw[i])) res->nonfinite++;
@@ -206,7 +224,8 @@ int cuvae_recon_error_set(cuvae_backend *be, const cuvae_model *model, cuvae_set
                               (long long)(first + b - 1));
             goto done;
         }
-        sum += squared_error(x, originals + (size_t)first * d, (size_t)b * d);
+        sum += squared_error(model, x, originals + (size_t)first * d * value_bytes(model),
+                             (size_t)b * d);
     }
     res->n = n;
     res->mse = sum / ((double)n * (double)d);

@@ -56,7 +56,9 @@ int cuvae_evaluate_set(cuvae_backend *be, const cuvae_model *model, cuvae_set se
 
 /* The reconstruction error on [0, 1] pixels, the picture a person judges: the decoder's mean at
  * z = mu(x) (Bernoulli probabilities or Gaussian means, clamped to [0, 1] as images show them)
- * against the grey original bytes / 255 (not the binarized draw the encoder saw). */
+ * against the grey original bytes / 255 (not the binarized draw the encoder saw). For float32
+ * data outside [0, 1] (the model's x_lo..x_hi), both are first mapped from that range to
+ * [0, 1], as the pictures map them, so PSNR is relative to the data's range. */
 typedef struct {
     double mse;  /* mean over examples and values (C x H x W) of the squared difference */
     double psnr; /* 10 log10(1 / mse) in dB, from the set's mse (infinite when mse = 0) */
@@ -64,7 +66,8 @@ typedef struct {
 } cuvae_recon_error;
 
 /* The reconstruction error of examples [0, n) of `set` (uploaded), `originals` [n, x_dim] their
- * grey bytes, at most `batch` examples per backend call. Deterministic: mu and the decoder use no
+ * grey bytes (float32 values for a model of float data), at most `batch` examples per backend
+ * call. Deterministic: mu and the decoder use no
  * noise. */
 int cuvae_recon_error_set(cuvae_backend *be, const cuvae_model *model, cuvae_set set,
                           const uint8_t *originals, int64_t n, int batch, cuvae_recon_error *res,
