@@ -312,8 +312,8 @@ int cli_model_open(cli_model *m, const char *ckpt_path, const cli_common_opts *o
                                        : &m->rd.train;
     if (m->data->n <= 0)
         return cuvae_fail(st, "the %s set of %s has no examples", cli_set_name(set), ckpt_path);
-    if (check_scale(&m->ck, &m->rd, set == CUVAE_SET_TEST ? c->data.test_images : c->data.train_images,
-                    st))
+    if (check_scale(&m->ck, &m->rd,
+                    set == CUVAE_SET_TEST ? c->data.test_images : c->data.train_images, st))
         return -1;
     m->originals = cuvae_run_data_originals(&m->rd, m->data);
     if (upload_set(m->be, set, &m->rd, m->data, st))
