@@ -360,7 +360,7 @@ static int bench_setting(setting *r, const bench_opts *o, const cuvae_config *ba
                 goto done;
             }
             if (cuvae_evaluate_set(be, &model, CUVAE_SET_TEST, bd->n_test, eval_K, 0,
-                                   c.eval.batch_size, NULL, &e, st)) {
+                                   c.eval.batch_size, NULL, NULL, &e, st)) {
                 cuvae_fail_prefix(st, "evaluation");
                 goto done;
             }

@@ -57,19 +57,23 @@ sed -i "s#$T/data/train-images-idx3-ubyte.gz#$T/rgb/train-images-idx4-ubyte.gz#;
 expect_rc 0 "$BIN" train "$T/rgb.ini" train.epochs=1
 expect_out "examples of 32x32 RGB"
 # 32 validation images over their reconstructions, 8 a row: 8 rows of 32+1 pixels less the gap;
-# 64 samples, 8 a row.
-expect_png "$T/run/images/recon-epoch-001.png" "263x263 2"
-expect_png "$T/run/images/samples-epoch-001.png" "263x263 2"
+# 64 samples, 8 a row; by default the 32x32 tiles are drawn 2x (64+1 pixels a tile) under a
+# caption band of (8 + 4) x 2 pixels.
+expect_png "$T/run/images/recon-epoch-001.png" "519x543 2"
+expect_png "$T/run/images/samples-epoch-001.png" "519x543 2"
+expect_rc 0 "$BIN" train "$T/rgb.ini" train.epochs=1 output.dir="$T/run1" output.image_scale=1 \
+    output.image_caption=0
+expect_png "$T/run1/images/recon-epoch-001.png" "263x263 2"
 CK=$T/run/checkpoints/$(cat "$T/run/checkpoints/latest")
 shape=$(python3 -c 'import json, struct, sys
 b = open(sys.argv[1], "rb").read(); (n,) = struct.unpack("<Q", b[:8])
 print(json.loads(b[8:8 + n])["__metadata__"].get("input_shape"))' "$CK")
 [ "$shape" = "3,32,32" ] || fail "input_shape in the checkpoint's metadata is '$shape', expected 3,32,32"
 
-expect_rc 0 "$BIN" sample "$CK" --n 6 --per-row 3 --out "$T/s.png"
+expect_rc 0 "$BIN" sample "$CK" --n 6 --per-row 3 --scale 1 --out "$T/s.png"
 expect_out "(32x32 RGB,"
 expect_png "$T/s.png" "98x65 2"
-expect_rc 0 "$BIN" reconstruct "$CK" --n 4 --per-row 4 --device cpu --out "$T/r.png"
+expect_rc 0 "$BIN" reconstruct "$CK" --n 4 --per-row 4 --scale 1 --device cpu --out "$T/r.png"
 expect_out "(32x32 RGB,"
 expect_png "$T/r.png" "131x65 2"
 expect_rc 0 "$BIN" eval "$CK" --samples 2 --limit 20 --device cpu --json "$T/eval.json"

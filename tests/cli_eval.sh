@@ -234,15 +234,15 @@ if not (before["active_units"] - 2 <= after["active_units"] <= latent - 2):
 EOF2
 
 # --- sample and reconstruct: valid PNGs of the documented geometry --------------------------------
-expect_rc 0 "$BIN" sample "$MODEL" --n 10 --per-row 4 --seed 3 --device cpu --out "$T/s.png"
+expect_rc 0 "$BIN" sample "$MODEL" --n 10 --per-row 4 --seed 3 --scale 1 --device cpu --out "$T/s.png"
 grep -qF "$T/s.png" "$T/out" || fail "sample does not say where it wrote"
-expect_rc 0 "$BIN" sample "$MODEL" --n 10 --per-row 4 --seed 3 --device cpu --out "$T/s2.png"
-expect_rc 0 "$BIN" sample "$MODEL" --n 10 --per-row 4 --seed 4 --device cpu --out "$T/s3.png"
+expect_rc 0 "$BIN" sample "$MODEL" --n 10 --per-row 4 --seed 3 --scale 1 --device cpu --out "$T/s2.png"
+expect_rc 0 "$BIN" sample "$MODEL" --n 10 --per-row 4 --seed 4 --scale 1 --device cpu --out "$T/s3.png"
 cmp -s "$T/s.png" "$T/s2.png" || fail "sample with the same seed gave different images"
 cmp -s "$T/s.png" "$T/s3.png" && fail "sample with another seed gave the same images"
 (cd "$T" && expect_rc 0 "$BIN" sample "$MODEL" --device cpu)
 [ -s "$T/samples.png" ] || fail "sample wrote no samples.png by default"
-expect_rc 0 "$BIN" reconstruct "$MODEL" --n 10 --per-row 4 --device cpu --out "$T/r.png"
+expect_rc 0 "$BIN" reconstruct "$MODEL" --n 10 --per-row 4 --scale 1 --device cpu --out "$T/r.png"
 grep -qF "$T/r.png" "$T/out" || fail "reconstruct does not say where it wrote"
 expect_rc 1 "$BIN" sample "$MODEL" --device cpu --out "$T/nowhere/s.png"
 expect_one_line_error "$T/nowhere/s.png"
@@ -268,10 +268,10 @@ def expect(path, w, h):
     got = png_size(path)
     if got != (w, h):
         sys.exit(f"cli_eval: FAIL: {path}: {got[0]}x{got[1]}, expected {w}x{h}")
-# 8x8 tiles, 1-pixel gaps. sample: 10 images, 4 a row -> 3 rows.
+# 8x8 tiles (--scale 1), 1-pixel gaps. sample: 10 images, 4 a row -> 3 rows.
 expect(f"{d}/s.png", 4 * 9 - 1, 3 * 9 - 1)
-# default: 64 samples, 8 a row.
-expect(f"{d}/samples.png", 8 * 9 - 1, 8 * 9 - 1)
+# default: 64 samples, 8 a row, tiles drawn 7x (the smallest scale giving 56 pixels).
+expect(f"{d}/samples.png", 8 * 57 - 1, 8 * 57 - 1)
 # reconstruct: 10 inputs, 4 a row -> 3 pairs of rows.
 expect(f"{d}/r.png", 4 * 9 - 1, 6 * 9 - 1)
 EOF

@@ -45,7 +45,7 @@ b = open(sys.argv[1], "rb").read(); (n,) = struct.unpack("<Q", b[:8])
 print(json.loads(b[8:8 + n])["__metadata__"].get("input_shape"))' "$CK")
 [ "$shape" = "1,6,10" ] || fail "input_shape in the checkpoint's metadata is '$shape', expected 1,6,10"
 
-expect_rc 0 "$BIN" sample "$CK" --n 6 --per-row 3 --out "$T/s.png"
+expect_rc 0 "$BIN" sample "$CK" --n 6 --per-row 3 --scale 1 --out "$T/s.png"
 expect_out "(6x10,"
 [ "$(png_size "$T/s.png")" = "32x13" ] || fail "sample grid is $(png_size "$T/s.png"), expected 32x13"
 
@@ -73,7 +73,7 @@ EOF
 }
 
 reseal "$CK" "" "$T/old.safetensors"
-expect_rc 0 "$BIN" sample "$T/old.safetensors" --n 6 --per-row 3 --out "$T/old.png"
+expect_rc 0 "$BIN" sample "$T/old.safetensors" --n 6 --per-row 3 --scale 1 --out "$T/old.png"
 expect_out "(1x60,"
 [ "$(png_size "$T/old.png")" = "182x3" ] || fail "old-style grid is $(png_size "$T/old.png"), expected 182x3"
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "dataset.h"
 #include "npy.h"
@@ -326,11 +327,65 @@ static void test_image_shapes(void)
     cuvae_test_remove_dir(dir);
 }
 
+static uint8_t *read_whole(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    uint8_t *buf = malloc(1 << 16);
+    *len = buf ? fread(buf, 1, 1 << 16, f) : 0;
+    fclose(f);
+    return buf;
+}
+
+/* cuvae_npz_write: the archive's members read back through the .npz reader and header parser. */
+static void test_npz_write(void)
+{
+    char dir[512], path[700];
+    CHECK(cuvae_test_tmpdir(dir, sizeof dir, "npzw") == 0);
+    snprintf(path, sizeof path, "%s/out.npz", dir);
+    float mu[6] = {0.5f, -1.0f, 2.0f, 3.25f, -0.0f, 1e-30f};
+    uint8_t labels[3] = {7, 0, 255};
+    cuvae_npz_member m[2] = {
+        {.name = "mu", .descr = "<f4", .itemsize = 4, .ndim = 2, .shape = {3, 2}, .data = mu},
+        {.name = "labels", .descr = "|u1", .itemsize = 1, .ndim = 1, .shape = {3}, .data = labels},
+    };
+    cuvae_status st = {{0}};
+    CHECK(cuvae_npz_write(path, m, 2, &st) == 0);
+    size_t len = 0;
+    uint8_t *file = read_whole(path, &len);
+    CHECK(file != NULL);
+    for (int k = 0; file && k < 2; k++) {
+        uint64_t off = 0, csize = 0, usize = 0;
+        int method = -1;
+        uint32_t crc = 0;
+        char member[64];
+        CHECK(cuvae_npz_find(file, len, path, m[k].name, NULL, &off, &csize, &usize, &method, &crc,
+                             member, sizeof member, &st) == 0);
+        CHECK(method == 0 && csize == usize);
+        cuvae_npy_header h;
+        CHECK(cuvae_npy_parse_header(file + off, (size_t)usize, member, &h, &st) == 0);
+        CHECK(h.ndim == m[k].ndim && h.shape[0] == 3 && (h.ndim == 1 || h.shape[1] == 2));
+        CHECK(h.data_offset % 64 == 0 && h.data_offset + h.data_bytes == usize);
+        CHECK(memcmp(file + off + h.data_offset, m[k].data, (size_t)h.data_bytes) == 0);
+        CHECK(crc == (uint32_t)crc32(0L, file + off, (uInt)usize));
+    }
+    free(file);
+    /* A directory that does not exist: the error names the file. */
+    snprintf(path, sizeof path, "%s/no/such.npz", dir);
+    CHECK(cuvae_npz_write(path, m, 2, &st) == -1);
+    CHECK_MSG(st.msg, "no/such.npz");
+    cuvae_npz_member bad = {.name = "x", .descr = "<f4", .itemsize = 4, .ndim = 3, .data = mu};
+    CHECK(cuvae_npz_write(path, &bad, 1, &st) == -1);
+    CHECK_MSG(st.msg, "cannot write array 'x'");
+    cuvae_test_remove_dir(dir);
+}
+
 int main(void)
 {
     test_good_headers();
     test_hostile_headers();
     test_npz_directory();
     test_image_shapes();
+    test_npz_write();
     return cuvae_test_finish("npy");
 }

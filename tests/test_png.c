@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "font.h"
 #include "png.h"
 #include "tests_util.h"
 
@@ -271,6 +272,54 @@ static void test_rgb_grid(const char *dir)
     remove(path);
 }
 
+/* Scaled tiles (nearest neighbour), the caption band and the default scale. */
+static void test_styled_grid(const char *dir)
+{
+    enum { N = 2, R = 3, C = 4, S = 3 };
+    float img[N * R * C];
+    for (int i = 0; i < N * R * C; i++) img[i] = (float)i / (float)(N * R * C - 1);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/styled.png", dir);
+    cuvae_status st = {{0}};
+    cuvae_grid_style style = {.scale = S, .caption = "1"};
+    CHECK(cuvae_png_write_grid_styled(path, img, N, 1, R, C, N, &style, &st) == 0);
+    int w, h;
+    uint8_t *px = read_png(path, &w, &h);
+    const int band = (CUVAE_GLYPH_H + 4) * 2, ew = N * (C * S + 1) - 1, eh = band + R * S;
+    CHECK(w == ew && h == eh);
+    if (px && w == ew && h == eh) {
+        int bad = 0;
+        for (int y = band; y < eh; y++)
+            for (int x = 0; x < ew; x++) {
+                int i = x / (C * S + 1), ix = x % (C * S + 1), iy = y - band;
+                int expect = 128;
+                if (ix < C * S)
+                    expect = (int)floorf(img[(i * R + iy / S) * C + ix / S] * 255.0f + 0.5f);
+                if (px[y * ew + x] != expect) bad++;
+            }
+        CHECK(bad == 0);
+        /* The band is black but for the glyph: '1' starts "..#.." at (4, 4), font scale 2. */
+        CHECK(px[0] == 0 && px[4 * ew + 4] == 0 && px[4 * ew + 8] == 255 && px[5 * ew + 9] == 255);
+        int white = 0;
+        for (int k = 0; k < band * ew; k++) white += px[k] == 255;
+        CHECK(white > 0 && white < band * ew / 4);
+    }
+    free(px);
+    /* Scale 0 or 1 and no caption: the plain grid. */
+    cuvae_grid_style plain = {.scale = 1, .caption = ""};
+    CHECK(cuvae_png_write_grid_styled(path, img, N, 1, R, C, N, &plain, &st) == 0);
+    px = read_png(path, &w, &h);
+    CHECK(w == N * (C + 1) - 1 && h == R);
+    free(px);
+    cuvae_grid_style huge = {.scale = CUVAE_GRID_MAX_SCALE + 1};
+    CHECK(cuvae_png_write_grid_styled(path, img, N, 1, R, C, N, &huge, &st) == -1);
+    CHECK_MSG(st.msg, "scale 17");
+    CHECK(cuvae_grid_auto_scale(28, 28) == 2 && cuvae_grid_auto_scale(12, 12) == 5);
+    CHECK(cuvae_grid_auto_scale(64, 64) == 1 && cuvae_grid_auto_scale(6, 10) == 6);
+    CHECK(cuvae_grid_auto_scale(1, 1) == CUVAE_GRID_MAX_SCALE);
+    CHECK(cuvae_font_width("ab", 2) == (2 * CUVAE_GLYPH_ADVANCE - 1) * 2);
+}
+
 int main(void)
 {
     char dir[512];
@@ -282,7 +331,8 @@ int main(void)
     test_gray_roundtrip(dir);
     test_failures(dir);
     test_rgb_grid(dir);
-    const char *names[] = {"grid.png", "noise.png", "one.png"};
+    test_styled_grid(dir);
+    const char *names[] = {"grid.png", "noise.png", "one.png", "styled.png"};
     char path[600];
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);

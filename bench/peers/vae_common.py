@@ -48,7 +48,8 @@ DEFAULTS = {
               "min_lr": "0"},
     "eval": {"samples": "5000", "batch_size": "100"},
     "output": {"dir": "", "checkpoint_every_steps": "0", "checkpoint_every_epochs": "1",
-               "keep_last": "3", "images": "1", "tensorboard": "1"},
+               "keep_last": "3", "images": "1", "tensorboard": "1", "image_scale": "0",
+               "image_caption": "1"},
 }
 
 

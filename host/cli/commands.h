@@ -40,6 +40,15 @@ int cuvae_cmd_sample(int argc, char **argv);
 /* cuvae reconstruct CHECKPOINT ...: inputs beside their reconstructions (host/cli/eval_cmd.c) */
 int cuvae_cmd_reconstruct(int argc, char **argv);
 
+/* cuvae encode CHECKPOINT ...: mu and logvar of a set as an .npz (host/cli/latent_cmd.c) */
+int cuvae_cmd_encode(int argc, char **argv);
+
+/* cuvae traverse CHECKPOINT ...: latent traversals or the 2-D map (host/cli/latent_cmd.c) */
+int cuvae_cmd_traverse(int argc, char **argv);
+
+/* cuvae interpolate CHECKPOINT --from I --to J ...: decoded interpolations (latent_cmd.c) */
+int cuvae_cmd_interpolate(int argc, char **argv);
+
 /* cuvae bench ...: throughput of the training step and its parts (bench/bench_cmd.c) */
 int cuvae_cmd_bench(int argc, char **argv);
 

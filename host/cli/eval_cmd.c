@@ -15,6 +15,7 @@
 #include "backend.h"
 #include "checkpoint.h"
 #include "cli_args.h"
+#include "cli_model.h"
 #include "dataset.h"
 #include "evaluate.h"
 #include "file_write.h"
@@ -25,225 +26,15 @@
 #define MAX_IMAGES 65536    /* images in one grid */
 #define DECODE_BATCH 1024   /* images per backend call when drawing grids */
 
-/* ---- command-line parsing ------------------------------------------------------------------ */
-
-static int runtime_error(const char *cmd, const cuvae_status *st)
-{
-    fprintf(stderr, "cuvae: %s: %s\n", cmd, st->msg);
-    return CUVAE_EXIT_RUNTIME;
-}
-
-typedef struct {
-    cuvae_device device;
-    const char *data_dir, *test_images, *test_labels;
-} common_opts;
-
-/* Options shared by the three commands (the data ones when with_data). Returns 1 when argv[*i]
- * was one of them, 0 when not, and -1 on a bad value, with the usage exit status in *err. */
-
-static int common_option(const char *cmd, int argc, char **argv, int *i, int with_data,
-                         common_opts *o, int *err)
-{
-    const char *v = NULL;
-    int r;
-    if ((r = cuvae_opt_value(argc, argv, i, "--device", &v))) {
-        if (r < 0 || cuvae_parse_device(v, &o->device)) {
-            *err = cuvae_usage_error(cmd, "--device: expected auto, cpu or cuda, got '%s'",
-                                     r < 0 ? "" : v);
-            return -1;
-        }
-        return 1;
-    }
-    if (!with_data) return 0;
-    const char *names[3] = {"--data-dir", "--test-images", "--test-labels"};
-    const char **slots[3] = {&o->data_dir, &o->test_images, &o->test_labels};
-    for (int k = 0; k < 3; k++) {
-        if ((r = cuvae_opt_value(argc, argv, i, names[k], &v))) {
-            /* An empty --test-labels means "no labels": evaluation does not need them. */
-            if (r < 0 || (*v == '\0' && k != 2)) {
-                *err = cuvae_usage_error(cmd, "%s: expected a path", names[k]);
-                return -1;
-            }
-            if (strlen(v) >= CUVAE_PATH_LEN) {
-                *err = cuvae_usage_error(cmd, "%s: path longer than %d bytes", names[k],
-                                         CUVAE_PATH_LEN - 1);
-                return -1;
-            }
-            *slots[k] = v;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static const char DEVICE_HELP[] =
-    "  --device auto|cpu|cuda   backend to run on (default auto: CUDA when a GPU is usable)\n";
-
-static const char DATA_HELP[] =
-    "  --data-dir DIR           look for the checkpoint's test files (same file or folder\n"
-    "                           names) in DIR\n"
-    "  --test-images PATH       test images (IDX, .npy, .npz or a folder of PNG/JPEG images,\n"
-    "                           read as the checkpoint's data.image_* keys say) instead of the\n"
-    "                           checkpoint's\n"
-    "                           (the checkpoint's labels are then not used)\n"
-    "  --test-labels PATH       labels whose count must match the images (optional; \"\" = none)\n";
-
-/* ---- shared steps ---------------------------------------------------------------------------- */
-
-/* Reads and validates the checkpoint; the message always names the file. */
-static int load_checkpoint(const char *path, cuvae_ckpt *ck, cuvae_status *st)
-{
-    memset(ck, 0, sizeof *ck);
-    if (cuvae_ckpt_read(path, ck, st) == 0) {
-        cuvae_ckpt_warn_unchecked(ck, path, stderr);
-        return 0;
-    }
-    if (!strstr(st->msg, path)) cuvae_fail_prefix(st, "%s", path);
-    return -1;
-}
-
-/* Creates the backend and loads the checkpoint's parameters into it. A checkpoint without
- * optimizer state gets zero m and v: evaluation never reads them. */
-static cuvae_backend *make_backend(const cuvae_ckpt *ck, const cuvae_config *cfg,
-                                   cuvae_device device, int64_t n_test, uint64_t staging,
-                                   cuvae_status *st)
-{
-    /* The memory estimate: the backend's own, the checkpoint's tensors held here, and the test
-     * set as cuvae_run_data_load will hold it (n_test from its header). */
-    cuvae_mem_plan host = {.n = 0};
-    cuvae_mem_add(
-        &host, "checkpoint",
-        cuvae_mem_mul(cuvae_mem_mul(ck->model.n_params, sizeof(float)), ck->state.m ? 3 : 1));
-    /* A model of float data (its input_range) is evaluated on float32 values. */
-    int vb = ck->model.x_lo != 0.0f || ck->model.x_hi != 1.0f ? (int)sizeof(float) : 1;
-    cuvae_mem_add(&host, "data",
-                  cuvae_mem_mul((uint64_t)n_test, (uint64_t)ck->model.x_dim * (uint64_t)vb + 1));
-    cuvae_mem_add(&host, "data staging (.npz)", staging); /* a deflated member, inflated whole */
-    cuvae_backend_spec spec = {
-        .model = &ck->model,
-        .config = cfg,
-        .host_needs = &host,
-        .upload_rows = {0, 0, n_test},
-        .upload_value_bytes = vb,
-        .advice = "evaluate on a machine with more memory, or use fewer test examples (--limit)",
-    };
-    cuvae_backend *be = cuvae_backend_create(device, &spec, stderr, st);
-    if (!be) return NULL;
-    float *zeros = NULL;
-    cuvae_train_state state = ck->state;
-    state.adam_t = ck->meta.adam_t;
-    if (!state.m || !state.v) {
-        zeros = cuvae_calloc(ck->model.n_params, sizeof *zeros, "zero optimizer state", st);
-        if (!zeros) goto fail;
-        if (!state.m) state.m = zeros;
-        if (!state.v) state.v = zeros;
-    }
-    if (cuvae_backend_set_state(be, &state, st)) goto fail;
-    free(zeros);
-    return be;
-fail:
-    free(zeros);
-    cuvae_backend_destroy(be);
-    return NULL;
-}
-
-/* Puts the test-set paths asked for on the command line into the checkpoint's config. With
- * --data-dir the file names of the configured paths are kept and the directory replaced. */
-static int apply_data_options(cuvae_config *c, const common_opts *o, cuvae_status *st)
-{
-    char *targets[2] = {c->data.test_images, c->data.test_labels};
-    if (o->data_dir) {
-        for (int k = 0; k < 2; k++) {
-            if (!targets[k][0]) continue;
-            /* The last name of the path; an image folder's may end in '/'. */
-            size_t end = strlen(targets[k]);
-            while (end > 1 && targets[k][end - 1] == '/') end--;
-            size_t start = end;
-            while (start > 0 && targets[k][start - 1] != '/') start--;
-            char joined[2 * CUVAE_PATH_LEN];
-            snprintf(joined, sizeof joined, "%s/%.*s", o->data_dir, (int)(end - start),
-                     targets[k] + start);
-            if (strlen(joined) >= CUVAE_PATH_LEN)
-                return cuvae_fail(st, "--data-dir: '%s' is longer than %d bytes", joined,
-                                  CUVAE_PATH_LEN - 1);
-            memcpy(targets[k], joined, strlen(joined) + 1);
-        }
-    }
-    /* Labels only serve to check the images' count; the checkpoint's belong to its own images. */
-    if (o->test_images) {
-        snprintf(c->data.test_images, CUVAE_PATH_LEN, "%s", o->test_images);
-        c->data.test_labels[0] = '\0';
-    }
-    if (o->test_labels) snprintf(c->data.test_labels, CUVAE_PATH_LEN, "%s", o->test_labels);
-    if (!c->data.test_images[0])
-        return cuvae_fail(st, "the checkpoint's config names no test set (data.test_images is "
-                              "empty): pass --test-images PATH");
-    return 0;
-}
-
-/* The test set's header against the model, before the backend is created (a bad data file
- * costs no device start-up) and before its payload is read (the memory estimate comes first). */
-static int peek_test_set(const cuvae_ckpt *ck, const cuvae_config *c, int64_t *n_test,
-                         uint64_t *staging, cuvae_status *st)
-{
-    cuvae_run_shape sh;
-    if (cuvae_run_data_peek(c, 0, &sh, st)) return -1;
-    if (sh.d != ck->model.x_dim)
-        return cuvae_fail(st, "%s: %dx%d = %d pixels an image, but the checkpoint's model takes %d",
-                          c->data.test_images, sh.rows, sh.cols, sh.d, ck->model.x_dim);
-    if (sh.channels != ck->model.x_shape.c)
-        return cuvae_fail(st, "%s: %d channels an image, but the checkpoint's model takes %d",
-                          c->data.test_images, sh.channels, ck->model.x_shape.c);
-    *n_test = sh.n_test;
-    *staging = sh.staging;
-    return 0;
-}
-
-/* Loads the test set exactly as training does (binarized once with the fixed test seed when
- * data.binarize != none) and checks it against the model. */
-static int load_test_set(const cuvae_ckpt *ck, const cuvae_config *c, cuvae_run_data *rd,
-                         cuvae_status *st)
-{
-    memset(rd, 0, sizeof *rd);
-    if (cuvae_run_data_load(rd, c, 0, st)) return -1;
-    if (rd->test.n <= 0)
-        return cuvae_fail(st, "%s: the test set has no examples", c->data.test_images);
-    if (rd->test.d != ck->model.x_dim || rd->test.channels != ck->model.x_shape.c)
-        return cuvae_fail(st,
-                          "%s: %dx%dx%d = %d values an image, but the checkpoint's model takes %d "
-                          "(%d channels)",
-                          c->data.test_images, rd->test.channels, rd->test.rows, rd->test.cols,
-                          rd->test.d, ck->model.x_dim, ck->model.x_shape.c);
-    int model_float = ck->model.x_lo != 0.0f || ck->model.x_hi != 1.0f;
-    if (model_float != rd->is_float)
-        return cuvae_fail(st,
-                          "%s: %s, but the checkpoint's model was trained on %s (its "
-                          "input_range): the data must be on the training data's scale",
-                          c->data.test_images,
-                          rd->is_float ? "float32 values outside [0, 1]" : "values in [0, 1]",
-                          model_float ? "float32 data outside [0, 1]" : "data in [0, 1]");
-    return 0;
-}
-
-static int upload_test_set(cuvae_backend *be, const cuvae_config *c, const cuvae_run_data *rd,
-                           cuvae_status *st)
-{
-    cuvae_upload_desc u = {.data = rd->test.pixels,
-                           .dtype = rd->is_float ? CUVAE_DATA_F32 : CUVAE_DATA_U8,
-                           .n = rd->test.n,
-                           .d = rd->test.d};
-    if (cuvae_backend_upload_data(be, CUVAE_SET_TEST, &u, st))
-        return cuvae_fail_prefix(st, "uploading the test set %s", c->data.test_images);
-    return 0;
-}
-
 /* ---- eval ------------------------------------------------------------------------------------ */
 
 static const char EVAL_HELP[] =
     "usage: cuvae eval CHECKPOINT [options]\n"
     "Evaluates a checkpoint on its test set (binarized once with the fixed test seed when the\n"
     "run binarizes): mean negative ELBO, the K-sample importance-weighted bound on -log p(x),\n"
-    "reconstruction error, KL, and the number of active latent units (Var_x E[z_d|x] > 0.01).\n"
+    "reconstruction error, KL, the number of active latent units (Var_x E[z_d|x] > 0.01), and\n"
+    "the reconstruction MSE and PSNR on [0, 1] pixels (the decoder's mean at z = mu(x) against\n"
+    "the grey original; PSNR = 10 log10(1 / MSE) over the set).\n"
     "  --samples K              importance samples per example (default: eval.samples)\n"
     "  --limit N                evaluate only the first N test examples (default: all)\n"
     "  --batch B                examples per backend call (default: eval.batch_size; fewer when\n"
@@ -265,15 +56,15 @@ int cuvae_cmd_eval(int argc, char **argv)
     int samples = 0, limit = 0, batch = 0;
     /* The reported bound is the figure of merit: full-precision GEMMs unless asked otherwise. */
     cuvae_precision precision = CUVAE_PREC_FP32;
-    common_opts co = {.device = CUVAE_DEV_AUTO};
+    cli_common_opts co = {.device = CUVAE_DEV_AUTO};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         int r, err = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf(EVAL_HELP, CUVAE_EVAL_MAX_ROWS, DEVICE_HELP, DATA_HELP);
+            printf(EVAL_HELP, CUVAE_EVAL_MAX_ROWS, CLI_DEVICE_HELP, CLI_DATA_HELP);
             return CUVAE_EXIT_OK;
         }
-        if ((r = common_option(cmd, argc, argv, &i, 1, &co, &err))) {
+        if ((r = cli_common_option(cmd, argc, argv, &i, 1, &co, &err))) {
             if (r < 0) return err;
         } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--samples", 1, MAX_SAMPLES, &samples,
                                          &err))) {
@@ -311,11 +102,11 @@ int cuvae_cmd_eval(int argc, char **argv)
     uint64_t staging = 0;
     cuvae_backend *be = NULL;
     int rc = CUVAE_EXIT_RUNTIME;
-    if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
+    if (cli_load_checkpoint(ckpt_path, &ck, &st)) return cli_runtime_error(cmd, &st);
     cuvae_config cfg = ck.config;
     if (limit) cfg.data.limit_test = limit;
     cfg.train.precision = precision;
-    if (apply_data_options(&cfg, &co, &st)) goto fail;
+    if (cli_apply_data_options(&cfg, &co, &st)) goto fail;
     int K = samples ? samples : cfg.eval.samples;
     if (batch <= 0) batch = cfg.eval.batch_size;
     if (K < 1 || batch < 1) {
@@ -325,15 +116,15 @@ int cuvae_cmd_eval(int argc, char **argv)
                                cfg.eval.samples, cfg.eval.batch_size);
         goto out;
     }
-    if (peek_test_set(&ck, &cfg, &n_test, &staging, &st)) goto fail;
-    if (!(be = make_backend(&ck, &cfg, co.device, n_test, staging, &st))) goto fail;
-    if (load_test_set(&ck, &cfg, &rd, &st)) goto fail;
-    if (upload_test_set(be, &cfg, &rd, &st)) goto fail;
+    if (cli_peek_test_set(&ck, &cfg, &n_test, &staging, &st)) goto fail;
+    if (!(be = cli_make_backend(&ck, &cfg, co.device, n_test, staging, &st))) goto fail;
+    if (cli_load_test_set(&ck, &cfg, &rd, &st)) goto fail;
+    if (cli_upload_test_set(be, &cfg, &rd, &st)) goto fail;
     int64_t n = rd.test.n;
     if (limit && limit < n) n = limit;
 
     cuvae_eval_result res;
-    if (cuvae_evaluate_set(be, &ck.model, CUVAE_SET_TEST, n, K, 0, batch, stderr, &res, &st))
+    if (cuvae_evaluate_set(be, &ck.model, CUVAE_SET_TEST, n, K, 0, batch, NULL, stderr, &res, &st))
         goto fail;
     if (!isfinite(res.neg_elbo) || !isfinite(res.neg_iw) || !isfinite(res.rec) ||
         !isfinite(res.kl)) {
@@ -344,6 +135,11 @@ int cuvae_cmd_eval(int argc, char **argv)
         goto fail;
     }
     double per_s = res.seconds > 0 ? (double)res.n / res.seconds : 0.0;
+    /* After the timed bound: the decoder mean at mu against the grey originals (evaluate.h). */
+    cuvae_recon_error recon;
+    if (cuvae_recon_error_set(be, &ck.model, CUVAE_SET_TEST,
+                              cuvae_run_data_originals(&rd, &rd.test), n, batch, &recon, &st))
+        goto fail;
 
     printf("%-22s %s (step %llu)\n", "checkpoint", ckpt_path, (unsigned long long)ck.meta.step);
     printf("%-22s %s\n", "test set", cfg.data.test_images);
@@ -356,6 +152,9 @@ int cuvae_cmd_eval(int argc, char **argv)
     printf("%-22s %.4f nats (K = %d)\n", "-log p(x) bound", res.neg_iw, K);
     printf("%-22s %.4f nats\n", "reconstruction", res.rec);
     printf("%-22s %.4f nats\n", "KL", res.kl);
+    printf("%-22s %.6f (decoder mean at mu vs the [0, 1] originals)\n", "reconstruction MSE",
+           recon.mse);
+    printf("%-22s %.3f dB\n", "reconstruction PSNR", recon.psnr);
     printf("%-22s %d / %d\n", "active units", res.active_units, res.latent);
     printf("%-22s %.3f\n", "seconds", res.seconds);
     printf("%-22s %.1f\n", "examples/s", per_s);
@@ -383,6 +182,8 @@ int cuvae_cmd_eval(int argc, char **argv)
         cuvae_json_num(&j, "neg_iw_bound", res.neg_iw);
         cuvae_json_num(&j, "rec", res.rec);
         cuvae_json_num(&j, "kl", res.kl);
+        cuvae_json_num(&j, "recon_mse", recon.mse);
+        cuvae_json_num(&j, "recon_psnr", recon.psnr);
         cuvae_json_int(&j, "active_units", res.active_units);
         cuvae_json_int(&j, "latent", res.latent);
         cuvae_json_int(&j, "nonfinite", res.nonfinite);
@@ -403,7 +204,7 @@ int cuvae_cmd_eval(int argc, char **argv)
     rc = CUVAE_EXIT_OK;
     goto out;
 fail:
-    rc = runtime_error(cmd, &st);
+    rc = cli_runtime_error(cmd, &st);
 out:
     cuvae_backend_destroy(be);
     cuvae_run_data_free(&rd);
@@ -424,7 +225,7 @@ static const char SAMPLE_HELP[] =
     "                           draws are (S, sample stream, counter 0), so a seed always gives\n"
     "                           the same grid\n"
     "  --per-row R              images per grid row (default ceil(sqrt(N)))\n"
-    "%s"
+    "%s%s"
     "  -h, --help               this text\n";
 
 int cuvae_cmd_sample(int argc, char **argv)
@@ -433,15 +234,17 @@ int cuvae_cmd_sample(int argc, char **argv)
     const char *ckpt_path = NULL, *out_path = "samples.png";
     int n = 64, per_row = 0, have_seed = 0;
     uint64_t seed = 0;
-    common_opts co = {.device = CUVAE_DEV_AUTO};
+    cli_common_opts co = {.device = CUVAE_DEV_AUTO};
+    cli_grid_opts go = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         int r, err = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf(SAMPLE_HELP, DEVICE_HELP);
+            printf(SAMPLE_HELP, CLI_GRID_HELP, CLI_DEVICE_HELP);
             return CUVAE_EXIT_OK;
         }
-        if ((r = common_option(cmd, argc, argv, &i, 0, &co, &err))) {
+        if ((r = cli_common_option(cmd, argc, argv, &i, 0, &co, &err)) ||
+            (r = cli_grid_option(cmd, argc, argv, &i, &go, &err))) {
             if (r < 0) return err;
         } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--n", 1, MAX_IMAGES, &n, &err))) {
             if (r < 0) return err;
@@ -471,18 +274,21 @@ int cuvae_cmd_sample(int argc, char **argv)
     cuvae_ckpt ck;
     cuvae_backend *be = NULL;
     int rc = CUVAE_EXIT_RUNTIME;
-    if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
+    if (cli_load_checkpoint(ckpt_path, &ck, &st)) return cli_runtime_error(cmd, &st);
     if (!have_seed) seed = ck.config.train.seed;
     cuvae_shape x = ck.model.x_shape;
-    if (!(be = make_backend(&ck, &ck.config, co.device, 0, 0, &st))) goto fail;
-    if (cuvae_write_sample_grid(be, &ck.model, seed, 0, n, per_row, DECODE_BATCH, out_path, &st))
+    if (!(be = cli_make_backend(&ck, &ck.config, co.device, 0, 0, &st))) goto fail;
+    char caption[96];
+    cuvae_grid_style style = cli_grid_style(&go, &ck, caption, sizeof caption);
+    if (cuvae_write_sample_grid(be, &ck.model, seed, 0, n, per_row, DECODE_BATCH, &style, out_path,
+                                &st))
         goto fail;
-    printf("wrote %d samples (%dx%d%s, %d per row, seed %llu) to %s\n", n, x.h, x.w,
-           x.c == 3 ? " RGB" : "", per_row, (unsigned long long)seed, out_path);
+    printf("wrote %d samples (%dx%d%s, drawn %dx, %d per row, seed %llu) to %s\n", n, x.h, x.w,
+           x.c == 3 ? " RGB" : "", style.scale, per_row, (unsigned long long)seed, out_path);
     rc = CUVAE_EXIT_OK;
     goto out;
 fail:
-    rc = runtime_error(cmd, &st);
+    rc = cli_runtime_error(cmd, &st);
 out:
     cuvae_backend_destroy(be);
     cuvae_ckpt_free(&ck);
@@ -493,14 +299,15 @@ out:
 
 static const char RECONSTRUCT_HELP[] =
     "usage: cuvae reconstruct CHECKPOINT [options]\n"
-    "Writes the first N test images (as the model sees them: binarized when the run binarizes)\n"
-    "and their reconstructions (the decoder's mean at z = mu(x)) as a PNG grid of row pairs: a\n"
-    "row of R inputs, then the row of their reconstructions below it, and so on.\n"
+    "Writes the first N test images and their reconstructions (the decoder's mean at z = mu(x))\n"
+    "as a PNG grid of row pairs: a row of R originals, then the row of their reconstructions\n"
+    "below it, and so on. The originals are the data's grey images; the encoder sees them as\n"
+    "the model does (binarized once with the fixed test seed when the run binarizes).\n"
     "  --n N                    number of test images (default 32)\n"
     "  --out FILE.png           output file (default reconstructions.png in the current\n"
     "                           directory)\n"
     "  --per-row R              images per row (default 8)\n"
-    "%s%s"
+    "%s%s%s"
     "  -h, --help               this text\n";
 
 int cuvae_cmd_reconstruct(int argc, char **argv)
@@ -508,15 +315,17 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
     const char *cmd = "reconstruct";
     const char *ckpt_path = NULL, *out_path = "reconstructions.png";
     int n = 32, per_row = 8;
-    common_opts co = {.device = CUVAE_DEV_AUTO};
+    cli_common_opts co = {.device = CUVAE_DEV_AUTO};
+    cli_grid_opts go = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         int r, err = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf(RECONSTRUCT_HELP, DEVICE_HELP, DATA_HELP);
+            printf(RECONSTRUCT_HELP, CLI_GRID_HELP, CLI_DEVICE_HELP, CLI_DATA_HELP);
             return CUVAE_EXIT_OK;
         }
-        if ((r = common_option(cmd, argc, argv, &i, 1, &co, &err))) {
+        if ((r = cli_common_option(cmd, argc, argv, &i, 1, &co, &err)) ||
+            (r = cli_grid_option(cmd, argc, argv, &i, &go, &err))) {
             if (r < 0) return err;
         } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--n", 1, MAX_IMAGES / 2, &n,
                                          &err))) {
@@ -545,26 +354,29 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
     uint64_t staging = 0;
     cuvae_backend *be = NULL;
     int rc = CUVAE_EXIT_RUNTIME;
-    if (load_checkpoint(ckpt_path, &ck, &st)) return runtime_error(cmd, &st);
+    if (cli_load_checkpoint(ckpt_path, &ck, &st)) return cli_runtime_error(cmd, &st);
     cuvae_config cfg = ck.config;
     cfg.data.limit_test = n; /* only the first n images are shown */
-    if (apply_data_options(&cfg, &co, &st)) goto fail;
-    if (peek_test_set(&ck, &cfg, &n_test, &staging, &st)) goto fail;
-    if (!(be = make_backend(&ck, &cfg, co.device, n_test, staging, &st))) goto fail;
-    if (load_test_set(&ck, &cfg, &rd, &st)) goto fail;
-    if (upload_test_set(be, &cfg, &rd, &st)) goto fail;
+    if (cli_apply_data_options(&cfg, &co, &st)) goto fail;
+    if (cli_peek_test_set(&ck, &cfg, &n_test, &staging, &st)) goto fail;
+    if (!(be = cli_make_backend(&ck, &cfg, co.device, n_test, staging, &st))) goto fail;
+    if (cli_load_test_set(&ck, &cfg, &rd, &st)) goto fail;
+    if (cli_upload_test_set(be, &cfg, &rd, &st)) goto fail;
     if (rd.test.n < n) n = (int)rd.test.n;
     if (per_row > n) per_row = n;
-    if (cuvae_write_recon_grid(be, &ck.model, &rd.test, CUVAE_SET_TEST, n, per_row, DECODE_BATCH,
-                               out_path, &st))
+    char caption[96];
+    cuvae_grid_style style = cli_grid_style(&go, &ck, caption, sizeof caption);
+    if (cuvae_write_recon_grid(be, &ck.model, &rd.test, cuvae_run_data_originals(&rd, &rd.test),
+                               CUVAE_SET_TEST, n, per_row, DECODE_BATCH, &style, out_path, &st))
         goto fail;
-    printf("wrote %d test images and their reconstructions (%dx%d%s, rows alternate input / "
-           "reconstruction, %d per row) to %s\n",
-           n, rd.test.rows, rd.test.cols, rd.test.channels == 3 ? " RGB" : "", per_row, out_path);
+    printf("wrote %d test images and their reconstructions (%dx%d%s, drawn %dx, rows alternate "
+           "original / reconstruction, %d per row) to %s\n",
+           n, rd.test.rows, rd.test.cols, rd.test.channels == 3 ? " RGB" : "", style.scale, per_row,
+           out_path);
     rc = CUVAE_EXIT_OK;
     goto out;
 fail:
-    rc = runtime_error(cmd, &st);
+    rc = cli_runtime_error(cmd, &st);
 out:
     cuvae_backend_destroy(be);
     cuvae_run_data_free(&rd);

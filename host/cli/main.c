@@ -32,6 +32,10 @@ static const subcommand SUBCOMMANDS[] = {
     {"eval", cuvae_cmd_eval, "negative ELBO and the K-sample bound of a checkpoint on a data set"},
     {"sample", cuvae_cmd_sample, "decode samples from the prior into a PNG grid"},
     {"reconstruct", cuvae_cmd_reconstruct, "test images beside their reconstructions, as a PNG"},
+    {"encode", cuvae_cmd_encode, "the encoder's mu and logvar of a data set, as an .npz"},
+    {"traverse", cuvae_cmd_traverse, "latent traversals (or the 2-D latent map) as a PNG grid"},
+    {"interpolate", cuvae_cmd_interpolate,
+     "decoded points between two examples' latents, as a PNG"},
     {"bench", cuvae_cmd_bench, "throughput of the training step and its parts"},
 };
 #define N_SUBCOMMANDS (sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0])

@@ -111,6 +111,8 @@ typedef struct {
         int keep_last;               /* checkpoints kept besides best */
         int images;                  /* write PNG grids each epoch (0/1) */
         int tensorboard;             /* write TensorBoard event files (0/1) */
+        int image_scale;             /* tile scale of the grids; 0 = auto (png.h) */
+        int image_caption;           /* caption "epoch E step S" on the grids (0/1) */
     } output;
 } cuvae_config;
 

@@ -6,6 +6,8 @@
 
 #include <limits.h>
 
+#include "png.h"
+
 #define OFF(field) offsetof(cuvae_config, field)
 #define DEBIAN_FMNIST "/usr/share/datasets/fashion-mnist/"
 
@@ -197,6 +199,12 @@ static const cuvae_key_spec key_table[] = {
      "write TensorBoard event files (events.out.tfevents.*) in the run directory: the "
      "metrics.jsonl numbers as scalars and the epoch image grids",
      FREE, NULL},
+    INT_KEY("output", "image_scale", output.image_scale, 0, CUVAE_GRID_MAX_SCALE, 0, "0",
+            "pixels a data pixel takes in the PNG grids, each way (nearest neighbour); 0 = auto: "
+            "tiles of at least 56 pixels (28 x 28 images drawn 2x)",
+            FREE),
+    {"output", "image_caption", CUVAE_KEY_BOOL, OFF(output.image_caption), 0, 0, 1, 0, NULL, "1",
+     "a caption line (epoch, step) above each PNG grid", FREE, NULL},
 };
 _Static_assert(sizeof key_table / sizeof key_table[0] == CUVAE_CONFIG_N_KEYS,
                "a key was added or removed: update CUVAE_CONFIG_N_KEYS in config_keys.h");

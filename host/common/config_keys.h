@@ -45,7 +45,7 @@ typedef struct {
 
 /* Rows in the table (config_keys.c checks it at compile time): sizes per-key state in the parser.
  */
-#define CUVAE_CONFIG_N_KEYS 50
+#define CUVAE_CONFIG_N_KEYS 52
 
 extern const cuvae_key_spec *const cuvae_config_keys;
 extern const size_t cuvae_config_n_keys;

@@ -9,7 +9,9 @@
  * Grids: tiles in row-major order, `per_row` a row, separated by a 1-pixel gap. Gaps and the
  * unused tiles of the last row are mid-grey (128), which stays visible against both the dark
  * background and the bright strokes of MNIST-like images. Colour grids take planar (C x H x W)
- * examples, as the dataset holds them (dataset.c), and interleave them into RGB pixels. */
+ * examples, as the dataset holds them (dataset.c), and interleave them into RGB pixels. A styled
+ * grid scales each tile up by an integer factor (nearest neighbour, so pixels stay sharp) and may
+ * carry a one-line caption in the built-in font (font.h) on a black band above the tiles. */
 #include "png.h"
 
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include <zlib.h>
 
 #include "file_write.h"
+#include "font.h"
 
 #define PNG_GAP_VALUE 128
 /* PNG stores widths and heights as 31-bit values. */
@@ -157,14 +160,34 @@ int cuvae_png_write_grid(const char *path, const float *images, int n, int rows,
 int cuvae_png_write_image_grid(const char *path, const float *images, int n, int channels, int rows,
                                int cols, int per_row, cuvae_status *st)
 {
-    if (n <= 0 || rows <= 0 || cols <= 0 || per_row <= 0 || (channels != 1 && channels != 3))
+    return cuvae_png_write_grid_styled(path, images, n, channels, rows, cols, per_row, NULL, st);
+}
+
+int cuvae_grid_auto_scale(int rows, int cols)
+{
+    int side = rows > cols ? rows : cols, s = 1;
+    while (side > 0 && s < CUVAE_GRID_MAX_SCALE && side * s < CUVAE_GRID_MIN_TILE) s++;
+    return s;
+}
+
+int cuvae_png_write_grid_styled(const char *path, const float *images, int n, int channels,
+                                int rows, int cols, int per_row, const cuvae_grid_style *style,
+                                cuvae_status *st)
+{
+    int s = style && style->scale > 1 ? style->scale : 1;
+    const char *caption = style && style->caption && style->caption[0] ? style->caption : NULL;
+    if (n <= 0 || rows <= 0 || cols <= 0 || per_row <= 0 || (channels != 1 && channels != 3) ||
+        s > CUVAE_GRID_MAX_SCALE)
         return cuvae_fail(st,
                           "cannot write PNG %s: invalid grid of %d images of %d x %d x %d "
-                          "channels, %d a row",
-                          path, n, rows, cols, channels, per_row);
+                          "channels, %d a row, scale %d",
+                          path, n, rows, cols, channels, per_row, s);
+    int64_t th = (int64_t)rows * s, tw = (int64_t)cols * s; /* a tile, scaled */
+    int fs = s > 1 ? 2 : 1;                                 /* the caption's font scale */
+    int64_t cap_h = caption ? (int64_t)(CUVAE_GLYPH_H + 4) * fs : 0;
     int64_t tiles_x = n < per_row ? n : per_row;
     int64_t tiles_y = ((int64_t)n + per_row - 1) / per_row;
-    int64_t width = tiles_x * (cols + 1) - 1, height = tiles_y * (rows + 1) - 1;
+    int64_t width = tiles_x * (tw + 1) - 1, height = cap_h + tiles_y * (th + 1) - 1;
     if (width > PNG_MAX_DIM || height > PNG_MAX_DIM || width * height > ((int64_t)1 << 34))
         return cuvae_fail(st, "cannot write PNG %s: a grid of %lld x %lld pixels is too large",
                           path, (long long)width, (long long)height);
@@ -172,14 +195,20 @@ int cuvae_png_write_image_grid(const char *path, const float *images, int n, int
     uint8_t *grid = cuvae_malloc(bytes, "the image grid", st);
     if (!grid) return -1;
     memset(grid, PNG_GAP_VALUE, bytes);
+    if (caption) {
+        /* White text on a black band above the tiles. */
+        memset(grid, 0, (size_t)(cap_h * width) * (size_t)channels);
+        cuvae_font_draw(grid, (int)width, (int)cap_h, channels, 2 * fs, 2 * fs, caption, fs, 255);
+    }
     for (int i = 0; i < n; i++) {
-        int64_t x0 = (int64_t)(i % per_row) * (cols + 1), y0 = (int64_t)(i / per_row) * (rows + 1);
+        int64_t x0 = (int64_t)(i % per_row) * (tw + 1);
+        int64_t y0 = cap_h + (int64_t)(i / per_row) * (th + 1);
         const float *img = images + (size_t)i * plane * (size_t)channels;
         for (int c = 0; c < channels; c++)
-            for (int y = 0; y < rows; y++)
-                for (int x = 0; x < cols; x++)
-                    grid[((y0 + y) * width + x0 + x) * channels + c] =
-                        unit_to_byte(img[(size_t)c * plane + (size_t)y * cols + x]);
+            for (int64_t y = 0; y < th; y++)
+                for (int64_t x = 0; x < tw; x++)
+                    grid[((y0 + y) * width + x0 + x) * channels + c] = unit_to_byte(
+                        img[(size_t)c * plane + (size_t)(y / s) * (size_t)cols + (size_t)(x / s)]);
     }
     int rc = cuvae_png_write(path, grid, (int)width, (int)height, channels, st);
     free(grid);

@@ -116,10 +116,17 @@ typedef struct {
     int train_dynamic; /* upload the training set with dynamic binarization */
     int is_float;      /* float32 values outside [0, 1] (every set then is_float) */
     float lo, hi;      /* the range of all the sets' values together (0, 1 for bytes) */
+    /* The grey originals ([n, d] bytes, as read) of the sets binarized on the host, for the
+     * pictures and the reconstruction error, which compare with what the data hold rather than
+     * with the draw the model saw; NULL where a set is not binarized on the host. */
+    uint8_t *train_grey, *valid_grey, *test_grey;
 } cuvae_run_data;
 
 /* What run data's sets are uploaded as: dtype and bytes a value (1 or 4). */
 int cuvae_run_data_value_bytes(const cuvae_run_data *rd);
+
+/* The grey originals of one of rd's sets: its *_grey copy, or its pixels when it has none. */
+const uint8_t *cuvae_run_data_originals(const cuvae_run_data *rd, const cuvae_dataset *set);
 
 int cuvae_run_data_load(cuvae_run_data *rd, const cuvae_config *c, int need_train,
                         cuvae_status *st);

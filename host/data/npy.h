@@ -74,6 +74,22 @@ int cuvae_npy_load_images(cuvae_dataset *ds, const char *path, const char *key,
 int cuvae_npy_load_labels(cuvae_dataset *ds, const char *path, const char *fallback, int64_t n_file,
                           const char *images_path, cuvae_status *st);
 
+/* One array of an .npz being written: `name` (".npy" is added), a NumPy type string ("<f4",
+ * "|u1") with its element size, 1 or 2 axes, and C-order data of shape[0] x ... elements. */
+typedef struct {
+    const char *name;
+    const char *descr;
+    int itemsize;
+    int ndim;
+    int64_t shape[2];
+    const void *data;
+} cuvae_npz_member;
+
+/* Writes the arrays as a stored (uncompressed) .npz, as np.savez does, through the one file
+ * writer (atomic replacement); numpy.load and cuvae_npz_find read it. Fewer than 65535 members,
+ * at most 4 GiB in all (no zip64). npz_write.c. */
+int cuvae_npz_write(const char *path, const cuvae_npz_member *members, int count, cuvae_status *st);
+
 #ifdef __cplusplus
 }
 #endif

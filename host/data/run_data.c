@@ -16,7 +16,8 @@
  *     whenever binarize != none, the test set is binarized once with seed
  *     CUVAE_TEST_BINARIZE_SEED and the validation set with CUVAE_TEST_BINARIZE_SEED + 1: fixed
  *     seeds, so their figures compare across runs and training seeds (the published-likelihood
- *     protocol).
+ *     protocol). Before a set is binarized its grey bytes are copied (train_grey, valid_grey,
+ *     test_grey), so pictures and the reconstruction error can show and use the originals.
  *
  * cuvae_run_data_peek reads only the files' headers, so that the model and the memory estimate
  * (cuvae_run_data_memory) are checked before any payload is inflated. */
@@ -186,6 +187,25 @@ int cuvae_run_data_value_bytes(const cuvae_run_data *rd)
     return rd->is_float ? (int)sizeof(float) : 1;
 }
 
+/* A copy of the set's bytes before it is binarized in place (nothing for an empty set). */
+static int keep_grey(const cuvae_dataset *ds, uint8_t **grey, cuvae_status *st)
+{
+    if (ds->n <= 0) return 0;
+    size_t bytes = (size_t)ds->n * (size_t)ds->d;
+    *grey = cuvae_malloc(bytes, "the grey originals of a binarized set", st);
+    if (!*grey) return -1;
+    memcpy(*grey, ds->pixels, bytes);
+    return 0;
+}
+
+const uint8_t *cuvae_run_data_originals(const cuvae_run_data *rd, const cuvae_dataset *set)
+{
+    if (set == &rd->train && rd->train_grey) return rd->train_grey;
+    if (set == &rd->valid && rd->valid_grey) return rd->valid_grey;
+    if (set == &rd->test && rd->test_grey) return rd->test_grey;
+    return set->pixels;
+}
+
 static int load_run_data(cuvae_run_data *rd, const cuvae_config *c, int need_train, int in_place,
                          cuvae_status *st)
 {
@@ -243,11 +263,21 @@ static int load_run_data(cuvae_run_data *rd, const cuvae_config *c, int need_tra
             cuvae_run_data_free(rd);
             return -1;
         }
-        if (c->data.binarize == CUVAE_BIN_STATIC)
+        if (c->data.binarize == CUVAE_BIN_STATIC) {
+            if (keep_grey(&rd->train, &rd->train_grey, st)) {
+                cuvae_run_data_free(rd);
+                return -1;
+            }
             cuvae_binarize_fixed(rd->train.pixels, rd->train.n, rd->train.d, c->train.seed);
+        }
         rd->train_dynamic = c->data.binarize == CUVAE_BIN_DYNAMIC;
     }
     if (c->data.binarize != CUVAE_BIN_NONE) {
+        if (keep_grey(&rd->test, &rd->test_grey, st) ||
+            keep_grey(&rd->valid, &rd->valid_grey, st)) {
+            cuvae_run_data_free(rd);
+            return -1;
+        }
         cuvae_binarize_fixed(rd->test.pixels, rd->test.n, rd->test.d, CUVAE_TEST_BINARIZE_SEED);
         if (rd->valid.n > 0)
             cuvae_binarize_fixed(rd->valid.pixels, rd->valid.n, rd->valid.d,
@@ -351,6 +381,13 @@ void cuvae_run_data_memory(const cuvae_run_shape *sh, const cuvae_config *c, cuv
         if (sh->in_place)
             cuvae_mem_add(p, "index arrays", cuvae_mem_mul((uint64_t)sh->n_train, sizeof(int32_t)));
     }
+    /* The grey originals kept of the sets binarized on the host. */
+    if (c->data.binarize != CUVAE_BIN_NONE) {
+        uint64_t grey = cuvae_mem_mul(nt + (uint64_t)sh->n_valid, d);
+        if (c->data.binarize == CUVAE_BIN_STATIC)
+            grey = cuvae_mem_add_bytes(grey, cuvae_mem_mul((uint64_t)sh->n_train, d));
+        cuvae_mem_add(p, "grey originals", grey);
+    }
     /* The trainer's epoch permutation. */
     cuvae_mem_add(p, "index arrays", cuvae_mem_mul((uint64_t)sh->n_train, sizeof(int32_t)));
 }
@@ -364,6 +401,10 @@ void cuvae_run_data_free(cuvae_run_data *rd)
     free(rd->train_rows);
     rd->train_rows = NULL;
     rd->n_train = 0;
+    free(rd->train_grey);
+    free(rd->valid_grey);
+    free(rd->test_grey);
+    rd->train_grey = rd->valid_grey = rd->test_grey = NULL;
     rd->train_dynamic = 0;
 }
 

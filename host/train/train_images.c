@@ -5,11 +5,10 @@
 #include <string.h>
 
 #include "philox.h"
-#include "png.h"
 
 /* Decodes n latents in batches of at most `batch`. */
-static int decode_all(cuvae_backend *be, const cuvae_model *m, const float *z, int n, int batch,
-                      float *x, cuvae_status *st)
+int cuvae_decode_all(cuvae_backend *be, const cuvae_model *m, const float *z, int n, int batch,
+                     float *x, cuvae_status *st)
 {
     if (batch <= 0) batch = n;
     for (int first = 0; first < n; first += batch) {
@@ -21,9 +20,7 @@ static int decode_all(cuvae_backend *be, const cuvae_model *m, const float *z, i
     return 0;
 }
 
-/* Maps the model's data range (x_lo..x_hi: 0..1 for bytes, min..max of float data outside
- * [0, 1]) to black..white; the writer clamps what lies outside. A no-op for 0..1. */
-static void to_display(const cuvae_model *m, float *v, size_t n)
+void cuvae_to_display(const cuvae_model *m, float *v, size_t n)
 {
     float lo = m->x_lo, hi = m->x_hi;
     if (lo == 0.0f && hi == 1.0f) return;
@@ -32,8 +29,8 @@ static void to_display(const cuvae_model *m, float *v, size_t n)
 }
 
 int cuvae_write_recon_grid(cuvae_backend *be, const cuvae_model *m, const cuvae_dataset *data,
-                           cuvae_set set, int n, int per_row, int batch, const char *path,
-                           cuvae_status *st)
+                           const uint8_t *originals, cuvae_set set, int n, int per_row, int batch,
+                           const cuvae_grid_style *style, const char *path, cuvae_status *st)
 {
     if (n > data->n) n = (int)data->n;
     if (n <= 0) return cuvae_fail(st, "%s: no examples to reconstruct", path);
@@ -55,26 +52,26 @@ int cuvae_write_recon_grid(cuvae_backend *be, const cuvae_model *m, const cuvae_
         out.mu = mu + (size_t)first * L;
         if (cuvae_backend_evaluate(be, set, idx, b, 1, 0, &out, st)) goto done;
     }
-    if (decode_all(be, m, mu, n, batch, recon, st)) goto done;
+    if (cuvae_decode_all(be, m, mu, n, batch, recon, st)) goto done;
     /* Cell (2r, c) is input r*per_row + c, cell (2r+1, c) its reconstruction; cells past n stay
      * black. */
     for (int i = 0; i < n; i++) {
         int r = i / per_row, c = i % per_row;
         float *in_cell = grid + ((size_t)(2 * r) * (size_t)per_row + (size_t)c) * d;
         float *out_cell = grid + ((size_t)(2 * r + 1) * (size_t)per_row + (size_t)c) * d;
-        if (data->is_float) {
+        if (data->is_float) { /* no binarization: the data are their own originals */
             memcpy(in_cell, data->pixels + (size_t)i * d * sizeof(float), d * sizeof(float));
         } else {
-            const uint8_t *px = data->pixels + (size_t)i * d;
+            const uint8_t *px = (originals ? originals : data->pixels) + (size_t)i * d;
             for (size_t p = 0; p < d; p++) in_cell[p] = (float)px[p] / 255.0f;
         }
         memcpy(out_cell, recon + (size_t)i * d, d * sizeof(float));
     }
-    to_display(m, grid, cells * d);
+    cuvae_to_display(m, grid, cells * d);
     /* Inputs and reconstructions are planar (C x H x W) like the dataset; the writer interleaves.
      */
-    rc = cuvae_png_write_image_grid(path, grid, (int)cells, data->channels, data->rows, data->cols,
-                                    per_row, st);
+    rc = cuvae_png_write_grid_styled(path, grid, (int)cells, data->channels, data->rows, data->cols,
+                                     per_row, style, st);
 done:
     free(idx);
     free(mu);
@@ -84,8 +81,8 @@ done:
 }
 
 int cuvae_write_sample_grid(cuvae_backend *be, const cuvae_model *m, uint64_t seed,
-                            uint64_t counter, int n, int per_row, int batch, const char *path,
-                            cuvae_status *st)
+                            uint64_t counter, int n, int per_row, int batch,
+                            const cuvae_grid_style *style, const char *path, cuvae_status *st)
 {
     if (n <= 0) return cuvae_fail(st, "%s: no samples requested", path);
     cuvae_shape x = m->x_shape;
@@ -98,9 +95,9 @@ int cuvae_write_sample_grid(cuvae_backend *be, const cuvae_model *m, uint64_t se
     float *xs = cuvae_malloc((size_t)n * d * sizeof *xs, "decoded samples", st);
     if (!z || !xs) goto done;
     cuvae_normal_fill(seed, CUVAE_STREAM_SAMPLE, counter, 0, z, (size_t)n * L);
-    if (decode_all(be, m, z, n, batch, xs, st)) goto done;
-    to_display(m, xs, (size_t)n * d);
-    rc = cuvae_png_write_image_grid(path, xs, n, x.c, x.h, x.w, per_row, st);
+    if (cuvae_decode_all(be, m, z, n, batch, xs, st)) goto done;
+    cuvae_to_display(m, xs, (size_t)n * d);
+    rc = cuvae_png_write_grid_styled(path, xs, n, x.c, x.h, x.w, per_row, style, st);
 done:
     free(z);
     free(xs);

@@ -241,16 +241,23 @@ static int write_images(cuvae_trainer *t, int epoch, cuvae_status *st)
     const cuvae_dataset *ds = t->data.valid.n > 0 ? &t->data.valid : &t->data.test;
     cuvae_set set = t->data.valid.n > 0 ? CUVAE_SET_VALID : CUVAE_SET_TEST;
     int batch = t->cfg->eval.batch_size;
+    char caption[64];
+    snprintf(caption, sizeof caption, "epoch %d step %llu", epoch + 1, (unsigned long long)t->step);
+    cuvae_grid_style style = {
+        .scale = t->cfg->output.image_scale > 0 ? t->cfg->output.image_scale
+                                                : cuvae_grid_auto_scale(ds->rows, ds->cols),
+        .caption = t->cfg->output.image_caption ? caption : NULL,
+    };
     if (ds->n > 0) {
         snprintf(path, sizeof path, "%s/images/recon-epoch-%03d.png", t->res->run_dir, epoch + 1);
-        if (cuvae_write_recon_grid(t->be, &t->model, ds, set, IMAGE_RECON, IMAGE_PER_ROW, batch,
-                                   path, st))
+        if (cuvae_write_recon_grid(t->be, &t->model, ds, cuvae_run_data_originals(&t->data, ds),
+                                   set, IMAGE_RECON, IMAGE_PER_ROW, batch, &style, path, st))
             return -1;
         cuvae_tb_image_file(&t->tb, (int64_t)t->step, "images/recon", path);
     }
     snprintf(path, sizeof path, "%s/images/samples-epoch-%03d.png", t->res->run_dir, epoch + 1);
     if (cuvae_write_sample_grid(t->be, &t->model, t->cfg->train.seed, (uint64_t)epoch,
-                                IMAGE_SAMPLES, IMAGE_PER_ROW, batch, path, st))
+                                IMAGE_SAMPLES, IMAGE_PER_ROW, batch, &style, path, st))
         return -1;
     cuvae_tb_image_file(&t->tb, (int64_t)t->step, "images/samples", path);
     return 0;
@@ -274,12 +281,17 @@ static int end_epoch(cuvae_trainer *t, double epoch_start, cuvae_status *st)
         .samples_per_s =
             t->epoch_acc.seconds > 0 ? (double)t->epoch_acc.examples / t->epoch_acc.seconds : NAN,
     };
+    cuvae_recon_error recon = {.mse = NAN, .psnr = NAN};
     if (e.has_valid) {
+        /* The same pass gives the reconstruction error on the grey originals (evaluate.h). */
         cuvae_eval_result v;
         if (cuvae_evaluate_set(t->be, &t->model, CUVAE_SET_VALID, t->data.valid.n, 1, 0,
-                               t->cfg->eval.batch_size, NULL, &v, st))
+                               t->cfg->eval.batch_size,
+                               cuvae_run_data_originals(&t->data, &t->data.valid), NULL, &v, st))
             return cuvae_fail_prefix(st, "validation after epoch %d", epoch + 1);
         e.valid_neg_elbo = v.neg_elbo;
+        recon.mse = v.recon_mse;
+        recon.psnr = v.recon_psnr;
     }
     if (t->cfg->output.images && write_images(t, epoch, st)) return -1;
     e.epoch_s = cuvae_now() - epoch_start;
@@ -299,6 +311,9 @@ static int end_epoch(cuvae_trainer *t, double epoch_start, cuvae_status *st)
         cuvae_json_num(&j, "valid_neg_elbo", e.valid_neg_elbo);
     else
         cuvae_json_str(&j, "valid_neg_elbo", NULL);
+    /* On the validation set's grey originals (evaluate.h); null without a validation set. */
+    cuvae_json_num(&j, "recon_mse", recon.mse);
+    cuvae_json_num(&j, "recon_psnr", recon.psnr);
     cuvae_json_num(&j, "samples_per_s", e.samples_per_s);
     cuvae_json_num(&j, "epoch_s", e.epoch_s);
     cuvae_json_num(&j, "wall_s", wall(t));
@@ -410,7 +425,7 @@ static int finish(cuvae_trainer *t, cuvae_status *st)
     if (t->data.test.n > 0) {
         cuvae_eval_result r;
         if (cuvae_evaluate_set(t->be, &t->model, CUVAE_SET_TEST, t->data.test.n, 1, 0,
-                               t->cfg->eval.batch_size, t->log, &r, st))
+                               t->cfg->eval.batch_size, NULL, t->log, &r, st))
             return cuvae_fail_prefix(st, "test-set evaluation");
         test = r.neg_elbo;
         sig = cuvae_signals_pending();
