@@ -56,7 +56,9 @@ static void run_case(const epilogue_case *k, int strict)
     c.train.cuda_graph = k->graph;
     c.train.seed = 7;
     REQUIRE(cuvae_model_layout(&m, &c, ROWS * COLS, &st) == 0, st);
-    cuvae_backend_spec spec = {&m, &c, NULL, {0, 0, 0}, NULL};
+    cuvae_backend_spec spec = {};
+    spec.model = &m;
+    spec.config = &c;
     cuvae_backend *be = cuvae_cuda_backend_create(&spec, &st);
     REQUIRE(be != NULL, st);
     REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TRAIN, train_px, N_TRAIN, ROWS * COLS, 1, &st) == 0,

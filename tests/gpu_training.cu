@@ -88,7 +88,9 @@ static void fixture_init(fixture *f)
 static cuvae_backend *make(const fixture *f, int cuda)
 {
     cuvae_status st;
-    cuvae_backend_spec spec = {&f->m, &f->c, NULL, {0, 0, 0}, NULL};
+    cuvae_backend_spec spec = {};
+    spec.model = &f->m;
+    spec.config = &f->c;
     cuvae_backend *be =
         cuda ? cuvae_cuda_backend_create(&spec, &st) : cuvae_cpu_backend_create(&spec, &st);
     REQUIRE(be != NULL, st);
