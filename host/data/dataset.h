@@ -33,9 +33,9 @@ typedef struct {
      * [n_classes], owned; else NULL. */
     char **class_names;
     int n_classes;
-    int is_float;     /* float32 values not all in [0, 1] (.npy/.npz): kept as they are, for
-                       * the Gaussian likelihood; float32 data in [0, 1] become bytes */
-    float lo, hi;     /* the values' range: 0 and 1 for bytes */
+    int is_float; /* float32 values not all in [0, 1] (.npy/.npz): kept as they are, for
+                   * the Gaussian likelihood; float32 data in [0, 1] become bytes */
+    float lo, hi; /* the values' range: 0 and 1 for bytes */
 } cuvae_dataset;
 
 struct cuvae_image_opts;
@@ -156,7 +156,7 @@ typedef struct {
 
     /* Image folders: the bytes decoding their largest image takes. */
     uint64_t image_decode;
-    int value_bytes;  /* 4 when a file is float32 (kept so unless all in [0, 1]), else 1 */
+    int value_bytes; /* 4 when a file is float32 (kept so unless all in [0, 1]), else 1 */
     int resident_test, resident_train; /* bytes a value loading allocates: 0 when mapped */
     int in_place; /* for the estimate: loaded by cuvae_run_data_load_in_place (set by the
                    * caller) */
