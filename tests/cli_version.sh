@@ -32,7 +32,7 @@ if [ "$built" = ON ]; then
         done
     done
     # Machine code and PTX are told apart.
-    case $archs in *-virtual*) echo "$v" | grep -q ' PTX)' || fail "no PTX named: $v" ;; esac
+    case $archs in *-virtual*) echo "$v" | grep -qE ' PTX[;)]' || fail "no PTX named: $v" ;; esac
 else
     echo "$v" | grep -q 'CPU backend only (built without CUDA)' ||
         fail "a CPU-only build's --version does not say so: $v"
