@@ -359,3 +359,18 @@ cuvae_grid_style cli_grid_style(const cli_grid_opts *g, const cuvae_ckpt *ck, ch
     };
     return s;
 }
+
+/* The checkpoint operand: the first argument that is not an option. */
+int cli_operand(const char *cmd, const char *a, const char **ckpt_path, int *err)
+{
+    if (a[0] == '-' && a[1] != '\0') {
+        *err = cuvae_usage_error(cmd, "unknown option '%s'", a);
+        return -1;
+    }
+    if (*ckpt_path) {
+        *err = cuvae_usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
+        return -1;
+    }
+    *ckpt_path = a;
+    return 0;
+}

@@ -31,6 +31,10 @@ int cli_common_option(const char *cmd, int argc, char **argv, int *i, int with_d
 extern const char CLI_DEVICE_HELP[]; /* the --device line of --help */
 extern const char CLI_DATA_HELP[];   /* the data options' lines */
 
+/* The checkpoint operand: the first argument that is not an option; an unknown option or a
+ * second operand is a usage error (-1, *err = its exit status). */
+int cli_operand(const char *cmd, const char *a, const char **ckpt_path, int *err);
+
 /* Reads and validates the checkpoint; the message always names the file. */
 int cli_load_checkpoint(const char *path, cuvae_ckpt *ck, cuvae_status *st);
 

@@ -84,12 +84,8 @@ int cuvae_cmd_eval(int argc, char **argv)
         } else if ((r = cuvae_opt_value(argc, argv, &i, "--json", &v))) {
             if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--json: expected a file name");
             json_path = v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cuvae_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!ckpt_path) {
-            ckpt_path = a;
-        } else {
-            return cuvae_usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
+        } else if (cli_operand(cmd, a, &ckpt_path, &err)) {
+            return err;
         }
     }
     if (!ckpt_path) return cuvae_usage_error(cmd, "missing CHECKPOINT");
@@ -259,12 +255,8 @@ int cuvae_cmd_sample(int argc, char **argv)
         } else if ((r = cuvae_opt_value(argc, argv, &i, "--out", &v))) {
             if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--out: expected a file name");
             out_path = v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cuvae_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!ckpt_path) {
-            ckpt_path = a;
-        } else {
-            return cuvae_usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
+        } else if (cli_operand(cmd, a, &ckpt_path, &err)) {
+            return err;
         }
     }
     if (!ckpt_path) return cuvae_usage_error(cmd, "missing CHECKPOINT");
@@ -336,12 +328,8 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
         } else if ((r = cuvae_opt_value(argc, argv, &i, "--out", &v))) {
             if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--out: expected a file name");
             out_path = v;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cuvae_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!ckpt_path) {
-            ckpt_path = a;
-        } else {
-            return cuvae_usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
+        } else if (cli_operand(cmd, a, &ckpt_path, &err)) {
+            return err;
         }
     }
     if (!ckpt_path) return cuvae_usage_error(cmd, "missing CHECKPOINT");

@@ -77,21 +77,6 @@ static int set_option(const char *cmd, int argc, char **argv, int *i, cuvae_set 
     return 1;
 }
 
-/* The checkpoint operand: the first argument that is not an option. */
-static int operand(const char *cmd, const char *a, const char **ckpt_path, int *err)
-{
-    if (a[0] == '-' && a[1] != '\0') {
-        *err = cuvae_usage_error(cmd, "unknown option '%s'", a);
-        return -1;
-    }
-    if (*ckpt_path) {
-        *err = cuvae_usage_error(cmd, "unexpected argument '%s' (one checkpoint only)", a);
-        return -1;
-    }
-    *ckpt_path = a;
-    return 0;
-}
-
 /* mu (and logvar when not NULL) of examples [0, n) of the model's set, in backend calls of at
  * most `batch` examples, with a progress line on stderr for long sets. */
 static int encode_rows(cli_model *m, int64_t n, int batch, float *mu, float *logvar, int progress,
@@ -180,7 +165,7 @@ int cuvae_cmd_encode(int argc, char **argv)
             (r = cuvae_int_option(cmd, argc, argv, &i, "--limit", 1, INT32_MAX, &limit, &err)) ||
             (r = cuvae_int_option(cmd, argc, argv, &i, "--batch", 1, 1 << 20, &batch, &err))) {
             if (r < 0) return err;
-        } else if (operand(cmd, a, &ckpt_path, &err)) {
+        } else if (cli_operand(cmd, a, &ckpt_path, &err)) {
             return err;
         }
     }
@@ -320,7 +305,7 @@ int cuvae_cmd_traverse(int argc, char **argv)
         } else if ((r = cuvae_opt_value(argc, argv, &i, "--dims", &v))) {
             if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--dims: expected a list");
             dims_text = v;
-        } else if (operand(cmd, a, &ckpt_path, &err)) {
+        } else if (cli_operand(cmd, a, &ckpt_path, &err)) {
             return err;
         }
     }
@@ -541,7 +526,7 @@ int cuvae_cmd_interpolate(int argc, char **argv)
                    (r = cuvae_int_option(cmd, argc, argv, &i, "--per-row", 1, MAX_STEPS, &per_row,
                                          &err))) {
             if (r < 0) return err;
-        } else if (operand(cmd, a, &ckpt_path, &err)) {
+        } else if (cli_operand(cmd, a, &ckpt_path, &err)) {
             return err;
         }
     }
