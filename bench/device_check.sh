@@ -13,7 +13,8 @@
 #     PyTorch wheel's library with the carried headers).
 #   bash bench/device_check.sh 2   (at most 4 minutes)
 #     build (a no-op on a machine still warm from command 1); the peers at batch 128 and 4096;
-#     the large config in bf16 and tf32 against its GEMMs alone; time to quality (the long config
+#     the 64x64 conv VAE against PyTorch eager and torch.compile at batch 128 and 1024; the
+#     large config in bf16 and tf32 against its GEMMs alone; time to quality (the long config
 #     with the step graph, then its K = 5000 bound, and the PyTorch peer's bound of the same
 #     checkpoint).
 # Every step's timeout is capped so that none runs past the command's deadline; a step that
@@ -375,6 +376,22 @@ command2() {
     [ -n "$dry" ] || [ $rc -eq 0 ] || failed=1
     note "run_peers batch 128,4096, tf32,bf16 (step graph on): $(verdict $rc "$out/peers.log"); \
 $(grep -E '^ +(128|4096) ' "$out/peers.log" 2>/dev/null | tr -s ' ' | tr '\n' ';' | cut -c1-1500)"
+    # Issue 14's GPU speed target: the 64x64 conv VAE at batch 128 and 1024 against PyTorch eager
+    # (cuDNN autotuned) and torch.compile. The step reads only the data's shape, so a small
+    # generated set stands in for the 60 000 images.
+    run 20 "$out/shapes.log" "$py" bench/make_shapes.py --out /tmp/cuvae_sh64 --n-train 2048 \
+        --n-test 128 --size 64
+    run 80 "$out/peers-conv.log" "$py" bench/run_peers.py configs/shapes64_conv.ini \
+        data.train_images=/tmp/cuvae_sh64/train-images.npy \
+        data.test_images=/tmp/cuvae_sh64/test-images.npy data.train_labels= data.test_labels= \
+        --cuvae "$bin" --device cuda --batch 128,1024 --precision tf32 \
+        --peers torch-eager,torch-compile --steps 20 --warmup 3 --repeats 3 \
+        --json "$out/peers-conv.json"
+    rc=$?
+    [ -n "$dry" ] || [ $rc -eq 0 ] || failed=1
+    note "run_peers shapes64_conv (64x64 conv VAE), batch 128,1024, tf32: \
+$(verdict $rc "$out/peers-conv.log"); \
+$(grep -E '^ +(128|1024) ' "$out/peers-conv.log" 2>/dev/null | tr -s ' ' | tr '\n' ';' | cut -c1-800)"
     # The GEMM-bound regime: the large config's step against its GEMMs alone through cuBLAS.
     run 50 "$out/bench-large.log" "$bin" bench configs/large.ini "${data_args[@]}" \
         train.cuda_graph=1 --device cuda --batch 4096 --precision bf16,tf32 --steps 20 \

@@ -287,6 +287,11 @@ def batch_loss_parts(model, x, mu, logvar, eps, beta, free_bits):
 
 def bench_one(cfg, device, mode, precision, batch, pixels, args):
     set_precision(precision, device)
+    # The peer's best setting for a timed run of fixed shapes: cuDNN times its convolution
+    # algorithms at the first call of each shape and keeps the fastest (convs only; the
+    # evaluation and interop paths keep cuDNN's default choice).
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     model = make_model(cfg, pixels.shape[1], device)
     extra = {"capturable": True} if mode == "graph" else {}
     opt = make_optimizer(cfg, model, **extra)
