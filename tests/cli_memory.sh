@@ -79,7 +79,7 @@ expect_one_line_error "46000x46000 = 2116000000 pixels an image, but the checkpo
 expect_rc 1 env CUVAE_MEMORY_LIMIT=2G timeout 60 "$BIN" eval "$MODEL" --device cpu \
     --test-images "$T/tests.gz"
 expect_one_line_error "memory: the run needs about"
-expect_err "data 3.9"
+expect_err ", data 3.89 GiB"
 
 # A large file that is no checkpoint is refused from its first bytes, not read whole: peak memory
 # stays far below the file's 1 GiB (sparse: it takes no disk).

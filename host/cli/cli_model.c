@@ -153,23 +153,12 @@ fail:
 }
 
 cuvae_backend *cli_make_backend(const cuvae_ckpt *ck, const cuvae_config *cfg, cuvae_device device,
-                                int64_t n_test, uint64_t staging, cuvae_status *st)
+                                cuvae_status *st)
 {
-    /* The memory estimate: the backend's own, the checkpoint's tensors held here, and the test
-     * set as cuvae_run_data_load will hold it (n_test from its header). */
+    /* The memory estimate: the backend's own and the checkpoint's tensors held here. */
     cuvae_mem_plan host = {.n = 0};
-    uint64_t d = (uint64_t)ck->model.x_dim;
-    /* A model of float data (its input_range) is evaluated on float32 values. */
-    uint64_t vb = model_is_float(&ck->model) ? sizeof(float) : 1;
-    cuvae_mem_add(&host, "data", cuvae_mem_mul((uint64_t)n_test, d * vb + 1));
-    if (n_test > 0 && cfg->data.binarize != CUVAE_BIN_NONE)
-        cuvae_mem_add(&host, "grey originals", cuvae_mem_mul((uint64_t)n_test, d));
-    cuvae_mem_add(&host, "data staging (.npz)", staging); /* a deflated member, inflated whole */
-    int64_t rows[CUVAE_SET_COUNT] = {0, 0, n_test};
-    return backend_for(ck, cfg, device, &host, rows,
-                       "evaluate on a machine with more memory, or use fewer test examples "
-                       "(--limit)",
-                       st);
+    int64_t rows[CUVAE_SET_COUNT] = {0, 0, 0};
+    return backend_for(ck, cfg, device, &host, rows, "run on a machine with more memory", st);
 }
 
 /* Puts the test-set paths asked for on the command line into the checkpoint's config. With
@@ -208,50 +197,6 @@ int cli_apply_data_options(cuvae_config *c, const cli_common_opts *o, cuvae_stat
     return 0;
 }
 
-/* The test set's header against the model, before the backend is created (a bad data file
- * costs no device start-up) and before its payload is read (the memory estimate comes first). */
-int cli_peek_test_set(const cuvae_ckpt *ck, const cuvae_config *c, int64_t *n_test,
-                      uint64_t *staging, cuvae_status *st)
-{
-    cuvae_run_shape sh;
-    if (cuvae_run_data_peek(c, 0, &sh, st)) return -1;
-    if (sh.d != ck->model.x_dim)
-        return cuvae_fail(st, "%s: %dx%d = %d pixels an image, but the checkpoint's model takes %d",
-                          c->data.test_images, sh.rows, sh.cols, sh.d, ck->model.x_dim);
-    if (sh.channels != ck->model.x_shape.c)
-        return cuvae_fail(st, "%s: %d channels an image, but the checkpoint's model takes %d",
-                          c->data.test_images, sh.channels, ck->model.x_shape.c);
-    *n_test = sh.n_test;
-    *staging = sh.staging;
-    return 0;
-}
-
-/* Loads the test set exactly as training does (binarized once with the fixed test seed when
- * data.binarize != none) and checks it against the model. */
-int cli_load_test_set(const cuvae_ckpt *ck, const cuvae_config *c, cuvae_run_data *rd,
-                      cuvae_status *st)
-{
-    memset(rd, 0, sizeof *rd);
-    if (cuvae_run_data_load(rd, c, 0, st)) return -1;
-    if (rd->test.n <= 0)
-        return cuvae_fail(st, "%s: the test set has no examples", c->data.test_images);
-    if (rd->test.d != ck->model.x_dim || rd->test.channels != ck->model.x_shape.c)
-        return cuvae_fail(st,
-                          "%s: %dx%dx%d = %d values an image, but the checkpoint's model takes %d "
-                          "(%d channels)",
-                          c->data.test_images, rd->test.channels, rd->test.rows, rd->test.cols,
-                          rd->test.d, ck->model.x_dim, ck->model.x_shape.c);
-    return check_scale(ck, rd, c->data.test_images, st);
-}
-
-int cli_upload_test_set(cuvae_backend *be, const cuvae_config *c, const cuvae_run_data *rd,
-                        cuvae_status *st)
-{
-    if (upload_set(be, CUVAE_SET_TEST, rd, &rd->test, st))
-        return cuvae_fail_prefix(st, "uploading the test set %s", c->data.test_images);
-    return 0;
-}
-
 /* ---- a model and one of its data sets -------------------------------------------------------- */
 
 int cli_parse_set(const char *s, cuvae_set *out)
@@ -270,40 +215,49 @@ const char *cli_set_name(cuvae_set set)
     return set == CUVAE_SET_TRAIN ? "train" : set == CUVAE_SET_VALID ? "valid" : "test";
 }
 
-int cli_model_open(cli_model *m, const char *ckpt_path, const cli_common_opts *o, cuvae_set set,
+int cli_model_read(cli_model *m, const char *ckpt_path, const cli_common_opts *o, cuvae_set set,
                    cuvae_status *st)
 {
     memset(m, 0, sizeof *m);
     m->set = set;
+    m->device = o->device;
     if (cli_load_checkpoint(ckpt_path, &m->ck, st)) return -1;
     m->ck_loaded = 1;
     m->cfg = m->ck.config;
+    return cli_apply_data_options(&m->cfg, o, st);
+}
+
+int cli_model_start(cli_model *m, const char *advice, cuvae_status *st)
+{
     cuvae_config *c = &m->cfg;
-    if (cli_apply_data_options(c, o, st)) return -1;
+    cuvae_set set = m->set;
     int need_train = set != CUVAE_SET_TEST;
+    const char *file = need_train ? c->data.train_images : c->data.test_images;
     if (need_train && !c->data.train_images[0])
         return cuvae_fail(st, "the checkpoint's config names no training set (data.train_images "
                               "is empty)");
     if (set == CUVAE_SET_VALID && c->data.validation <= 0)
         return cuvae_fail(st, "the checkpoint's run has no validation set (data.validation = %d)",
                           c->data.validation);
-    /* Headers first: a wrong image size or a set too large for memory costs no payload. */
+    /* Headers first: a bad data file costs no device start-up, and a wrong image size or a set
+     * too large for memory costs no payload. */
     cuvae_run_shape sh;
     if (cuvae_run_data_peek(c, need_train, &sh, st)) return -1;
-    if (sh.d != m->ck.model.x_dim || sh.channels != m->ck.model.x_shape.c)
-        return cuvae_fail(st,
-                          "%s: %dx%dx%d = %d values an image, but the checkpoint's model takes %d "
-                          "(%d channels)",
-                          c->data.test_images, sh.channels, sh.rows, sh.cols, sh.d,
-                          m->ck.model.x_dim, m->ck.model.x_shape.c);
+    if (sh.d != m->ck.model.x_dim)
+        return cuvae_fail(st, "%s: %dx%d = %d pixels an image, but the checkpoint's model takes %d",
+                          file, sh.rows, sh.cols, sh.d, m->ck.model.x_dim);
+    if (sh.channels != m->ck.model.x_shape.c)
+        return cuvae_fail(st, "%s: %d channels an image, but the checkpoint's model takes %d", file,
+                          sh.channels, m->ck.model.x_shape.c);
     cuvae_mem_plan host = {.n = 0};
     cuvae_run_data_memory(&sh, c, &host);
     int64_t rows[CUVAE_SET_COUNT] = {0, 0, 0};
     rows[set] = set == CUVAE_SET_TEST    ? sh.n_test
                 : set == CUVAE_SET_VALID ? sh.n_valid
                                          : sh.n_train;
-    m->be = backend_for(&m->ck, c, o->device, &host, rows,
-                        "run on a machine with more memory, or use a smaller set", st);
+    m->be = backend_for(&m->ck, c, m->device, &host, rows,
+                        advice ? advice : "run on a machine with more memory, or use a smaller set",
+                        st);
     if (!m->be) return -1;
     if (cuvae_run_data_load(&m->rd, c, need_train, st)) return -1;
     m->rd_loaded = 1;
@@ -311,14 +265,19 @@ int cli_model_open(cli_model *m, const char *ckpt_path, const cli_common_opts *o
               : set == CUVAE_SET_VALID ? &m->rd.valid
                                        : &m->rd.train;
     if (m->data->n <= 0)
-        return cuvae_fail(st, "the %s set of %s has no examples", cli_set_name(set), ckpt_path);
-    if (check_scale(&m->ck, &m->rd,
-                    set == CUVAE_SET_TEST ? c->data.test_images : c->data.train_images, st))
-        return -1;
+        return cuvae_fail(st, "%s: the %s set has no examples", file, cli_set_name(set));
+    if (check_scale(&m->ck, &m->rd, file, st)) return -1;
     m->originals = cuvae_run_data_originals(&m->rd, m->data);
     if (upload_set(m->be, set, &m->rd, m->data, st))
-        return cuvae_fail_prefix(st, "uploading the %s set", cli_set_name(set));
+        return cuvae_fail_prefix(st, "uploading the %s set %s", cli_set_name(set), file);
     return 0;
+}
+
+int cli_model_open(cli_model *m, const char *ckpt_path, const cli_common_opts *o, cuvae_set set,
+                   cuvae_status *st)
+{
+    if (cli_model_read(m, ckpt_path, o, set, st)) return -1;
+    return cli_model_start(m, NULL, st);
 }
 
 void cli_model_close(cli_model *m)

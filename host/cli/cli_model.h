@@ -38,23 +38,13 @@ int cli_operand(const char *cmd, const char *a, const char **ckpt_path, int *err
 /* Reads and validates the checkpoint; the message always names the file. */
 int cli_load_checkpoint(const char *path, cuvae_ckpt *ck, cuvae_status *st);
 
-/* A backend for the checkpoint's model with its parameters, estimated with the test set of
- * n_test examples (0: none) and `staging` bytes of deflated data. */
+/* A backend for the checkpoint's model with its parameters and no data set (sample, traverse
+ * --map). */
 cuvae_backend *cli_make_backend(const cuvae_ckpt *ck, const cuvae_config *cfg, cuvae_device device,
-                                int64_t n_test, uint64_t staging, cuvae_status *st);
+                                cuvae_status *st);
 
 /* Puts the data paths asked for on the command line into the checkpoint's config. */
 int cli_apply_data_options(cuvae_config *c, const cli_common_opts *o, cuvae_status *st);
-
-/* The test set's header against the model, before the backend is created. */
-int cli_peek_test_set(const cuvae_ckpt *ck, const cuvae_config *c, int64_t *n_test,
-                      uint64_t *staging, cuvae_status *st);
-
-/* Loads the test set as training does (binarized once with the fixed test seed). */
-int cli_load_test_set(const cuvae_ckpt *ck, const cuvae_config *c, cuvae_run_data *rd,
-                      cuvae_status *st);
-int cli_upload_test_set(cuvae_backend *be, const cuvae_config *c, const cuvae_run_data *rd,
-                        cuvae_status *st);
 
 /* --scale S and --caption of the commands that draw grids. */
 typedef struct {
@@ -88,6 +78,7 @@ typedef struct {
     const cuvae_dataset *data;
     const uint8_t *originals; /* [data->n, d] its grey bytes */
     int ck_loaded, rd_loaded;
+    cuvae_device device;
 } cli_model;
 
 /* Reads the checkpoint, checks the set's header against the model, creates the backend (with the
@@ -95,6 +86,12 @@ typedef struct {
  * cli_model_close. */
 int cli_model_open(cli_model *m, const char *ckpt_path, const cli_common_opts *o, cuvae_set set,
                    cuvae_status *st);
+/* cli_model_open in two halves, for a command that changes m->cfg between them (eval's --limit
+ * and --precision, reconstruct's --n): read the checkpoint and put the data options into m->cfg;
+ * then the rest, `advice` ending the memory estimate's refusal (NULL: a generic one). */
+int cli_model_read(cli_model *m, const char *ckpt_path, const cli_common_opts *o, cuvae_set set,
+                   cuvae_status *st);
+int cli_model_start(cli_model *m, const char *advice, cuvae_status *st);
 void cli_model_close(cli_model *m);
 
 #ifdef __cplusplus

@@ -91,36 +91,33 @@ int cuvae_cmd_eval(int argc, char **argv)
     if (!ckpt_path) return cuvae_usage_error(cmd, "missing CHECKPOINT");
 
     cuvae_status st = {{0}};
-    cuvae_ckpt ck;
-    cuvae_run_data rd;
-    memset(&rd, 0, sizeof rd);
-    int64_t n_test = 0;
-    uint64_t staging = 0;
-    cuvae_backend *be = NULL;
+    cli_model m;
     int rc = CUVAE_EXIT_RUNTIME;
-    if (cli_load_checkpoint(ckpt_path, &ck, &st)) return cli_runtime_error(cmd, &st);
-    cuvae_config cfg = ck.config;
-    if (limit) cfg.data.limit_test = limit;
-    cfg.train.precision = precision;
-    if (cli_apply_data_options(&cfg, &co, &st)) goto fail;
-    int K = samples ? samples : cfg.eval.samples;
-    if (batch <= 0) batch = cfg.eval.batch_size;
+    if (cli_model_read(&m, ckpt_path, &co, CUVAE_SET_TEST, &st)) goto fail;
+    cuvae_config *cfg = &m.cfg;
+    if (limit) cfg->data.limit_test = limit;
+    cfg->train.precision = precision;
+    int K = samples ? samples : cfg->eval.samples;
+    if (batch <= 0) batch = cfg->eval.batch_size;
     if (K < 1 || batch < 1) {
         rc = cuvae_usage_error(cmd,
                                "the checkpoint's eval.samples = %d / eval.batch_size = %d: pass "
                                "--samples and --batch",
-                               cfg.eval.samples, cfg.eval.batch_size);
+                               cfg->eval.samples, cfg->eval.batch_size);
         goto out;
     }
-    if (cli_peek_test_set(&ck, &cfg, &n_test, &staging, &st)) goto fail;
-    if (!(be = cli_make_backend(&ck, &cfg, co.device, n_test, staging, &st))) goto fail;
-    if (cli_load_test_set(&ck, &cfg, &rd, &st)) goto fail;
-    if (cli_upload_test_set(be, &cfg, &rd, &st)) goto fail;
-    int64_t n = rd.test.n;
+    if (cli_model_start(&m,
+                        "evaluate on a machine with more memory, or use fewer test examples "
+                        "(--limit)",
+                        &st))
+        goto fail;
+    cuvae_backend *be = m.be;
+    int64_t n = m.data->n;
     if (limit && limit < n) n = limit;
 
     cuvae_eval_result res;
-    if (cuvae_evaluate_set(be, &ck.model, CUVAE_SET_TEST, n, K, 0, batch, NULL, stderr, &res, &st))
+    if (cuvae_evaluate_set(be, &m.ck.model, CUVAE_SET_TEST, n, K, 0, batch, NULL, stderr, &res,
+                           &st))
         goto fail;
     if (!isfinite(res.neg_elbo) || !isfinite(res.neg_iw) || !isfinite(res.rec) ||
         !isfinite(res.kl)) {
@@ -133,12 +130,11 @@ int cuvae_cmd_eval(int argc, char **argv)
     double per_s = res.seconds > 0 ? (double)res.n / res.seconds : 0.0;
     /* After the timed bound: the decoder mean at mu against the grey originals (evaluate.h). */
     cuvae_recon_error recon;
-    if (cuvae_recon_error_set(be, &ck.model, CUVAE_SET_TEST,
-                              cuvae_run_data_originals(&rd, &rd.test), n, batch, &recon, &st))
+    if (cuvae_recon_error_set(be, &m.ck.model, CUVAE_SET_TEST, m.originals, n, batch, &recon, &st))
         goto fail;
 
-    printf("%-22s %s (step %llu)\n", "checkpoint", ckpt_path, (unsigned long long)ck.meta.step);
-    printf("%-22s %s\n", "test set", cfg.data.test_images);
+    printf("%-22s %s (step %llu)\n", "checkpoint", ckpt_path, (unsigned long long)m.ck.meta.step);
+    printf("%-22s %s\n", "test set", cfg->data.test_images);
     printf("%-22s %s%s%s\n", "device", cuvae_backend_name(be),
            strcmp(cuvae_backend_name(be), "cpu") ? ", " : "",
            strcmp(cuvae_backend_name(be), "cpu") ? cuvae_precision_name(precision) : "");
@@ -166,8 +162,8 @@ int cuvae_cmd_eval(int argc, char **argv)
         cuvae_json_line j;
         cuvae_json_begin(&j, "eval");
         cuvae_json_str(&j, "checkpoint", ckpt_path);
-        cuvae_json_int(&j, "step", (int64_t)ck.meta.step);
-        cuvae_json_str(&j, "test_images", cfg.data.test_images);
+        cuvae_json_int(&j, "step", (int64_t)m.ck.meta.step);
+        cuvae_json_str(&j, "test_images", cfg->data.test_images);
         cuvae_json_str(&j, "device", cuvae_backend_name(be));
         cuvae_json_str(&j, "precision",
                        strcmp(cuvae_backend_name(be), "cpu") ? cuvae_precision_name(precision)
@@ -202,9 +198,7 @@ int cuvae_cmd_eval(int argc, char **argv)
 fail:
     rc = cli_runtime_error(cmd, &st);
 out:
-    cuvae_backend_destroy(be);
-    cuvae_run_data_free(&rd);
-    cuvae_ckpt_free(&ck);
+    cli_model_close(&m);
     return rc;
 }
 
@@ -269,7 +263,7 @@ int cuvae_cmd_sample(int argc, char **argv)
     if (cli_load_checkpoint(ckpt_path, &ck, &st)) return cli_runtime_error(cmd, &st);
     if (!have_seed) seed = ck.config.train.seed;
     cuvae_shape x = ck.model.x_shape;
-    if (!(be = cli_make_backend(&ck, &ck.config, co.device, 0, 0, &st))) goto fail;
+    if (!(be = cli_make_backend(&ck, &ck.config, co.device, &st))) goto fail;
     char caption[96];
     cuvae_grid_style style = cli_grid_style(&go, &ck, caption, sizeof caption);
     if (cuvae_write_sample_grid(be, &ck.model, seed, 0, n, per_row, DECODE_BATCH, &style, out_path,
@@ -335,39 +329,29 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
     if (!ckpt_path) return cuvae_usage_error(cmd, "missing CHECKPOINT");
 
     cuvae_status st = {{0}};
-    cuvae_ckpt ck;
-    cuvae_run_data rd;
-    memset(&rd, 0, sizeof rd);
-    int64_t n_test = 0;
-    uint64_t staging = 0;
-    cuvae_backend *be = NULL;
+    cli_model m;
     int rc = CUVAE_EXIT_RUNTIME;
-    if (cli_load_checkpoint(ckpt_path, &ck, &st)) return cli_runtime_error(cmd, &st);
-    cuvae_config cfg = ck.config;
-    cfg.data.limit_test = n; /* only the first n images are shown */
-    if (cli_apply_data_options(&cfg, &co, &st)) goto fail;
-    if (cli_peek_test_set(&ck, &cfg, &n_test, &staging, &st)) goto fail;
-    if (!(be = cli_make_backend(&ck, &cfg, co.device, n_test, staging, &st))) goto fail;
-    if (cli_load_test_set(&ck, &cfg, &rd, &st)) goto fail;
-    if (cli_upload_test_set(be, &cfg, &rd, &st)) goto fail;
-    if (rd.test.n < n) n = (int)rd.test.n;
+    if (cli_model_read(&m, ckpt_path, &co, CUVAE_SET_TEST, &st)) goto fail;
+    m.cfg.data.limit_test = n; /* only the first n images are shown */
+    if (cli_model_start(&m, "run on a machine with more memory, or show fewer images (--n)", &st))
+        goto fail;
+    const cuvae_dataset *test = m.data;
+    if (test->n < n) n = (int)test->n;
     if (per_row > n) per_row = n;
     char caption[96];
-    cuvae_grid_style style = cli_grid_style(&go, &ck, caption, sizeof caption);
-    if (cuvae_write_recon_grid(be, &ck.model, &rd.test, cuvae_run_data_originals(&rd, &rd.test),
-                               CUVAE_SET_TEST, n, per_row, DECODE_BATCH, &style, out_path, &st))
+    cuvae_grid_style style = cli_grid_style(&go, &m.ck, caption, sizeof caption);
+    if (cuvae_write_recon_grid(m.be, &m.ck.model, test, m.originals, CUVAE_SET_TEST, n, per_row,
+                               DECODE_BATCH, &style, out_path, &st))
         goto fail;
     printf("wrote %d test images and their reconstructions (%dx%d%s, drawn %dx, rows alternate "
            "original / reconstruction, %d per row) to %s\n",
-           n, rd.test.rows, rd.test.cols, rd.test.channels == 3 ? " RGB" : "", style.scale, per_row,
+           n, test->rows, test->cols, test->channels == 3 ? " RGB" : "", style.scale, per_row,
            out_path);
     rc = CUVAE_EXIT_OK;
     goto out;
 fail:
     rc = cli_runtime_error(cmd, &st);
 out:
-    cuvae_backend_destroy(be);
-    cuvae_run_data_free(&rd);
-    cuvae_ckpt_free(&ck);
+    cli_model_close(&m);
     return rc;
 }

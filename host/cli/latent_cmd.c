@@ -331,7 +331,7 @@ int cuvae_cmd_traverse(int argc, char **argv)
                                   m.ck.model.latent);
             goto out;
         }
-        if (!(m.be = cli_make_backend(&m.ck, &m.ck.config, co.device, 0, 0, &st))) goto fail;
+        if (!(m.be = cli_make_backend(&m.ck, &m.ck.config, co.device, &st))) goto fail;
     } else if (cli_model_open(&m, ckpt_path, &co, set, &st)) {
         goto fail;
     }
