@@ -120,10 +120,9 @@ static int parse_args(int argc, char **argv, bench_opts *o, int *help)
         } else if ((r = cuvae_int_option("bench", argc, argv, &i, "--eval-examples", 1, INT_MAX,
                                          &o->eval_examples, &err))) {
             if (r < 0) return err;
-        } else if ((r = cuvae_opt_value(argc, argv, &i, "--json", &v))) {
-            if (r < 0 || *v == '\0')
-                return cuvae_usage_error("bench", "--json: expected a file name");
-            o->json_path = v;
+        } else if ((r = cuvae_file_option("bench", argc, argv, &i, "--json", &o->json_path,
+                                          &err))) {
+            if (r < 0) return err;
         } else if (!strcmp(a, "--data")) {
             o->use_data = 1;
         } else if (a[0] == '-' && a[1] != '\0') {

@@ -57,6 +57,20 @@ int cuvae_int_option(const char *cmd, int argc, char **argv, int *i, const char 
     return -1;
 }
 
+int cuvae_file_option(const char *cmd, int argc, char **argv, int *i, const char *name,
+                      const char **out, int *err)
+{
+    const char *v = NULL;
+    int r = cuvae_opt_value(argc, argv, i, name, &v);
+    if (r == 0) return 0;
+    if (r < 0 || *v == '\0') {
+        *err = cuvae_usage_error(cmd, "%s: expected a file name", name);
+        return -1;
+    }
+    *out = v;
+    return 1;
+}
+
 int cuvae_parse_u64(const char *s, uint64_t *out)
 {
     char *end;

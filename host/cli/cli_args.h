@@ -32,6 +32,10 @@ int cuvae_parse_int(const char *s, long lo, long hi, int *out);
 int cuvae_int_option(const char *cmd, int argc, char **argv, int *i, const char *name, long lo,
                      long hi, int *out, int *err);
 
+/* "--name FILE" with a non-empty FILE: as cuvae_int_option. */
+int cuvae_file_option(const char *cmd, int argc, char **argv, int *i, const char *name,
+                      const char **out, int *err);
+
 /* An unsigned 64-bit integer (decimal, or 0x hexadecimal), no sign: 0, or -1. */
 int cuvae_parse_u64(const char *s, uint64_t *out);
 

@@ -64,16 +64,12 @@ int cuvae_cmd_eval(int argc, char **argv)
             printf(EVAL_HELP, CUVAE_EVAL_MAX_ROWS, CLI_DEVICE_HELP, CLI_DATA_HELP);
             return CUVAE_EXIT_OK;
         }
-        if ((r = cli_common_option(cmd, argc, argv, &i, 1, &co, &err))) {
-            if (r < 0) return err;
-        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--samples", 1, MAX_SAMPLES, &samples,
-                                         &err))) {
-            if (r < 0) return err;
-        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--limit", 1, INT_MAX, &limit,
-                                         &err))) {
-            if (r < 0) return err;
-        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--batch", 1, 1 << 20, &batch,
-                                         &err))) {
+        if ((r = cli_common_option(cmd, argc, argv, &i, 1, &co, &err)) ||
+            (r = cuvae_int_option(cmd, argc, argv, &i, "--samples", 1, MAX_SAMPLES, &samples,
+                                  &err)) ||
+            (r = cuvae_int_option(cmd, argc, argv, &i, "--limit", 1, INT_MAX, &limit, &err)) ||
+            (r = cuvae_int_option(cmd, argc, argv, &i, "--batch", 1, 1 << 20, &batch, &err)) ||
+            (r = cuvae_file_option(cmd, argc, argv, &i, "--json", &json_path, &err))) {
             if (r < 0) return err;
         } else if ((r = cuvae_opt_value(argc, argv, &i, "--precision", &v))) {
             if (r < 0 || cuvae_parse_precision(v, &precision) || precision == CUVAE_PREC_BF16)
@@ -81,9 +77,6 @@ int cuvae_cmd_eval(int argc, char **argv)
                                          "--precision: expected fp32 or tf32 (evaluation has no "
                                          "bf16 path), got '%s'",
                                          r < 0 ? "" : v);
-        } else if ((r = cuvae_opt_value(argc, argv, &i, "--json", &v))) {
-            if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--json: expected a file name");
-            json_path = v;
         } else if (cli_operand(cmd, a, &ckpt_path, &err)) {
             return err;
         }
@@ -234,21 +227,17 @@ int cuvae_cmd_sample(int argc, char **argv)
             return CUVAE_EXIT_OK;
         }
         if ((r = cli_common_option(cmd, argc, argv, &i, 0, &co, &err)) ||
-            (r = cli_grid_option(cmd, argc, argv, &i, &go, &err))) {
-            if (r < 0) return err;
-        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--n", 1, MAX_IMAGES, &n, &err))) {
-            if (r < 0) return err;
-        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--per-row", 1, MAX_IMAGES, &per_row,
-                                         &err))) {
+            (r = cli_grid_option(cmd, argc, argv, &i, &go, &err)) ||
+            (r = cuvae_int_option(cmd, argc, argv, &i, "--n", 1, MAX_IMAGES, &n, &err)) ||
+            (r = cuvae_int_option(cmd, argc, argv, &i, "--per-row", 1, MAX_IMAGES, &per_row,
+                                  &err)) ||
+            (r = cuvae_file_option(cmd, argc, argv, &i, "--out", &out_path, &err))) {
             if (r < 0) return err;
         } else if ((r = cuvae_opt_value(argc, argv, &i, "--seed", &v))) {
             if (r < 0 || cuvae_parse_u64(v, &seed))
                 return cuvae_usage_error(
                     cmd, "--seed: expected an unsigned 64-bit integer, got '%s'", r < 0 ? "" : v);
             have_seed = 1;
-        } else if ((r = cuvae_opt_value(argc, argv, &i, "--out", &v))) {
-            if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--out: expected a file name");
-            out_path = v;
         } else if (cli_operand(cmd, a, &ckpt_path, &err)) {
             return err;
         }
@@ -304,24 +293,19 @@ int cuvae_cmd_reconstruct(int argc, char **argv)
     cli_common_opts co = {.device = CUVAE_DEV_AUTO};
     cli_grid_opts go = {0};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = NULL;
+        const char *a = argv[i];
         int r, err = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf(RECONSTRUCT_HELP, CLI_GRID_HELP, CLI_DEVICE_HELP, CLI_DATA_HELP);
             return CUVAE_EXIT_OK;
         }
         if ((r = cli_common_option(cmd, argc, argv, &i, 1, &co, &err)) ||
-            (r = cli_grid_option(cmd, argc, argv, &i, &go, &err))) {
+            (r = cli_grid_option(cmd, argc, argv, &i, &go, &err)) ||
+            (r = cuvae_int_option(cmd, argc, argv, &i, "--n", 1, MAX_IMAGES / 2, &n, &err)) ||
+            (r = cuvae_int_option(cmd, argc, argv, &i, "--per-row", 1, MAX_IMAGES, &per_row,
+                                  &err)) ||
+            (r = cuvae_file_option(cmd, argc, argv, &i, "--out", &out_path, &err))) {
             if (r < 0) return err;
-        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--n", 1, MAX_IMAGES / 2, &n,
-                                         &err))) {
-            if (r < 0) return err;
-        } else if ((r = cuvae_int_option(cmd, argc, argv, &i, "--per-row", 1, MAX_IMAGES, &per_row,
-                                         &err))) {
-            if (r < 0) return err;
-        } else if ((r = cuvae_opt_value(argc, argv, &i, "--out", &v))) {
-            if (r < 0 || *v == '\0') return cuvae_usage_error(cmd, "--out: expected a file name");
-            out_path = v;
         } else if (cli_operand(cmd, a, &ckpt_path, &err)) {
             return err;
         }

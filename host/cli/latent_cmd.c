@@ -50,20 +50,6 @@ static int float_option(const char *cmd, int argc, char **argv, int *i, const ch
     return -1;
 }
 
-static int out_option(const char *cmd, int argc, char **argv, int *i, const char *name,
-                      const char **out, int *err)
-{
-    const char *v = NULL;
-    int r = cuvae_opt_value(argc, argv, i, name, &v);
-    if (r == 0) return 0;
-    if (r < 0 || *v == '\0') {
-        *err = cuvae_usage_error(cmd, "%s: expected a file name", name);
-        return -1;
-    }
-    *out = v;
-    return 1;
-}
-
 static int set_option(const char *cmd, int argc, char **argv, int *i, cuvae_set *set, int *err)
 {
     const char *v = NULL;
@@ -161,7 +147,7 @@ int cuvae_cmd_encode(int argc, char **argv)
         }
         if ((r = cli_common_option(cmd, argc, argv, &i, 1, &co, &err)) ||
             (r = set_option(cmd, argc, argv, &i, &set, &err)) ||
-            (r = out_option(cmd, argc, argv, &i, "--out", &out_path, &err)) ||
+            (r = cuvae_file_option(cmd, argc, argv, &i, "--out", &out_path, &err)) ||
             (r = cuvae_int_option(cmd, argc, argv, &i, "--limit", 1, INT32_MAX, &limit, &err)) ||
             (r = cuvae_int_option(cmd, argc, argv, &i, "--batch", 1, 1 << 20, &batch, &err))) {
             if (r < 0) return err;
@@ -289,8 +275,8 @@ int cuvae_cmd_traverse(int argc, char **argv)
         } else if ((r = cli_common_option(cmd, argc, argv, &i, 1, &co, &err)) ||
                    (r = cli_grid_option(cmd, argc, argv, &i, &go, &err)) ||
                    (r = set_option(cmd, argc, argv, &i, &set, &err)) ||
-                   (r = out_option(cmd, argc, argv, &i, "--out", &out_path, &err)) ||
-                   (r = out_option(cmd, argc, argv, &i, "--npz", &npz_path, &err)) ||
+                   (r = cuvae_file_option(cmd, argc, argv, &i, "--out", &out_path, &err)) ||
+                   (r = cuvae_file_option(cmd, argc, argv, &i, "--npz", &npz_path, &err)) ||
                    (r = cuvae_int_option(cmd, argc, argv, &i, "--example", 0, INT32_MAX - 1,
                                          &example, &err)) ||
                    (r = cuvae_int_option(cmd, argc, argv, &i, "--steps", 2, MAX_STEPS, &steps,
@@ -515,8 +501,8 @@ int cuvae_cmd_interpolate(int argc, char **argv)
         } else if ((r = cli_common_option(cmd, argc, argv, &i, 1, &co, &err)) ||
                    (r = cli_grid_option(cmd, argc, argv, &i, &go, &err)) ||
                    (r = set_option(cmd, argc, argv, &i, &set, &err)) ||
-                   (r = out_option(cmd, argc, argv, &i, "--out", &out_path, &err)) ||
-                   (r = out_option(cmd, argc, argv, &i, "--npz", &npz_path, &err)) ||
+                   (r = cuvae_file_option(cmd, argc, argv, &i, "--out", &out_path, &err)) ||
+                   (r = cuvae_file_option(cmd, argc, argv, &i, "--npz", &npz_path, &err)) ||
                    (r = cuvae_int_option(cmd, argc, argv, &i, "--from", 0, INT32_MAX - 1, &from,
                                          &err)) ||
                    (r = cuvae_int_option(cmd, argc, argv, &i, "--to", 0, INT32_MAX - 1, &to,
