@@ -14,24 +14,12 @@
  *      BF16_LOSS_RTOL; two bf16 runs, and a bf16 run with the step graph, give the same bits; a
  *      fresh bf16 backend given the run's state (set_state) takes the same next step.
  * Skipped (77) without a usable CUDA device. */
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-extern "C" {
-#include "tests_util.h"
-}
-#include "backend.h"
-#include "config.h"
-#include "model.h"
-#include "philox.h"
-
 #define N_TRAIN 256
 #define N_TEST 64
 #define ROWS 28
 #define COLS 28
+#define PIXELS (ROWS * COLS)
+#define LATENT 8
 #define BATCH 32
 #define STEPS 100
 #define EVAL_K 50
@@ -45,20 +33,7 @@ extern "C" {
  * 100 steps and still fails a wrong bf16 gradient, a stale weight shadow or a missed bias. */
 #define BF16_LOSS_RTOL 2e-2
 
-#define REQUIRE(cond, st)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #cond, (st).msg);        \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-typedef struct {
-    cuvae_config c;
-    cuvae_model m;
-    uint8_t train[N_TRAIN * ROWS * COLS], test[N_TEST * ROWS * COLS];
-    int32_t perm[N_TRAIN];
-} fixture;
+#include "gpu_training_fixture.h"
 
 static void fixture_init(fixture *f)
 {
@@ -68,7 +43,7 @@ static void fixture_init(fixture *f)
     f->c.model.n_hidden = 2;
     f->c.model.hidden[0] = 64;
     f->c.model.hidden[1] = 32;
-    f->c.model.latent = 8;
+    f->c.model.latent = LATENT;
     f->c.model.likelihood = CUVAE_LIK_BERNOULLI;
     f->c.train.batch_size = BATCH;
     f->c.train.seed = 20240611;
@@ -83,150 +58,6 @@ static void fixture_init(fixture *f)
     REQUIRE(cuvae_model_layout(&f->m, &f->c, ROWS * COLS, &st) == 0, st);
     cuvae_test_make_images(f->train, labels, N_TRAIN, ROWS, COLS, 11);
     cuvae_test_make_images(f->test, labels, N_TEST, ROWS, COLS, 12);
-}
-
-static cuvae_backend *make(const fixture *f, int cuda)
-{
-    cuvae_status st;
-    cuvae_backend_spec spec = {};
-    spec.model = &f->m;
-    spec.config = &f->c;
-    cuvae_backend *be =
-        cuda ? cuvae_cuda_backend_create(&spec, &st) : cuvae_cpu_backend_create(&spec, &st);
-    REQUIRE(be != NULL, st);
-    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TRAIN, f->train, N_TRAIN, ROWS * COLS, 1, &st) == 0,
-            st);
-    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TEST, f->test, N_TEST, ROWS * COLS, 0, &st) == 0,
-            st);
-    return be;
-}
-
-/* Step s: batch s % (N_TRAIN / BATCH) of epoch s / (N_TRAIN / BATCH)'s permutation (drawn afresh
- * for every step, as the runs interleave). */
-static void step_of(fixture *f, uint64_t s, cuvae_step *out)
-{
-    const uint64_t per_epoch = N_TRAIN / BATCH;
-    cuvae_permutation(f->c.train.seed, CUVAE_STREAM_SHUFFLE, s / per_epoch, f->perm, N_TRAIN);
-    out->step = s;
-    out->lr = f->c.optim.lr;
-    out->beta = 1.0f;
-    out->idx = f->perm + (s % per_epoch) * BATCH;
-    out->batch = BATCH;
-}
-
-/* Runs steps [first, first + n) and records the per-step mean losses. */
-static void run_steps(fixture *f, cuvae_backend *be, uint64_t first, int n, double *losses)
-{
-    cuvae_status st;
-    for (int i = 0; i < n; i++) {
-        cuvae_step s;
-        step_of(f, first + (uint64_t)i, &s);
-        REQUIRE(cuvae_backend_train_step(be, &s, &st) == 0, st);
-        cuvae_metrics m;
-        REQUIRE(cuvae_backend_read_metrics(be, &m, 1, &st) == 0, st);
-        CHECK(m.steps == 1 && m.skipped == 0 && m.examples == BATCH);
-        losses[i] = m.examples > 0 ? m.loss / (double)m.examples : NAN;
-    }
-}
-
-typedef struct {
-    float *params, *m, *v;
-    uint64_t adam_t;
-} state_copy;
-
-static void get_state(const fixture *f, cuvae_backend *be, state_copy *s)
-{
-    cuvae_status st;
-    size_t n = f->m.n_params;
-    s->params = (float *)malloc(n * sizeof(float));
-    s->m = (float *)malloc(n * sizeof(float));
-    s->v = (float *)malloc(n * sizeof(float));
-    REQUIRE(s->params && s->m && s->v, st);
-    cuvae_train_state ts = {s->params, s->m, s->v, 0};
-    REQUIRE(cuvae_backend_get_state(be, &ts, &st) == 0, st);
-    s->adam_t = ts.adam_t;
-}
-
-static void free_state(state_copy *s)
-{
-    free(s->params);
-    free(s->m);
-    free(s->v);
-}
-
-/* Parameters, Adam's moments and count equal to the bit. */
-static int same_state(const state_copy *a, const state_copy *b, size_t n)
-{
-    return memcmp(a->params, b->params, n * sizeof(float)) == 0 &&
-           memcmp(a->m, b->m, n * sizeof(float)) == 0 &&
-           memcmp(a->v, b->v, n * sizeof(float)) == 0 && a->adam_t == b->adam_t;
-}
-
-/* How many of n per-step losses differ from ref by more than rtol (relative; NaN counts), with
- * the first, the last and the worst printed under `what`. */
-static int curve_off(const char *what, const double *got, const double *ref, int n, double rtol)
-{
-    int off = 0;
-    double worst = 0;
-    for (int i = 0; i < n; i++) {
-        double rel = fabs(got[i] - ref[i]) / fabs(ref[i]);
-        if (!(rel <= rtol)) off++;
-        if (rel > worst || rel != rel) worst = rel;
-    }
-    printf("%s: first %.4f (reference %.4f), last %.4f (reference %.4f), worst relative "
-           "difference %.3g\n",
-           what, got[0], ref[0], got[n - 1], ref[n - 1], worst);
-    if (off) fprintf(stderr, "%s: %d of %d steps differ by more than %g\n", what, off, n, rtol);
-    return off;
-}
-
-static void check_doubles(const char *what, const double *got, const double *ref, int n)
-{
-    float *g = (float *)malloc(sizeof(float) * (size_t)n),
-          *r = (float *)malloc(sizeof(float) * (size_t)n);
-    if (!g || !r) exit(1);
-    for (int i = 0; i < n; i++) {
-        g[i] = (float)got[i];
-        r[i] = (float)ref[i];
-    }
-    cuvae_check_close(what, g, r, (size_t)n, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
-    free(g);
-    free(r);
-}
-
-/* Evaluates the whole test set on both backends with every output and compares them. */
-static void compare_eval(const fixture *f, cuvae_backend *gpu, cuvae_backend *cpu, const char *tag)
-{
-    cuvae_status st;
-    const int n = N_TEST, L = f->m.latent;
-    int32_t idx[N_TEST];
-    for (int i = 0; i < n; i++) idx[i] = i;
-    double res[2][4][N_TEST];
-    float mu[2][N_TEST * 8], lv[2][N_TEST * 8]; /* the fixture's latent size is 8 */
-    if (L != 8) exit(1);
-    cuvae_backend *be[2] = {gpu, cpu};
-    for (int k = 0; k < 2; k++) {
-        cuvae_eval_out out = {res[k][0], res[k][1], res[k][2], res[k][3], mu[k], lv[k]};
-        REQUIRE(cuvae_backend_evaluate(be[k], CUVAE_SET_TEST, idx, n, EVAL_K, 5, &out, &st) == 0,
-                st);
-    }
-    const char *names[4] = {"neg_elbo", "neg_iw", "rec", "kl"};
-    char what[96];
-    for (int j = 0; j < 4; j++) {
-        snprintf(what, sizeof what, "%s: evaluate %s", tag, names[j]);
-        check_doubles(what, res[0][j], res[1][j], n);
-    }
-    snprintf(what, sizeof what, "%s: evaluate mu", tag);
-    cuvae_check_close(what, mu[0], mu[1], (size_t)n * L, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
-    snprintf(what, sizeof what, "%s: evaluate logvar", tag);
-    cuvae_check_close(what, lv[0], lv[1], (size_t)n * L, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
-
-    /* Decoding the same latents. */
-    float z[16 * 8], xm[2][16 * ROWS * COLS];
-    cuvae_normal_fill(1, CUVAE_STREAM_SAMPLE, 0, 0, z, 16 * 8);
-    for (int k = 0; k < 2; k++) REQUIRE(cuvae_backend_decode(be[k], z, 16, xm[k], &st) == 0, st);
-    snprintf(what, sizeof what, "%s: decode", tag);
-    cuvae_check_close(what, xm[0], xm[1], 16 * ROWS * COLS, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
 }
 
 int main(void)
@@ -266,16 +97,7 @@ int main(void)
         double c4[4] = {mc.loss, mc.rec, mc.kl, mc.grad_norm_sum};
         check_doubles("one step: loss, rec, kl, grad norm", g4, c4, 4);
         loss0 = mg.loss / (double)BATCH;
-        state_copy sg, sc;
-        get_state(&f, gpu, &sg);
-        get_state(&f, cpu, &sc);
-        CHECK(sg.adam_t == 1 && sc.adam_t == 1);
-        cuvae_check_close("one step: params", sg.params, sc.params, n, CUVAE_FP32_RTOL,
-                          CUVAE_FP32_ATOL);
-        cuvae_check_close("one step: adam m", sg.m, sc.m, n, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
-        cuvae_check_close("one step: adam v", sg.v, sc.v, n, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
-        free_state(&sg);
-        free_state(&sc);
+        compare_states(&f, gpu, cpu, "one step");
     }
 
     /* 2: the loss curves of steps 1..99 track. */
