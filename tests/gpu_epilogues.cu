@@ -25,14 +25,6 @@ extern "C" {
 #define N_TRAIN 1024
 #define N_TEST 256
 
-#define REQUIRE(cond, st)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #cond, (st).msg);        \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
 static uint8_t train_px[N_TRAIN * ROWS * COLS], test_px[N_TEST * ROWS * COLS];
 
 typedef struct {
@@ -55,26 +47,26 @@ static void run_case(const epilogue_case *k, int strict)
     c.train.precision = k->precision;
     c.train.cuda_graph = k->graph;
     c.train.seed = 7;
-    REQUIRE(cuvae_model_layout(&m, &c, ROWS * COLS, &st) == 0, st);
+    REQUIRE_ST(cuvae_model_layout(&m, &c, ROWS * COLS, &st) == 0, st);
     cuvae_backend_spec spec = {};
     spec.model = &m;
     spec.config = &c;
     cuvae_backend *be = cuvae_cuda_backend_create(&spec, &st);
-    REQUIRE(be != NULL, st);
-    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TRAIN, train_px, N_TRAIN, ROWS * COLS, 1, &st) == 0,
-            st);
-    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TEST, test_px, N_TEST, ROWS * COLS, 0, &st) == 0,
-            st);
+    REQUIRE_ST(be != NULL, st);
+    REQUIRE_ST(
+        cuvae_backend_upload(be, CUVAE_SET_TRAIN, train_px, N_TRAIN, ROWS * COLS, 1, &st) == 0, st);
+    REQUIRE_ST(cuvae_backend_upload(be, CUVAE_SET_TEST, test_px, N_TEST, ROWS * COLS, 0, &st) == 0,
+               st);
     int32_t *perm = (int32_t *)malloc(N_TRAIN * sizeof *perm);
-    REQUIRE(perm != NULL, st);
+    REQUIRE_ST(perm != NULL, st);
     cuvae_permutation(c.train.seed, CUVAE_STREAM_SHUFFLE, 0, perm, N_TRAIN);
     /* Enough steps that the graph is captured and replayed. */
     for (int s = 0; s < 4; s++) {
         cuvae_step step = {(uint64_t)s, 1e-3f, 1.0f, perm + (s * k->batch) % N_TRAIN, k->batch};
-        REQUIRE(cuvae_backend_train_step(be, &step, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_train_step(be, &step, &st) == 0, st);
     }
     cuvae_metrics mt;
-    REQUIRE(cuvae_backend_read_metrics(be, &mt, 1, &st) == 0, st);
+    REQUIRE_ST(cuvae_backend_read_metrics(be, &mt, 1, &st) == 0, st);
     CHECK(mt.steps == 4 && mt.skipped == 0);
     double neg_iw[64];
     int32_t rows[64];
@@ -82,7 +74,7 @@ static void run_case(const epilogue_case *k, int strict)
     cuvae_eval_out out;
     memset(&out, 0, sizeof out);
     out.neg_iw = neg_iw;
-    REQUIRE(cuvae_backend_evaluate(be, CUVAE_SET_TEST, rows, 64, 8, 0, &out, &st) == 0, st);
+    REQUIRE_ST(cuvae_backend_evaluate(be, CUVAE_SET_TEST, rows, 64, 8, 0, &out, &st) == 0, st);
 
     char text[1024];
     cuvae_backend_describe(be, text, sizeof text);

@@ -55,7 +55,7 @@ static void fixture_init(fixture *f)
      * gradient would show up in the parameters. eps = 1e-6 keeps the comparison well conditioned;
      * the update arithmetic itself is checked at eps = 1e-8 by gpu_parity. */
     f->c.optim.eps = 1e-6f;
-    REQUIRE(cuvae_model_layout(&f->m, &f->c, ROWS * COLS, &st) == 0, st);
+    REQUIRE_ST(cuvae_model_layout(&f->m, &f->c, ROWS * COLS, &st) == 0, st);
     cuvae_test_make_images(f->train, labels, N_TRAIN, ROWS, COLS, 11);
     cuvae_test_make_images(f->test, labels, N_TEST, ROWS, COLS, 12);
 }
@@ -87,10 +87,10 @@ int main(void)
         cuvae_step s;
         step_of(&f, 0, &s);
         cuvae_metrics mg, mc;
-        REQUIRE(cuvae_backend_train_step(gpu, &s, &st) == 0, st);
-        REQUIRE(cuvae_backend_train_step(cpu, &s, &st) == 0, st);
-        REQUIRE(cuvae_backend_read_metrics(gpu, &mg, 1, &st) == 0, st);
-        REQUIRE(cuvae_backend_read_metrics(cpu, &mc, 1, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_train_step(gpu, &s, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_train_step(cpu, &s, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_read_metrics(gpu, &mg, 1, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_read_metrics(cpu, &mc, 1, &st) == 0, st);
         CHECK(mg.steps == 1 && mc.steps == 1 && mg.examples == BATCH && mg.skipped == 0);
         CHECK(mg.first_nonfinite_step == -1);
         double g4[4] = {mg.loss, mg.rec, mg.kl, mg.grad_norm_sum};
@@ -149,12 +149,12 @@ int main(void)
         /* A NaN set through set_state reaches the replayed step, which withholds its update. */
         b.params[f.m.dec.layer[f.m.dec.n - 1].b] = NAN;
         cuvae_train_state ts = {b.params, b.m, b.v, b.adam_t};
-        REQUIRE(cuvae_backend_set_state(gg, &ts, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_set_state(gg, &ts, &st) == 0, st);
         cuvae_step stp;
         step_of(&f, STEPS, &stp);
-        REQUIRE(cuvae_backend_train_step(gg, &stp, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_train_step(gg, &stp, &st) == 0, st);
         cuvae_metrics m;
-        REQUIRE(cuvae_backend_read_metrics(gg, &m, 1, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_read_metrics(gg, &m, 1, &st) == 0, st);
         CHECK(m.skipped == 1 && m.steps == 0 && m.first_nonfinite_step == STEPS);
         free_state(&a);
         free_state(&b);
@@ -167,7 +167,7 @@ int main(void)
         get_state(&f, gpu, &s);
         cuvae_backend *cpu2 = make(&f, 0);
         cuvae_train_state ts = {s.params, s.m, s.v, s.adam_t};
-        REQUIRE(cuvae_backend_set_state(cpu2, &ts, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_set_state(cpu2, &ts, &st) == 0, st);
         compare_eval(&f, gpu, cpu2, "after 100 CUDA steps");
 
         /* 6: a NaN in the decoder's output bias makes every logit, so the loss, NaN. */
@@ -175,12 +175,12 @@ int main(void)
         s.params[last->b] = NAN;
         cuvae_backend *be[2] = {gpu, cpu2};
         for (int k = 0; k < 2; k++) {
-            REQUIRE(cuvae_backend_set_state(be[k], &ts, &st) == 0, st);
+            REQUIRE_ST(cuvae_backend_set_state(be[k], &ts, &st) == 0, st);
             cuvae_step stp;
             step_of(&f, STEPS, &stp);
-            REQUIRE(cuvae_backend_train_step(be[k], &stp, &st) == 0, st);
+            REQUIRE_ST(cuvae_backend_train_step(be[k], &stp, &st) == 0, st);
             cuvae_metrics m;
-            REQUIRE(cuvae_backend_read_metrics(be[k], &m, 1, &st) == 0, st);
+            REQUIRE_ST(cuvae_backend_read_metrics(be[k], &m, 1, &st) == 0, st);
             CHECK(m.skipped == 1 && m.steps == 0 && m.examples == 0);
             CHECK(m.first_nonfinite_step == STEPS);
             state_copy after;
@@ -228,7 +228,7 @@ int main(void)
          * same step 100 as run 0 (whose shadow the optimizer kept). */
         cuvae_backend *fresh = make(&f, 1);
         cuvae_train_state ts = {s[0].params, s[0].m, s[0].v, s[0].adam_t};
-        REQUIRE(cuvae_backend_set_state(fresh, &ts, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_set_state(fresh, &ts, &st) == 0, st);
         double next[2];
         run_steps(&f, bb[0], STEPS, 1, &next[0]);
         run_steps(&f, fresh, STEPS, 1, &next[1]);

@@ -47,10 +47,10 @@ static void fixture_init(fixture *f)
     f->c.optim.lr = 1e-3f;
     f->c.optim.eps = 1e-6f; /* gpu_training.cu's reason: a well-conditioned first Adam step */
     cuvae_shape x = {1, SIDE, SIDE};
-    REQUIRE(cuvae_model_layout_shape(&f->m, &f->c, x, &st) == 0, st);
-    REQUIRE(f->m.enc.layer[0].kind == CUVAE_LAYER_CONV2D &&
-                f->m.dec.layer[f->m.dec.n - 1].kind == CUVAE_LAYER_CONV_TRANSPOSE2D,
-            st);
+    REQUIRE_ST(cuvae_model_layout_shape(&f->m, &f->c, x, &st) == 0, st);
+    REQUIRE_ST(f->m.enc.layer[0].kind == CUVAE_LAYER_CONV2D &&
+                   f->m.dec.layer[f->m.dec.n - 1].kind == CUVAE_LAYER_CONV_TRANSPOSE2D,
+               st);
     cuvae_test_make_images(f->train, labels, N_TRAIN, SIDE, SIDE, 21);
     cuvae_test_make_images(f->test, labels, N_TEST, SIDE, SIDE, 22);
 }

@@ -19,14 +19,6 @@ extern "C" {
 #include "model.h"
 #include "philox.h"
 
-#define REQUIRE(cond, st)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #cond, (st).msg);        \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
 typedef struct {
     cuvae_config c;
     cuvae_model m;
@@ -44,9 +36,10 @@ static cuvae_backend *make(const fixture *f, int cuda)
     spec.config = &f->c;
     cuvae_backend *be =
         cuda ? cuvae_cuda_backend_create(&spec, &st) : cuvae_cpu_backend_create(&spec, &st);
-    REQUIRE(be != NULL, st);
-    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TRAIN, f->train, N_TRAIN, PIXELS, 1, &st) == 0, st);
-    REQUIRE(cuvae_backend_upload(be, CUVAE_SET_TEST, f->test, N_TEST, PIXELS, 0, &st) == 0, st);
+    REQUIRE_ST(be != NULL, st);
+    REQUIRE_ST(cuvae_backend_upload(be, CUVAE_SET_TRAIN, f->train, N_TRAIN, PIXELS, 1, &st) == 0,
+               st);
+    REQUIRE_ST(cuvae_backend_upload(be, CUVAE_SET_TEST, f->test, N_TEST, PIXELS, 0, &st) == 0, st);
     return be;
 }
 
@@ -70,9 +63,9 @@ static void run_steps(fixture *f, cuvae_backend *be, uint64_t first, int n, doub
     for (int i = 0; i < n; i++) {
         cuvae_step s;
         step_of(f, first + (uint64_t)i, &s);
-        REQUIRE(cuvae_backend_train_step(be, &s, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_train_step(be, &s, &st) == 0, st);
         cuvae_metrics m;
-        REQUIRE(cuvae_backend_read_metrics(be, &m, 1, &st) == 0, st);
+        REQUIRE_ST(cuvae_backend_read_metrics(be, &m, 1, &st) == 0, st);
         CHECK(m.steps == 1 && m.skipped == 0 && m.examples == BATCH);
         losses[i] = m.examples > 0 ? m.loss / (double)m.examples : NAN;
     }
@@ -90,9 +83,9 @@ static void get_state(const fixture *f, cuvae_backend *be, state_copy *s)
     s->params = (float *)malloc(n * sizeof(float));
     s->m = (float *)malloc(n * sizeof(float));
     s->v = (float *)malloc(n * sizeof(float));
-    REQUIRE(s->params && s->m && s->v, st);
+    REQUIRE_ST(s->params && s->m && s->v, st);
     cuvae_train_state ts = {s->params, s->m, s->v, 0};
-    REQUIRE(cuvae_backend_get_state(be, &ts, &st) == 0, st);
+    REQUIRE_ST(cuvae_backend_get_state(be, &ts, &st) == 0, st);
     s->adam_t = ts.adam_t;
 }
 
@@ -177,9 +170,9 @@ static void compare_eval(const fixture *f, cuvae_backend *gpu, cuvae_backend *cp
     cuvae_backend *be[2] = {gpu, cpu};
     for (int k = 0; k < 2; k++) {
         cuvae_eval_out out = {res[k][0], res[k][1], res[k][2], res[k][3], mu[k], lv[k]};
-        REQUIRE(cuvae_backend_evaluate(be[k], CUVAE_SET_TEST, idx, N_TEST, EVAL_K, 5, &out, &st) ==
-                    0,
-                st);
+        REQUIRE_ST(
+            cuvae_backend_evaluate(be[k], CUVAE_SET_TEST, idx, N_TEST, EVAL_K, 5, &out, &st) == 0,
+            st);
     }
     const char *names[4] = {"neg_elbo", "neg_iw", "rec", "kl"};
     char what[96];
@@ -195,7 +188,7 @@ static void compare_eval(const fixture *f, cuvae_backend *gpu, cuvae_backend *cp
     /* Decoding the same latents. */
     static float z[16 * LATENT], xm[2][16 * PIXELS];
     cuvae_normal_fill(1, CUVAE_STREAM_SAMPLE, 0, 0, z, 16 * LATENT);
-    for (int k = 0; k < 2; k++) REQUIRE(cuvae_backend_decode(be[k], z, 16, xm[k], &st) == 0, st);
+    for (int k = 0; k < 2; k++) REQUIRE_ST(cuvae_backend_decode(be[k], z, 16, xm[k], &st) == 0, st);
     snprintf(what, sizeof what, "%s: decode", tag);
     cuvae_check_close(what, xm[0], xm[1], 16 * PIXELS, CUVAE_FP32_RTOL, CUVAE_FP32_ATOL);
 }

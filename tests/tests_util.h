@@ -28,6 +28,15 @@ extern int cuvae_test_failures;
         }                                                                                          \
     } while (0)
 
+/* A setup step that must hold (the status `st` says why it did not): prints and exits 1. */
+#define REQUIRE_ST(cond, st)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #cond, (st).msg);        \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
 /* Checks that st->msg contains `needle` (a failed check prints both). */
 #define CHECK_MSG(msg, needle) cuvae_check_msg(__FILE__, __LINE__, (msg), (needle))
 void cuvae_check_msg(const char *file, int line, const char *msg, const char *needle);
