@@ -14,27 +14,10 @@
 #include "npy.h"
 #include "tests_util.h"
 
-/* A .npy header (version 1 unless v2) with `dict` padded to 64 bytes. Returns its length. */
-static size_t npy_bytes(uint8_t *out, const char *dict, int v2)
-{
-    size_t pre = v2 ? 12 : 10, dl = strlen(dict);
-    size_t total = (pre + dl + 1 + 63) / 64 * 64, hlen = total - pre;
-    memcpy(out, "\x93NUMPY", 6);
-    out[6] = v2 ? 2 : 1;
-    out[7] = 0;
-    out[8] = (uint8_t)hlen;
-    out[9] = (uint8_t)(hlen >> 8);
-    if (v2) out[10] = out[11] = 0;
-    memcpy(out + pre, dict, dl);
-    memset(out + pre + dl, ' ', hlen - dl - 1);
-    out[total - 1] = '\n';
-    return total;
-}
-
 static int parse(const char *dict, cuvae_npy_header *h, cuvae_status *st)
 {
     uint8_t buf[512];
-    size_t n = npy_bytes(buf, dict, 0);
+    size_t n = cuvae_test_npy_header(buf, dict, 0);
     return cuvae_npy_parse_header(buf, n, "x.npy", h, st);
 }
 
@@ -52,7 +35,8 @@ static void test_good_headers(void)
     CHECK(parse("{'descr': '<u2', 'fortran_order': False, 'shape': (), }", &h, &st) == 0);
     CHECK(h.ndim == 0 && h.data_bytes == 2);
     uint8_t buf[512];
-    size_t n = npy_bytes(buf, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", 1);
+    size_t n = cuvae_test_npy_header(
+        buf, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", 1);
     CHECK(cuvae_npy_parse_header(buf, n, "x.npy", &h, &st) == 0 && h.data_offset == n);
     CHECK(cuvae_npy_sniff(buf, n) == 1 && cuvae_npy_sniff((const uint8_t *)"PK\3\4xx", 6) == 2);
 }
@@ -88,7 +72,8 @@ static void test_hostile_headers(void)
     cuvae_npy_header h;
     cuvae_status st;
     uint8_t buf[512];
-    size_t n = npy_bytes(buf, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", 0);
+    size_t n = cuvae_test_npy_header(
+        buf, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", 0);
     for (size_t cut = 0; cut < n; cut += 7) {
         CHECK(cuvae_npy_parse_header(buf, cut, "x.npy", &h, &st) == -1);
         CHECK_MSG(st.msg, "truncated");
@@ -110,54 +95,21 @@ static void test_hostile_headers(void)
     CHECK_MSG(st.msg, "not printable ASCII");
 }
 
-static void put16(uint8_t *p, unsigned v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, v & 0xffff);
-    put16(p + 2, v >> 16);
-}
-
-/* A zip of members names[i] holding sizes[i] stored bytes each (method, flags as given). */
+/* A zip of stored members names[i] of sizes[i] bytes each, member i filled with 'a' + i (method
+ * and flags as given). */
 static size_t zip_bytes(uint8_t *out, int n, const char *const *names, const uint32_t *sizes,
                         unsigned method, unsigned flags)
 {
-    size_t at = 0, offs[8];
+    static uint8_t bodies[CUVAE_TEST_ZIP_MAX][1024];
+    const uint8_t *b[CUVAE_TEST_ZIP_MAX];
+    size_t lens[CUVAE_TEST_ZIP_MAX];
     for (int i = 0; i < n; i++) {
-        size_t nl = strlen(names[i]);
-        offs[i] = at;
-        memset(out + at, 0, 30);
-        put32(out + at, 0x04034b50u);
-        put16(out + at + 26, (unsigned)nl);
-        memcpy(out + at + 30, names[i], nl);
-        at += 30 + nl;
-        memset(out + at, 'a' + i, sizes[i]);
-        at += sizes[i];
+        if (sizes[i] > sizeof bodies[i]) abort();
+        memset(bodies[i], 'a' + i, sizes[i]);
+        b[i] = bodies[i];
+        lens[i] = sizes[i];
     }
-    size_t cd = at;
-    for (int i = 0; i < n; i++) {
-        size_t nl = strlen(names[i]);
-        memset(out + at, 0, 46);
-        put32(out + at, 0x02014b50u);
-        put16(out + at + 8, flags);
-        put16(out + at + 10, method);
-        put32(out + at + 20, sizes[i]);
-        put32(out + at + 24, sizes[i]);
-        put16(out + at + 28, (unsigned)nl);
-        put32(out + at + 42, (uint32_t)offs[i]);
-        memcpy(out + at + 46, names[i], nl);
-        at += 46 + nl;
-    }
-    memset(out + at, 0, 22);
-    put32(out + at, 0x06054b50u);
-    put16(out + at + 8, (unsigned)n);
-    put16(out + at + 10, (unsigned)n);
-    put32(out + at + 12, (uint32_t)(at - cd));
-    put32(out + at + 16, (uint32_t)cd);
-    return at + 22;
+    return cuvae_test_zip(out, n, names, b, lens, method, flags);
 }
 
 static void test_npz_directory(void)
@@ -200,13 +152,13 @@ static void test_npz_directory(void)
                          sizeof member, &st) == -1);
     CHECK_MSG(st.msg, "encrypted");
     n = zip_bytes(z, 1, names, sizes, 0, 0);
-    put32(z + n - 22 + 16, 4000); /* the directory points past the end */
+    cuvae_test_put32(z + n - 22 + 16, 4000); /* the directory points past the end */
     CHECK(cuvae_npz_find(z, n, "a.npz", NULL, "x_train", &off, &cs, &us, &method, &crc, member,
                          sizeof member, &st) == -1);
     CHECK_MSG(st.msg, "outside the file");
     n = zip_bytes(z, 1, names, sizes, 0, 0);
-    put32(z + 30 + 11 + 100 + 20, 100000); /* the member's size past the end */
-    put32(z + 30 + 11 + 100 + 24, 100000);
+    cuvae_test_put32(z + 30 + 11 + 100 + 20, 100000); /* the member's size past the end */
+    cuvae_test_put32(z + 30 + 11 + 100 + 24, 100000);
     CHECK(cuvae_npz_find(z, n, "a.npz", NULL, "x_train", &off, &cs, &us, &method, &crc, member,
                          sizeof member, &st) == -1);
     CHECK_MSG(st.msg, "truncated");
@@ -224,7 +176,7 @@ static void write_npy(const char *path, const char *descr, const char *shape, co
     char dict[256];
     snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr,
              shape);
-    size_t n = npy_bytes(buf, dict, 0);
+    size_t n = cuvae_test_npy_header(buf, dict, 0);
     memcpy(buf + n, data, len);
     CHECK(cuvae_test_write_file(path, buf, n + len) == 0);
 }
@@ -308,8 +260,8 @@ static void test_image_shapes(void)
     static uint8_t z[8192];
     const char *names[] = {"x_train.npy"};
     uint8_t npy[512];
-    size_t hl =
-        npy_bytes(npy, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 3, 3), }", 0);
+    size_t hl = cuvae_test_npy_header(
+        npy, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 3, 3), }", 0);
     memcpy(npy + hl, hwc, sizeof hwc);
     uint32_t sizes[] = {(uint32_t)(hl + sizeof hwc)};
     size_t zn = zip_bytes(z, 1, names, sizes, 0, 0);
@@ -318,7 +270,8 @@ static void test_image_shapes(void)
     CHECK(load(npz, NULL, &ds, &st) == 0);
     CHECK(ds.channels == 3 && ds.pixels && memcmp(ds.pixels, chw, sizeof chw) == 0);
     cuvae_dataset_free(&ds);
-    hl = npy_bytes(npy, "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 3, 2), }", 0);
+    hl = cuvae_test_npy_header(
+        npy, "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 3, 2), }", 0);
     CHECK(hl + 36 == sizes[0]); /* the same member size: the zip stays valid */
     memcpy(z + 30 + strlen(names[0]), npy, hl);
     CHECK(cuvae_test_write_file(npz, z, zn) == 0);

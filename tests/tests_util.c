@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "philox.h"
 
@@ -143,4 +144,92 @@ void cuvae_test_make_images(uint8_t *pixels, uint8_t *labels, int n, int rows, i
             }
         }
     }
+}
+
+size_t cuvae_test_npy_header(uint8_t *out, const char *dict, int v2)
+{
+    size_t pre = v2 ? 12 : 10, dl = strlen(dict);
+    size_t total = (pre + dl + 1 + 63) / 64 * 64, hlen = total - pre;
+    memcpy(out, "\x93NUMPY", 6);
+    out[6] = v2 ? 2 : 1;
+    out[7] = 0;
+    out[8] = (uint8_t)hlen;
+    out[9] = (uint8_t)(hlen >> 8);
+    if (v2) out[10] = out[11] = 0;
+    memcpy(out + pre, dict, dl);
+    memset(out + pre + dl, ' ', hlen - dl - 1);
+    out[total - 1] = '\n';
+    return total;
+}
+
+void cuvae_test_put16(uint8_t *p, unsigned v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+void cuvae_test_put32(uint8_t *p, uint32_t v)
+{
+    cuvae_test_put16(p, v & 0xffff);
+    cuvae_test_put16(p + 2, v >> 16);
+}
+
+size_t cuvae_test_zip(uint8_t *out, int n, const char *const *names, const uint8_t *const *bodies,
+                      const size_t *lens, unsigned method, unsigned flags)
+{
+    size_t at = 0, offs[CUVAE_TEST_ZIP_MAX], cl[CUVAE_TEST_ZIP_MAX];
+    uint32_t crcs[CUVAE_TEST_ZIP_MAX];
+    if (n > CUVAE_TEST_ZIP_MAX) abort();
+    for (int i = 0; i < n; i++) {
+        size_t nl = strlen(names[i]);
+        offs[i] = at;
+        crcs[i] = (uint32_t)crc32(0, bodies[i], (uInt)lens[i]);
+        memset(out + at, 0, 30);
+        cuvae_test_put32(out + at, 0x04034b50u);
+        cuvae_test_put16(out + at + 8, method);
+        cuvae_test_put16(out + at + 26, (unsigned)nl);
+        memcpy(out + at + 30, names[i], nl);
+        at += 30 + nl;
+        if (method == 8) {
+            z_stream zs;
+            memset(&zs, 0, sizeof zs);
+            if (deflateInit2(&zs, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) abort();
+            zs.next_in = (Bytef *)bodies[i];
+            zs.avail_in = (uInt)lens[i];
+            zs.next_out = out + at;
+            zs.avail_out = (uInt)deflateBound(&zs, (uLong)lens[i]);
+            if (deflate(&zs, Z_FINISH) != Z_STREAM_END) abort();
+            cl[i] = zs.total_out;
+            deflateEnd(&zs);
+        } else {
+            memcpy(out + at, bodies[i], lens[i]);
+            cl[i] = lens[i];
+        }
+        cuvae_test_put32(out + offs[i] + 14, crcs[i]);
+        cuvae_test_put32(out + offs[i] + 18, (uint32_t)cl[i]);
+        cuvae_test_put32(out + offs[i] + 22, (uint32_t)lens[i]);
+        at += cl[i];
+    }
+    size_t cd = at;
+    for (int i = 0; i < n; i++) {
+        size_t nl = strlen(names[i]);
+        memset(out + at, 0, 46);
+        cuvae_test_put32(out + at, 0x02014b50u);
+        cuvae_test_put16(out + at + 8, flags);
+        cuvae_test_put16(out + at + 10, method);
+        cuvae_test_put32(out + at + 16, crcs[i]);
+        cuvae_test_put32(out + at + 20, (uint32_t)cl[i]);
+        cuvae_test_put32(out + at + 24, (uint32_t)lens[i]);
+        cuvae_test_put16(out + at + 28, (unsigned)nl);
+        cuvae_test_put32(out + at + 42, (uint32_t)offs[i]);
+        memcpy(out + at + 46, names[i], nl);
+        at += 46 + nl;
+    }
+    memset(out + at, 0, 22);
+    cuvae_test_put32(out + at, 0x06054b50u);
+    cuvae_test_put16(out + at + 8, (unsigned)n);
+    cuvae_test_put16(out + at + 10, (unsigned)n);
+    cuvae_test_put32(out + at + 12, (uint32_t)(at - cd));
+    cuvae_test_put32(out + at + 16, (uint32_t)cd);
+    return at + 22;
 }

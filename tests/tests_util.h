@@ -76,4 +76,21 @@ int cuvae_test_write_file(const char *path, const void *content, size_t len);
 void cuvae_test_make_images(uint8_t *pixels, uint8_t *labels, int n, int rows, int cols,
                             uint64_t seed);
 
+/* A .npy header (version 1, or 2 when v2) holding the dict text `dict`, padded to 64 bytes as
+ * NumPy writes it, into out. Returns its length (the array's bytes follow it). */
+size_t cuvae_test_npy_header(uint8_t *out, const char *dict, int v2);
+
+/* Little-endian 16- and 32-bit fields of zip and other binary formats. */
+void cuvae_test_put16(uint8_t *p, unsigned v);
+void cuvae_test_put32(uint8_t *p, uint32_t v);
+
+/* A zip archive as NumPy's savez writes it (no data descriptors, no extra fields) of n members
+ * (at most CUVAE_TEST_ZIP_MAX): names[i] holding bodies[i][0..lens[i]), deflated when method is 8,
+ * else stored and labelled with `method` (an unsupported one for the refusal tests); `flags` are
+ * the central directory's general-purpose flags. Returns the archive's length; `out` must hold
+ * the members, their headers and the directory. */
+#define CUVAE_TEST_ZIP_MAX 8
+size_t cuvae_test_zip(uint8_t *out, int n, const char *const *names, const uint8_t *const *bodies,
+                      const size_t *lens, unsigned method, unsigned flags);
+
 #endif
